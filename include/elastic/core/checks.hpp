@@ -1,0 +1,88 @@
+// Argument checks shared by both executors, so the host and CUDA paths accept
+// exactly the same inputs and reject bad ones with the same messages, before
+// anything is written.
+//
+// The data contract of every primitive: views are non-null when non-empty;
+// every row starts on a 16-byte boundary (the data pointer and the row stride
+// in bytes are multiples of 16), and every reduction length is a whole number
+// of 16-byte vectors; outputs do not overlap inputs.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "elastic/core/dtype.hpp"
+#include "elastic/core/error.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/math/row_dot.hpp"
+
+namespace elastic::detail {
+
+inline constexpr std::size_t row_alignment = 16;
+
+template <class T>
+void check_view(const MatrixView<T>& view, std::string_view op, std::string_view name) {
+  if (view.empty()) return;
+  require(view.data() != nullptr, op, ": ", name, " ", view.describe(), " has a null data pointer");
+  require(reinterpret_cast<std::uintptr_t>(view.data()) % row_alignment == 0, op, ": ", name,
+          " data pointer must be ", row_alignment, "-byte aligned, found address ",
+          static_cast<const void*>(view.data()));
+  require(view.rows() <= 1 || (view.row_stride() * sizeof(T)) % row_alignment == 0, op, ": ", name,
+          " row stride must be a multiple of ", row_alignment, " bytes, found ", view.row_stride(),
+          " elements of ", sizeof(T), " bytes");
+}
+
+template <class T>
+void check_shape(const MatrixView<T>& view, index_t rows, index_t cols, std::string_view op,
+                 std::string_view name) {
+  require(view.rows() == rows && view.cols() == cols, op, ": ", name, " must be [", rows, " x ", cols,
+          "], found ", view.describe());
+}
+
+template <class T>
+void check_reduction_length(index_t length, std::string_view op) {
+  require(length % math::vector_width<T> == 0, op, ": the reduction length must be a multiple of ",
+          math::vector_width<T>, " ", dtype_name(dtype_of<T>), " elements (16 bytes), found ", length);
+}
+
+template <class T, class U>
+void check_disjoint(const MatrixView<T>& output, const MatrixView<U>& input, std::string_view op,
+                    std::string_view input_name) {
+  require(!overlaps(output, input), op, ": the output overlaps the ", input_name);
+}
+
+// y[t, o] = sum_i x[t, i] * w[o, i]
+template <class T>
+void check_linear(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w) {
+  constexpr std::string_view op = "linear";
+  check_shape(y, x.rows(), w.rows(), op, "output");
+  require(x.cols() == w.cols(), op, ": the input has ", x.cols(), " columns but the weight has ",
+          w.cols(), " (expected equal)");
+  check_reduction_length<T>(w.cols(), op);
+  check_view(y, op, "output");
+  check_view(x, op, "input");
+  check_view(w, op, "weight");
+  check_disjoint(y, x, op, "input");
+  check_disjoint(y, w, op, "weight");
+}
+
+// h[t, j] = silu(x[t] . gate[j]) * (x[t] . up[j])
+template <class T>
+void check_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const ConstMatrixView<T>& gate,
+                  const ConstMatrixView<T>& up) {
+  constexpr std::string_view op = "swiglu";
+  check_shape(up, gate.rows(), gate.cols(), op, "up weight");
+  check_shape(h, x.rows(), gate.rows(), op, "output");
+  require(x.cols() == gate.cols(), op, ": the input has ", x.cols(),
+          " columns but the gate weight has ", gate.cols(), " (expected equal)");
+  check_reduction_length<T>(gate.cols(), op);
+  check_view(h, op, "output");
+  check_view(x, op, "input");
+  check_view(gate, op, "gate weight");
+  check_view(up, op, "up weight");
+  check_disjoint(h, x, op, "input");
+  check_disjoint(h, gate, op, "gate weight");
+  check_disjoint(h, up, op, "up weight");
+}
+
+}  // namespace elastic::detail

@@ -1,0 +1,41 @@
+// The executor concept: the primitives every backend implements so layers are
+// written once. An executor computes on memory in its own space (host or
+// device); layers hand it views and a caller-owned workspace sized by its
+// size queries. Primitives (y = output, x = input rows, one row per token):
+//
+//   linear(y, x, w, ws [, Extent<L>])    y = x . w^T            (w: [out x in])
+//   swiglu(h, x, w_gate, w_up, ws)       h = silu(x . w_gate^T) * (x . w_up^T)
+//
+// Extent<L> says the reduction length is the compile-time width L, so a
+// backend may specialise on it. Implementations: elastic::host::Executor
+// (host/executor.hpp) and elastic::cuda::Executor (cuda/executor.cuh).
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+
+#include "elastic/core/dtype.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/core/widths.hpp"
+#include "elastic/core/workspace.hpp"
+
+namespace elastic {
+
+enum class MemorySpace { host, device };
+
+template <class E, class T>
+concept ExecutorFor =
+    ElementType<T> && requires(E& ex, const E& const_ex, MatrixView<T> y, ConstMatrixView<T> x,
+                               Workspace workspace, index_t n) {
+      { E::memory_space } -> std::convertible_to<MemorySpace>;
+      { const_ex.template linear_workspace_bytes<T>(n, n, n) } -> std::same_as<std::size_t>;
+      { const_ex.template swiglu_workspace_bytes<T>(n, n, n) } -> std::same_as<std::size_t>;
+      ex.linear(y, x, x, workspace);
+      ex.linear(y, x, x, workspace, Extent<64>{});
+      ex.swiglu(y, x, x, x, workspace);
+    };
+
+template <class E>
+concept Executor = ExecutorFor<E, float> && ExecutorFor<E, half_t> && ExecutorFor<E, bfloat16_t>;
+
+}  // namespace elastic

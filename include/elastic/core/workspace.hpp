@@ -1,0 +1,61 @@
+// Caller-owned scratch memory with a size query first (CUB's two-phase
+// pattern). A layer asks how many bytes a call needs, the caller provides a
+// Workspace of at least that size (host or device memory, as the executor
+// expects), and the call carves its buffers out of it without allocating.
+// The size query and the carving run the same WorkspaceCursor code, once in
+// measuring mode (no memory) and once for real, so the two cannot disagree.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "elastic/core/error.hpp"
+
+namespace elastic {
+
+// Every buffer carved from a workspace starts on this boundary.
+inline constexpr std::size_t workspace_alignment = 256;
+
+constexpr std::size_t align_up(std::size_t value, std::size_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+struct Workspace {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+};
+
+class WorkspaceCursor {
+ public:
+  // Measuring mode: take() returns null and only counts bytes.
+  WorkspaceCursor() = default;
+
+  // Carving mode over caller memory; the base must be aligned.
+  explicit WorkspaceCursor(Workspace workspace) : workspace_(workspace), measuring_(false) {
+    require<WorkspaceError>(workspace.bytes == 0 || workspace.data != nullptr,
+                            "workspace of ", workspace.bytes, " bytes has a null pointer");
+    require<WorkspaceError>(reinterpret_cast<std::uintptr_t>(workspace.data) % workspace_alignment == 0,
+                            "workspace must be aligned to ", workspace_alignment, " bytes");
+  }
+
+  // Reserves count elements of T; in carving mode throws when the workspace
+  // is too small.
+  template <class T>
+  T* take(std::size_t count) {
+    const std::size_t begin = used_;
+    used_ = align_up(begin + count * sizeof(T), workspace_alignment);
+    if (measuring_) return nullptr;
+    require<WorkspaceError>(used_ <= workspace_.bytes, "workspace too small: need at least ", used_,
+                            " bytes, found ", workspace_.bytes);
+    return reinterpret_cast<T*>(static_cast<std::byte*>(workspace_.data) + begin);
+  }
+
+  std::size_t bytes_used() const { return used_; }
+
+ private:
+  Workspace workspace_{};
+  std::size_t used_ = 0;
+  bool measuring_ = true;
+};
+
+}  // namespace elastic

@@ -1,0 +1,25 @@
+// Umbrella header for host-only use: everything that compiles with a plain
+// C++20 compiler and needs no CUDA runtime. Include elastic/elastic.cuh from
+// CUDA translation units to add the CUDA executor.
+#pragma once
+
+#include "elastic/version.hpp"
+
+#include "elastic/core/checks.hpp"
+#include "elastic/core/dtype.hpp"
+#include "elastic/core/error.hpp"
+#include "elastic/core/executor.hpp"
+#include "elastic/core/macros.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/core/widths.hpp"
+#include "elastic/core/workspace.hpp"
+
+#include "elastic/math/activation.hpp"
+#include "elastic/math/row_dot.hpp"
+
+#include "elastic/host/executor.hpp"
+#include "elastic/host/thread_pool.hpp"
+
+#include "elastic/layers/elastic_linear.hpp"
+#include "elastic/layers/elastic_mlp.hpp"
+#include "elastic/layers/width_checks.hpp"

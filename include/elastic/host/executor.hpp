@@ -1,0 +1,102 @@
+// The host (CPU) executor: reference-exact, multi-threaded, usable as a
+// fallback. Output rows of a weight are split across the pool's threads; each
+// output element is one call of the shared math::accumulate_row_dots (the
+// kernel's per-lane loop with a single lane) over tiles of tokens, with
+// float32 accumulation and one rounding to the storage type at the store.
+// Memory is host memory; no primitive needs workspace.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <type_traits>
+
+#include "elastic/core/checks.hpp"
+#include "elastic/core/executor.hpp"
+#include "elastic/host/thread_pool.hpp"
+#include "elastic/math/activation.hpp"
+#include "elastic/math/row_dot.hpp"
+
+namespace elastic::host {
+
+class Executor {
+ public:
+  static constexpr MemorySpace memory_space = MemorySpace::host;
+
+  // Tokens processed per pass over a weight row.
+  static constexpr int token_tile = 16;
+
+  // threads = 0 uses every hardware thread.
+  explicit Executor(unsigned threads = 0)
+      : pool_(std::make_unique<ThreadPool>(threads != 0 ? threads
+                                                        : std::max(1u, std::thread::hardware_concurrency()))) {}
+
+  unsigned threads() const { return pool_->size(); }
+
+  template <ElementType T>
+  std::size_t linear_workspace_bytes(index_t /*tokens*/, index_t /*out*/, index_t /*in*/) const {
+    return 0;
+  }
+
+  template <ElementType T>
+  std::size_t swiglu_workspace_bytes(index_t /*tokens*/, index_t /*out*/, index_t /*in*/) const {
+    return 0;
+  }
+
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+              std::type_identity_t<ConstMatrixView<T>> w, Workspace /*workspace*/ = {},
+              Extent<StaticLength> = {}) {
+    detail::check_linear(y, x, w);
+    require(StaticLength == dynamic_extent || StaticLength == w.cols(), "linear: Extent<",
+            StaticLength, "> does not match the reduction length ", w.cols());
+    run_row_dots<T, 1, StaticLength>(y, x, {w}, [](float dot) { return dot; });
+  }
+
+  template <ElementType T>
+  void swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x,
+              std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
+              Workspace /*workspace*/ = {}) {
+    detail::check_swiglu(h, x, gate, up);
+    run_row_dots<T, 2, dynamic_extent>(h, x, {gate, up}, math::SwiGLU{});
+  }
+
+ private:
+  // out[t, o] = epilogue(x[t] . w_0[o], ..., x[t] . w_{NumRows-1}[o])
+  template <class T, int NumRows, int StaticLength, class Epilogue>
+  void run_row_dots(MatrixView<T> out, ConstMatrixView<T> x,
+                    std::array<ConstMatrixView<T>, NumRows> weights, Epilogue epilogue) {
+    if (out.empty()) return;
+    const index_t rows = out.cols();
+    const index_t length = x.cols();
+    const index_t grain = std::max<index_t>(1, rows / (8 * static_cast<index_t>(threads())));
+    pool_->parallel_for(0, rows, grain, [&](index_t first_row, index_t last_row) {
+      for (index_t row = first_row; row < last_row; ++row) {
+        for (index_t first_token = 0; first_token < x.rows(); first_token += token_tile) {
+          math::RowDotArgs<T, NumRows> args{};
+          for (int r = 0; r < NumRows; ++r) args.weight_rows[r] = weights[r].row(row);
+          args.activations = x.row(first_token);
+          args.activation_stride = x.row_stride();
+          args.length = static_cast<int>(length);
+          args.tokens = static_cast<int>(std::min<index_t>(token_tile, x.rows() - first_token));
+          float partials[NumRows][token_tile] = {};
+          math::accumulate_row_dots<T, token_tile, NumRows, 1, StaticLength>(partials, args, 0);
+          for (int t = 0; t < args.tokens; ++t) {
+            float value;
+            if constexpr (NumRows == 1) value = epilogue(partials[0][t]);
+            else value = epilogue(partials[0][t], partials[1][t]);
+            out(first_token + t, row) = from_float<T>(value);
+          }
+        }
+      }
+    });
+  }
+
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+static_assert(elastic::Executor<Executor>);
+
+}  // namespace elastic::host

@@ -1,0 +1,140 @@
+// A small fixed-size thread pool for the host executor. parallel_for splits an
+// index range into grains that the workers and the calling thread take from a
+// shared counter; it returns when every grain is done and rethrows the first
+// exception a grain threw. Calls from inside a grain run inline (no nested
+// parallelism, no deadlock); calls from several threads at once take turns.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace elastic::host {
+
+class ThreadPool {
+ public:
+  // threads counts the calling thread: ThreadPool(2) starts one worker.
+  explicit ThreadPool(unsigned threads) : size_(std::max(1u, threads)) {
+    workers_.reserve(size_ - 1);
+    for (unsigned i = 1; i < size_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  ~ThreadPool() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    work_ready_.notify_all();
+    for (auto& worker : workers_) worker.join();
+  }
+
+  unsigned size() const { return size_; }
+
+  // Calls body(lo, hi) over [begin, end) in chunks of at most grain indices.
+  template <class Body>
+  void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain, Body&& body) {
+    if (begin >= end) return;
+    grain = std::max<std::int64_t>(1, grain);
+    if (size_ == 1 || inside_pool() || end - begin <= grain) {
+      body(begin, end);
+      return;
+    }
+    std::lock_guard submit(submit_mutex_);
+    Job job(&body,
+            [](void* context, std::int64_t lo, std::int64_t hi) {
+              (*static_cast<std::remove_reference_t<Body>*>(context))(lo, hi);
+            },
+            begin, end, grain);
+    {
+      std::lock_guard lock(mutex_);
+      job_ = &job;
+      pending_workers_ = size_ - 1;
+      ++generation_;
+    }
+    work_ready_.notify_all();
+    run_grains(job);
+    std::unique_lock lock(mutex_);
+    workers_done_.wait(lock, [this] { return pending_workers_ == 0; });
+    job_ = nullptr;
+    if (job.error) std::rethrow_exception(job.error);
+  }
+
+ private:
+  struct Job {
+    Job(void* context_, void (*call_)(void*, std::int64_t, std::int64_t), std::int64_t begin,
+        std::int64_t end_, std::int64_t grain_)
+        : context(context_), call(call_), end(end_), grain(grain_), next(begin) {}
+
+    void* context;
+    void (*call)(void*, std::int64_t, std::int64_t);
+    std::int64_t end;
+    std::int64_t grain;
+    std::atomic<std::int64_t> next;
+    std::mutex error_mutex;
+    std::exception_ptr error;
+  };
+
+  static bool& inside_flag() {
+    thread_local bool inside = false;
+    return inside;
+  }
+  static bool inside_pool() { return inside_flag(); }
+
+  static void run_grains(Job& job) {
+    inside_flag() = true;
+    for (;;) {
+      const std::int64_t lo = job.next.fetch_add(job.grain);
+      if (lo >= job.end) break;
+      try {
+        job.call(job.context, lo, std::min(lo + job.grain, job.end));
+      } catch (...) {
+        std::lock_guard lock(job.error_mutex);
+        if (!job.error) job.error = std::current_exception();
+        job.next.store(job.end);  // stop handing out grains
+      }
+    }
+    inside_flag() = false;
+  }
+
+  void worker_loop() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock lock(mutex_);
+        work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        job = job_;
+      }
+      run_grains(*job);
+      {
+        std::lock_guard lock(mutex_);
+        --pending_workers_;
+      }
+      workers_done_.notify_one();
+    }
+  }
+
+  unsigned size_;
+  std::vector<std::thread> workers_;
+  std::mutex submit_mutex_;
+  std::mutex mutex_;
+  std::condition_variable work_ready_;
+  std::condition_variable workers_done_;
+  Job* job_ = nullptr;
+  unsigned pending_workers_ = 0;
+  std::uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace elastic::host

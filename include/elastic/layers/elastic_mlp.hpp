@@ -1,0 +1,106 @@
+// Elastic SwiGLU MLP (Llama's down(silu(gate(x)) * up(x))) with Flextron's
+// nested widths. The weights are stored once at full width with neurons in
+// importance order; a forward at width k uses the first k neurons: the first
+// k rows of gate and up and the first k columns of down. Widths come from the
+// compile-time set; any token count works. The intermediate activation lives
+// in the caller's workspace (see workspace_bytes), so a forward allocates
+// nothing and may be captured in a CUDA graph on the CUDA executor.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include "elastic/core/checks.hpp"
+#include "elastic/core/executor.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/core/widths.hpp"
+#include "elastic/core/workspace.hpp"
+#include "elastic/layers/width_checks.hpp"
+#include "elastic/math/row_dot.hpp"
+
+namespace elastic {
+
+template <ElementType T, WidthSet WidthsT>
+class ElasticMLP {
+ public:
+  using element_type = T;
+  using widths = WidthsT;
+
+  // gate, up: [intermediate x hidden]; down: [hidden x intermediate]
+  // (PyTorch nn.Linear layout: [out_features x in_features]).
+  struct Weights {
+    ConstMatrixView<T> gate;
+    ConstMatrixView<T> up;
+    ConstMatrixView<T> down;
+  };
+
+  explicit ElasticMLP(const Weights& weights) : weights_(weights) {
+    constexpr auto op = "ElasticMLP";
+    detail::check_shape(weights.up, weights.gate.rows(), weights.gate.cols(), op, "up weight");
+    detail::check_shape(weights.down, weights.gate.cols(), weights.gate.rows(), op, "down weight");
+    detail::check_view(weights.gate, op, "gate weight");
+    detail::check_view(weights.up, op, "up weight");
+    detail::check_view(weights.down, op, "down weight");
+    detail::check_reduction_length<T>(hidden(), op);
+    detail::check_width_set<WidthsT, T>(intermediate(), "ElasticMLP width");
+  }
+
+  index_t hidden() const { return weights_.gate.cols(); }
+  index_t intermediate() const { return weights_.gate.rows(); }
+
+  // The views a forward at this width reads (slices, not copies).
+  Weights weights_at(int width) const {
+    return {weights_.gate.first_rows(width), weights_.up.first_rows(width),
+            weights_.down.first_cols(width)};
+  }
+
+  // Bytes of workspace a forward over `tokens` tokens needs at any width.
+  template <ExecutorFor<T> E>
+  std::size_t workspace_bytes(const E& executor, index_t tokens) const {
+    WorkspaceCursor cursor;
+    carve(cursor, executor, tokens, static_cast<int>(intermediate()));
+    return cursor.bytes_used();
+  }
+
+  // y = down_k(silu(gate_k(x)) * up_k(x)) with x, y: [tokens x hidden]. y may
+  // be x itself (in-place); it may not partly overlap x.
+  template <ExecutorFor<T> E>
+  void forward(E& executor, int width, MatrixView<T> y, ConstMatrixView<T> x,
+               Workspace workspace) const {
+    constexpr auto op = "ElasticMLP";
+    detail::check_width<WidthsT, T>(width, intermediate(), "ElasticMLP width");
+    detail::check_shape(x, x.rows(), hidden(), op, "input");
+    detail::check_shape(y, x.rows(), hidden(), op, "output");
+    require(y.data() == x.data() || !overlaps(y, x), op, ": the output partly overlaps the input");
+    WorkspaceCursor cursor(workspace);
+    const Buffers buffers = carve(cursor, executor, x.rows(), width);
+    const Weights sliced = weights_at(width);
+    WidthsT::dispatch(width, [&]<int Width>() {
+      executor.swiglu(buffers.activation, x, sliced.gate, sliced.up, buffers.scratch);
+      executor.linear(y, ConstMatrixView<T>(buffers.activation), sliced.down, buffers.scratch,
+                      Extent<Width>{});
+    });
+  }
+
+ private:
+  struct Buffers {
+    MatrixView<T> activation;  // [tokens x width]
+    Workspace scratch;         // for the executor's primitives
+  };
+
+  template <class E>
+  Buffers carve(WorkspaceCursor& cursor, const E& executor, index_t tokens, int width) const {
+    const index_t stride = static_cast<index_t>(
+        align_up(static_cast<std::size_t>(width), static_cast<std::size_t>(math::vector_width<T>)));
+    T* activation = cursor.take<T>(static_cast<std::size_t>(tokens * stride));
+    const std::size_t scratch_bytes =
+        std::max(executor.template swiglu_workspace_bytes<T>(tokens, width, hidden()),
+                 executor.template linear_workspace_bytes<T>(tokens, hidden(), width));
+    auto* scratch = cursor.take<std::byte>(scratch_bytes);
+    return {MatrixView<T>(activation, tokens, width, stride), Workspace{scratch, scratch_bytes}};
+  }
+
+  Weights weights_;
+};
+
+}  // namespace elastic
