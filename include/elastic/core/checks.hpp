@@ -51,10 +51,14 @@ void check_disjoint(const MatrixView<T>& output, const MatrixView<U>& input, std
   require(!overlaps(output, input), op, ": the output overlaps the ", input_name);
 }
 
-// y[t, o] = sum_i x[t, i] * w[o, i]
+// y[t, o] = sum_i x[t, i] * w[o, i]; static_length is the Extent the caller
+// promised for the reduction length (0: none).
 template <class T>
-void check_linear(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w) {
+void check_linear(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w,
+                  int static_length) {
   constexpr std::string_view op = "linear";
+  require(static_length == 0 || static_length == w.cols(), op, ": Extent<", static_length,
+          "> does not match the reduction length ", w.cols());
   check_shape(y, x.rows(), w.rows(), op, "output");
   require(x.cols() == w.cols(), op, ": the input has ", x.cols(), " columns but the weight has ",
           w.cols(), " (expected equal)");

@@ -49,10 +49,8 @@ class Executor {
   void linear(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
               std::type_identity_t<ConstMatrixView<T>> w, Workspace /*workspace*/ = {},
               Extent<StaticLength> = {}) {
-    detail::check_linear(y, x, w);
-    require(StaticLength == dynamic_extent || StaticLength == w.cols(), "linear: Extent<",
-            StaticLength, "> does not match the reduction length ", w.cols());
-    run_row_dots<T, 1, StaticLength>(y, x, {w}, [](float dot) { return dot; });
+    detail::check_linear(y, x, w, StaticLength);
+    run_row_dots<T, 1, StaticLength>(y, x, {w}, math::Identity{});
   }
 
   template <ElementType T>
@@ -83,12 +81,8 @@ class Executor {
           args.tokens = static_cast<int>(std::min<index_t>(token_tile, x.rows() - first_token));
           float partials[NumRows][token_tile] = {};
           math::accumulate_row_dots<T, token_tile, NumRows, 1, StaticLength>(partials, args, 0);
-          for (int t = 0; t < args.tokens; ++t) {
-            float value;
-            if constexpr (NumRows == 1) value = epilogue(partials[0][t]);
-            else value = epilogue(partials[0][t], partials[1][t]);
-            out(first_token + t, row) = from_float<T>(value);
-          }
+          for (int t = 0; t < args.tokens; ++t)
+            out(first_token + t, row) = from_float<T>(math::finish_row_dots(epilogue, partials, t));
         }
       }
     });

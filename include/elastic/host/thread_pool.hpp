@@ -45,7 +45,7 @@ class ThreadPool {
     if (begin >= end) return;
     grain = std::max<std::int64_t>(1, grain);
     if (size_ == 1 || inside_pool() || end - begin <= grain) {
-      body(begin, end);
+      for (std::int64_t lo = begin; lo < end; lo += grain) body(lo, std::min(lo + grain, end));
       return;
     }
     std::lock_guard submit(submit_mutex_);

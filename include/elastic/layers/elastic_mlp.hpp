@@ -20,19 +20,22 @@
 
 namespace elastic {
 
+// The three projections of a SwiGLU MLP. gate, up: [intermediate x hidden];
+// down: [hidden x intermediate] (PyTorch nn.Linear layout: [out x in]).
+template <ElementType T>
+struct MLPWeights {
+  ConstMatrixView<T> gate;
+  ConstMatrixView<T> up;
+  ConstMatrixView<T> down;
+};
+
 template <ElementType T, WidthSet WidthsT>
 class ElasticMLP {
  public:
   using element_type = T;
   using widths = WidthsT;
 
-  // gate, up: [intermediate x hidden]; down: [hidden x intermediate]
-  // (PyTorch nn.Linear layout: [out_features x in_features]).
-  struct Weights {
-    ConstMatrixView<T> gate;
-    ConstMatrixView<T> up;
-    ConstMatrixView<T> down;
-  };
+  using Weights = MLPWeights<T>;
 
   explicit ElasticMLP(const Weights& weights) : weights_(weights) {
     constexpr auto op = "ElasticMLP";

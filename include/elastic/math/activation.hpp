@@ -11,6 +11,11 @@ namespace elastic::math {
 // silu(x) = x * sigmoid(x) = x / (1 + e^-x)
 ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float silu(float x) { return x / (1.0f + expf(-x)); }
 
+// Passes a dot product through unchanged (a plain linear map).
+struct Identity {
+  ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float operator()(float value) const { return value; }
+};
+
 // Llama's gated unit: silu(gate) * up.
 struct SwiGLU {
   ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float operator()(float gate, float up) const {

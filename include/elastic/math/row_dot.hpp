@@ -96,3 +96,20 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void accumulate_row_dots(
 }
 
 }  // namespace elastic::math
+
+namespace elastic::math {
+
+// Applies the epilogue to token t's finished dot products (one per weight
+// matrix): Identity for a linear map, SwiGLU for gate and up.
+template <int NumRows, int MaxTokens, class Epilogue>
+ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float finish_row_dots(
+    const Epilogue& epilogue, const float (&dots)[NumRows][MaxTokens], int t) {
+  static_assert(NumRows == 1 || NumRows == 2, "epilogues take one or two dot products");
+  if constexpr (NumRows == 1) {
+    return epilogue(dots[0][t]);
+  } else {
+    return epilogue(dots[0][t], dots[1][t]);
+  }
+}
+
+}  // namespace elastic::math

@@ -1,0 +1,110 @@
+// The decode kernel: a skinny GEMM for 1-16 tokens in which one warp computes
+// one output neuron for every token. Each lane streams its 16-byte vectors of
+// the weight row (of gate and up together for the fused SwiGLU), multiplies
+// them with the tokens' activations, the warp sums its lanes' partials with a
+// butterfly, and lane t stores token t through the epilogue. The fused SwiGLU
+// variant reads gate row j and up row j in the same pass, so the intermediate
+// activation is written once and the gate/up outputs never reach memory.
+//
+// The per-lane loop is math::accumulate_row_dots, shared with the host
+// executor. Template parameters: MaxTokens (a bucket of 1, 4 or 16 tokens),
+// NumRows (1 = linear, 2 = gate+up), StaticLength (the compile-time reduction
+// length, or 0).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "elastic/core/dtype.hpp"
+#include "elastic/core/error.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/cuda/error.cuh"
+#include "elastic/math/row_dot.hpp"
+
+namespace elastic::cuda {
+
+// Token counts the decode kernel is compiled for; a call uses the smallest
+// bucket that holds its tokens.
+inline constexpr int decode_max_tokens = 16;
+
+template <class T, int NumRows>
+struct RowDotParams {
+  const T* weights[NumRows];
+  index_t weight_strides[NumRows];
+  const T* activations;  // [tokens x length]
+  index_t activation_stride;
+  T* output;  // [tokens x rows]
+  index_t output_stride;
+  int rows;
+  int length;
+  int tokens;
+};
+
+namespace kernels {
+
+inline constexpr int row_dot_warps_per_block = 4;
+inline constexpr int warp_size = 32;
+
+// Sums every value over the 32 lanes of a warp; all lanes end with the sums.
+template <int NumRows, int MaxTokens>
+__device__ __forceinline__ void warp_sum(float (&values)[NumRows][MaxTokens]) {
+  ELASTIC_UNROLL
+  for (int offset = warp_size / 2; offset > 0; offset /= 2)
+    ELASTIC_UNROLL
+    for (int r = 0; r < NumRows; ++r)
+      ELASTIC_UNROLL
+      for (int t = 0; t < MaxTokens; ++t)
+        values[r][t] += __shfl_xor_sync(0xffffffffu, values[r][t], offset);
+}
+
+template <class T, int MaxTokens, int NumRows, int StaticLength, class Epilogue>
+__global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
+    row_dots(const RowDotParams<T, NumRows> params, const Epilogue epilogue) {
+  const int lane = static_cast<int>(threadIdx.x) % warp_size;
+  const int row = static_cast<int>(blockIdx.x) * row_dot_warps_per_block +
+                  static_cast<int>(threadIdx.x) / warp_size;
+  if (row >= params.rows) return;  // whole warps leave together
+
+  math::RowDotArgs<T, NumRows> args;
+  ELASTIC_UNROLL
+  for (int r = 0; r < NumRows; ++r) args.weight_rows[r] = params.weights[r] + row * params.weight_strides[r];
+  args.activations = params.activations;
+  args.activation_stride = params.activation_stride;
+  args.length = params.length;
+  args.tokens = params.tokens;
+
+  float dots[NumRows][MaxTokens] = {};
+  math::accumulate_row_dots<T, MaxTokens, NumRows, warp_size, StaticLength>(dots, args, lane);
+  warp_sum(dots);
+
+  ELASTIC_UNROLL
+  for (int t = 0; t < MaxTokens; ++t)
+    if (t == lane && t < params.tokens)
+      params.output[t * params.output_stride + row] = from_float<T>(math::finish_row_dots(epilogue, dots, t));
+}
+
+}  // namespace kernels
+
+// Calls f.template operator()<Bucket>() with the smallest token bucket that
+// holds `tokens` (1 <= tokens <= decode_max_tokens).
+template <class F>
+void dispatch_token_bucket(int tokens, F&& f) {
+  require(tokens >= 1 && tokens <= decode_max_tokens, "decode kernels take 1 to ", decode_max_tokens,
+          " tokens, found ", tokens);
+  if (tokens == 1) f.template operator()<1>();
+  else if (tokens <= 4) f.template operator()<4>();
+  else f.template operator()<16>();
+}
+
+// Enqueues out = epilogue(x . w_r^T ...) on the stream.
+template <class T, int NumRows, int StaticLength, class Epilogue>
+void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(
+      (params.rows + kernels::row_dot_warps_per_block - 1) / kernels::row_dot_warps_per_block);
+  dispatch_token_bucket(params.tokens, [&]<int MaxTokens>() {
+    kernels::row_dots<T, MaxTokens, NumRows, StaticLength, Epilogue>
+        <<<blocks, kernels::row_dot_warps_per_block * kernels::warp_size, 0, stream>>>(params, epilogue);
+  });
+  ELASTIC_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace elastic::cuda
