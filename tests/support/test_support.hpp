@@ -13,12 +13,9 @@
 #include <vector>
 
 #include "elastic/elastic.hpp"
+#include "support/test_config.hpp"
 
 namespace elastic::test {
-
-#ifndef ELASTIC_TEST_WIDTHS
-#define ELASTIC_TEST_WIDTHS 64, 128, 192, 256
-#endif
 
 // The MLP widths every test walks (CMake: ELASTIC_TEST_WIDTHS).
 using TestWidths = Widths<ELASTIC_TEST_WIDTHS>;
