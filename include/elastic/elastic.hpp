@@ -19,6 +19,7 @@
 
 #include "elastic/host/executor.hpp"
 #include "elastic/host/thread_pool.hpp"
+#include "elastic/host/workspace_buffer.hpp"
 
 #include "elastic/layers/elastic_linear.hpp"
 #include "elastic/layers/elastic_mlp.hpp"

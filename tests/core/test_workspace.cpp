@@ -15,7 +15,7 @@ TEST_CASE("measuring and carving agree") {
   const std::size_t needed = measure.bytes_used();
   CHECK(needed == 256 + 768);
 
-  test::HostWorkspace storage(needed);
+  host::WorkspaceBuffer storage(needed);
   WorkspaceCursor carve(storage.get());
   float* first = carve.take<float>(10);
   half_t* second = carve.take<half_t>(300);
@@ -26,11 +26,11 @@ TEST_CASE("measuring and carving agree") {
 }
 
 TEST_CASE("a workspace that is too small throws") {
-  test::HostWorkspace storage(512);
+  host::WorkspaceBuffer storage(512);
   WorkspaceCursor carve(storage.get());
   carve.take<float>(64);
   CHECK_THROWS_WITH_AS(carve.take<float>(65), "workspace too small: need at least 768 bytes, found 512",
                        WorkspaceError);
   CHECK_THROWS_AS(WorkspaceCursor(Workspace{nullptr, 64}), WorkspaceError);
-  CHECK_THROWS_AS(WorkspaceCursor(Workspace{storage.storage.data() + 8, 64}), WorkspaceError);
+  CHECK_THROWS_AS(WorkspaceCursor(Workspace{static_cast<std::byte*>(storage.get().data) + 8, 64}), WorkspaceError);
 }

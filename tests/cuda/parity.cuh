@@ -30,7 +30,7 @@ void check_mlp_parity() {
   for (int tokens : cuda_token_counts) {
     const HostMatrix<T> x = random_matrix<T>(tokens, parity_hidden, 500 + tokens);
     const DeviceMatrix<T> device_x(x);
-    HostWorkspace host_workspace(host_mlp.workspace_bytes(host_executor, tokens));
+    host::WorkspaceBuffer host_workspace(host_mlp.workspace_bytes(host_executor, tokens));
     const DeviceWorkspace device_workspace(device_mlp.workspace_bytes(device_executor, tokens));
     TestWidths::for_each([&]<int Width>() {
       CAPTURE(tokens);

@@ -41,7 +41,7 @@ TEST_CASE_TEMPLATE("elastic MLP matches float64 at every width and token count",
   CHECK(mlp.intermediate() == kFull);
   for (int tokens : test::token_counts) {
     const auto x = test::random_matrix<T>(tokens, kHidden, 1000 + tokens);
-    test::HostWorkspace workspace(mlp.workspace_bytes(executor, tokens));
+    host::WorkspaceBuffer workspace(mlp.workspace_bytes(executor, tokens));
     test::TestWidths::for_each([&]<int Width>() {
       CAPTURE(tokens);
       CAPTURE(Width);
@@ -59,7 +59,7 @@ TEST_CASE_TEMPLATE("width k equals a dense MLP of the first k neurons", T, float
   const test::RandomMLP<T> weights(kHidden, kFull, 7);
   const MLP<T> mlp(weights.weights());
   const auto x = test::random_matrix<T>(5, kHidden, 3);
-  test::HostWorkspace workspace(mlp.workspace_bytes(executor, x.rows));
+  host::WorkspaceBuffer workspace(mlp.workspace_bytes(executor, x.rows));
   test::TestWidths::for_each([&]<int Width>() {
     CAPTURE(Width);
     const DenseCopy<T> dense(weights, Width);
@@ -67,7 +67,7 @@ TEST_CASE_TEMPLATE("width k equals a dense MLP of the first k neurons", T, float
     test::HostMatrix<T> nested(x.rows, kHidden);
     test::HostMatrix<T> reference(x.rows, kHidden);
     mlp.forward(executor, Width, nested.view(), x.view(), workspace.get());
-    test::HostWorkspace dense_workspace(dense_mlp.workspace_bytes(executor, x.rows));
+    host::WorkspaceBuffer dense_workspace(dense_mlp.workspace_bytes(executor, x.rows));
     dense_mlp.forward(executor, Width, reference.view(), x.view(), dense_workspace.get());
     for (std::size_t i = 0; i < nested.values.size(); ++i)
       REQUIRE(to_float(nested.values[i]) == to_float(reference.values[i]));  // same sums, same order
@@ -80,7 +80,7 @@ TEST_CASE("the MLP may run in place") {
   const MLP<float> mlp(weights.weights());
   auto x = test::random_matrix<float>(4, kHidden, 5);
   const auto expected = test::reference_mlp(x, weights.gate, weights.up, weights.down, test::TestWidths::min);
-  test::HostWorkspace workspace(mlp.workspace_bytes(executor, 4));
+  host::WorkspaceBuffer workspace(mlp.workspace_bytes(executor, 4));
   mlp.forward(executor, test::TestWidths::min, x.view(), x.view(), workspace.get());
   CHECK(test::relative_error(x, expected) < test::tolerance<float>());
 }
@@ -92,7 +92,7 @@ TEST_CASE("bad MLP input is rejected before anything is written") {
   const auto x = test::random_matrix<bfloat16_t>(3, kHidden, 1);
   test::HostMatrix<bfloat16_t> y(3, kHidden);
   test::fill_poison(y);
-  test::HostWorkspace workspace(mlp.workspace_bytes(executor, 3));
+  host::WorkspaceBuffer workspace(mlp.workspace_bytes(executor, 3));
 
   CHECK_THROWS_WITH_AS(mlp.forward(executor, 100, y.view(), x.view(), workspace.get()),
                        ("ElasticMLP width 100 is not in the width set " + test::TestWidths::describe()).c_str(),
@@ -104,7 +104,7 @@ TEST_CASE("bad MLP input is rejected before anything is written") {
   CHECK_THROWS_AS(mlp.forward(executor, test::TestWidths::max, y.view(), ConstMatrixView<bfloat16_t>(nullptr, 3, kHidden),
                               workspace.get()),
                   Error);
-  test::HostWorkspace small(mlp.workspace_bytes(executor, 3) - 1);
+  host::WorkspaceBuffer small(mlp.workspace_bytes(executor, 3) - 1);
   CHECK_THROWS_AS(mlp.forward(executor, test::TestWidths::max, y.view(), x.view(), small.get()), WorkspaceError);
   CHECK_THROWS_AS(mlp.forward(executor, test::TestWidths::max, y.view(), x.view(), Workspace{}), WorkspaceError);
   const MatrixView<bfloat16_t> overlapping(y.values.data() + 8, 3, kHidden - 8, kHidden);

@@ -155,11 +155,4 @@ struct RandomMLP {
   HostMatrix<T> gate, up, down;
 };
 
-// A host workspace of the requested size.
-struct HostWorkspace {
-  explicit HostWorkspace(std::size_t bytes) : storage(bytes) {}
-  Workspace get() { return {storage.data(), storage.size()}; }
-  std::vector<std::byte, AlignedAllocator<std::byte, workspace_alignment>> storage;
-};
-
 }  // namespace elastic::test
