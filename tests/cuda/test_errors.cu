@@ -59,7 +59,7 @@ TEST_CASE("cuda: failures carry the call, file and line") {
     const std::string message = error.what();
     CHECK(message.find("cudaSetDevice(1 << 20)") != std::string::npos);
     CHECK(message.find("test_errors.cu:") != std::string::npos);
-    CHECK(error.code() == cudaErrorInvalidDevice);
+    CHECK(error.status() == cudaErrorInvalidDevice);
   }
 }
 

@@ -6,35 +6,43 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <string>
+
 #include "elastic/core/error.hpp"
 
 namespace elastic::cuda {
 
-class CudaError : public Error {
+namespace detail {
+
+inline const char* library_name(cudaError_t) { return "CUDA"; }
+inline const char* library_name(cublasStatus_t) { return "cuBLAS"; }
+
+inline std::string describe_status(cudaError_t code) {
+  return elastic::detail::concat(cudaGetErrorName(code), " (", cudaGetErrorString(code), ")");
+}
+inline std::string describe_status(cublasStatus_t status) {
+  return elastic::detail::concat(cublasLtGetStatusName(status), " (", cublasLtGetStatusString(status), ")");
+}
+
+}  // namespace detail
+
+// A failed CUDA runtime or cuBLAS call: which call, where, and the status.
+template <class Status>
+class StatusError : public Error {
  public:
-  CudaError(cudaError_t code, const char* call, const char* file, int line)
-      : Error(detail::concat("CUDA call `", call, "` failed at ", file, ":", line, ": ",
-                             cudaGetErrorName(code), " (", cudaGetErrorString(code), ")")),
-        code_(code) {}
-
-  cudaError_t code() const { return code_; }
-
- private:
-  cudaError_t code_;
-};
-
-class CublasError : public Error {
- public:
-  CublasError(cublasStatus_t status, const char* call, const char* file, int line)
-      : Error(detail::concat("cuBLAS call `", call, "` failed at ", file, ":", line, ": ",
-                             cublasLtGetStatusName(status), " (", cublasLtGetStatusString(status), ")")),
+  StatusError(Status status, const char* call, const char* file, int line)
+      : Error(elastic::detail::concat(detail::library_name(status), " call `", call, "` failed at ", file, ":",
+                                      line, ": ", detail::describe_status(status))),
         status_(status) {}
 
-  cublasStatus_t status() const { return status_; }
+  Status status() const { return status_; }
 
  private:
-  cublasStatus_t status_;
+  Status status_;
 };
+
+using CudaError = StatusError<cudaError_t>;
+using CublasError = StatusError<cublasStatus_t>;
 
 }  // namespace elastic::cuda
 

@@ -66,7 +66,7 @@ class Executor {
   void linear(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
               std::type_identity_t<ConstMatrixView<T>> w, Workspace workspace = {},
               Extent<StaticLength> = {}) {
-    detail::check_linear(y, x, w, StaticLength);
+    elastic::detail::check_linear(y, x, w, StaticLength);
     const index_t tokens = x.rows();
     check_workspace(workspace, linear_workspace_bytes<T>(tokens, w.rows(), w.cols()), "linear");
     if (y.empty()) return;
@@ -81,7 +81,7 @@ class Executor {
   void swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x,
               std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
               Workspace workspace = {}) {
-    detail::check_swiglu(h, x, gate, up);
+    elastic::detail::check_swiglu(h, x, gate, up);
     const index_t tokens = x.rows();
     check_workspace(workspace, swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "swiglu");
     if (h.empty()) return;
