@@ -10,3 +10,4 @@
 #include "elastic/cuda/gemm.cuh"
 #include "elastic/cuda/row_dot_kernel.cuh"
 #include "elastic/cuda/swiglu_kernel.cuh"
+#include "elastic/cuda/device_buffer.cuh"

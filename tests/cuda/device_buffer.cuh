@@ -1,5 +1,5 @@
-// Test helpers for device memory: an owning buffer with host round trips, and
-// device copies of host matrices as views.
+// Test helpers for device memory: device copies of host matrices with host
+// round trips, and a relative difference of two host matrices.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -7,28 +7,13 @@
 #include <cstddef>
 #include <vector>
 
+#include "elastic/cuda/device_buffer.cuh"
 #include "elastic/cuda/error.cuh"
 #include "support/test_support.hpp"
 
 namespace elastic::test {
 
-template <class T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(std::size_t count) : count_(count) {
-    if (count_ > 0) ELASTIC_CUDA_CHECK(cudaMalloc(&data_, count_ * sizeof(T)));
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { cudaFree(data_); }
-
-  T* data() const { return data_; }
-  std::size_t count() const { return count_; }
-
- private:
-  T* data_ = nullptr;
-  std::size_t count_;
-};
+using cuda::DeviceBuffer;
 
 // A device copy of a host matrix, same shape, contiguous.
 template <class T>
@@ -59,12 +44,6 @@ DeviceMatrix<T> poisoned_device_matrix(index_t rows, index_t cols) {
   fill_poison(host);
   return DeviceMatrix<T>(host);
 }
-
-struct DeviceWorkspace {
-  explicit DeviceWorkspace(std::size_t bytes) : buffer(bytes) {}
-  Workspace get() const { return {buffer.data(), buffer.count()}; }
-  DeviceBuffer<std::byte> buffer;
-};
 
 // ||a - b|| / ||b|| over two host matrices of the same shape.
 template <class T>

@@ -31,7 +31,7 @@ void check_mlp_parity() {
     const HostMatrix<T> x = random_matrix<T>(tokens, parity_hidden, 500 + tokens);
     const DeviceMatrix<T> device_x(x);
     host::WorkspaceBuffer host_workspace(host_mlp.workspace_bytes(host_executor, tokens));
-    const DeviceWorkspace device_workspace(device_mlp.workspace_bytes(device_executor, tokens));
+    const cuda::WorkspaceBuffer device_workspace(device_mlp.workspace_bytes(device_executor, tokens));
     TestWidths::for_each([&]<int Width>() {
       CAPTURE(tokens);
       CAPTURE(Width);
@@ -59,7 +59,7 @@ void check_linear_parity() {
   for (int tokens : cuda_token_counts) {
     const HostMatrix<T> x_full = random_matrix<T>(tokens, TestWidths::max, 900 + tokens);
     const DeviceMatrix<T> device_x(x_full);
-    const DeviceWorkspace workspace(device_linear.workspace_bytes(device_executor, tokens));
+    const cuda::WorkspaceBuffer workspace(device_linear.workspace_bytes(device_executor, tokens));
     for (int out : OutSet::values)
       TestWidths::for_each([&]<int In>() {
         CAPTURE(tokens);

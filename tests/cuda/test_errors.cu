@@ -33,8 +33,8 @@ TEST_CASE("cuda: bad input throws before any kernel writes") {
     const test::DeviceMatrix<bfloat16_t> x(test::random_matrix<bfloat16_t>(tokens, kHidden, 3));
     test::DeviceMatrix<bfloat16_t> y = test::poisoned_device_matrix<bfloat16_t>(tokens, kHidden);
     const std::size_t needed = f.mlp.workspace_bytes(f.executor, tokens);
-    const test::DeviceWorkspace small(needed - 256);
-    const test::DeviceWorkspace enough(needed);
+    const cuda::WorkspaceBuffer small(needed - 256);
+    const cuda::WorkspaceBuffer enough(needed);
 
     CHECK_THROWS_AS(f.mlp.forward(f.executor, test::TestWidths::max, y.view(), x.view(), small.get()), WorkspaceError);
     CHECK_THROWS_AS(f.mlp.forward(f.executor, test::TestWidths::min + 8, y.view(), x.view(), enough.get()), WidthError);
@@ -69,7 +69,7 @@ TEST_CASE("cuda: a decode forward captured in a graph replays to the eager resul
   ELASTIC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   f.executor.set_stream(stream);
   const test::DeviceMatrix<bfloat16_t> x(test::random_matrix<bfloat16_t>(1, kHidden, 5));
-  const test::DeviceWorkspace workspace(f.mlp.workspace_bytes(f.executor, 1));
+  const cuda::WorkspaceBuffer workspace(f.mlp.workspace_bytes(f.executor, 1));
   test::DeviceMatrix<bfloat16_t> eager = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
   test::DeviceMatrix<bfloat16_t> replayed = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
 

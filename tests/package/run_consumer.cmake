@@ -5,7 +5,8 @@
 #         -DSOURCE_DIR=<elastic source> -DBINARY_DIR=<outer build tree>
 #         -DWORK_DIR=<scratch dir, wiped first> -DGENERATOR=<generator>
 #         [-DCONFIG=<build type>] [-DCXX_COMPILER=...] [-DCUDA_COMPILER=...]
-#         [-DCUDA_ARCHITECTURES=<a,b,...>] [-DMAKE_PROGRAM=...]
+#         [-DCUDA_HOST_COMPILER=...] [-DCUDA_ARCHITECTURES=<a,b,...>]
+#         [-DMAKE_PROGRAM=...]
 #         [-DCONSUMER_CUDA=ON] [-DELASTIC_CUDA=OFF] [-DHIDE_CUDA_TOOLKIT=ON]
 #         [-DJOBS=2]
 #         -P run_consumer.cmake
@@ -16,9 +17,10 @@
 #   subdirectory  add_subdirectory(SOURCE_DIR)
 #   fetchcontent  FetchContent_Declare(elastic SOURCE_DIR ...)
 #
-# CONSUMER_CUDA=ON also builds and runs the consumer's .cu program (it exits 0
-# without a GPU). ELASTIC_CUDA is passed to the library as
-# ELASTIC_ENABLE_CUDA on the source routes. HIDE_CUDA_TOOLKIT=ON makes
+# CONSUMER_CUDA=ON also builds and runs the consumer's .cu program (on a GPU it
+# checks the CUDA executor against the host one; without one it exits 0).
+# ELASTIC_CUDA is passed to the library as ELASTIC_ENABLE_CUDA on the source
+# routes. HIDE_CUDA_TOOLKIT=ON makes
 # find_package(CUDAToolkit) fail in the consumer, as on a machine without
 # CUDA, and checks that the package then provides no elastic::cuda.
 cmake_minimum_required(VERSION 3.25)
@@ -69,6 +71,9 @@ endif()
 if(DEFINED CUDA_COMPILER AND NOT CUDA_COMPILER STREQUAL "")
   list(APPEND configure_args "-DCMAKE_CUDA_COMPILER=${CUDA_COMPILER}")
 endif()
+if(DEFINED CUDA_HOST_COMPILER AND NOT CUDA_HOST_COMPILER STREQUAL "")
+  list(APPEND configure_args "-DCMAKE_CUDA_HOST_COMPILER=${CUDA_HOST_COMPILER}")
+endif()
 if(DEFINED CUDA_ARCHITECTURES AND NOT CUDA_ARCHITECTURES STREQUAL "")
   # Passed with commas (ctest splits arguments at semicolons).
   string(REPLACE "," ";" cuda_architectures "${CUDA_ARCHITECTURES}")
@@ -84,9 +89,11 @@ if(ROUTE STREQUAL "install")
   set(prefix "${WORK_DIR}/prefix")
   run_step("install" "${CMAKE_COMMAND}" --install "${BINARY_DIR}" --config "${CONFIG}"
            --prefix "${prefix}" --component elastic_development)
-  foreach(expected
-      include/elastic/elastic.hpp
-      include/elastic/version.hpp)
+  set(expected_files include/elastic/elastic.hpp include/elastic/version.hpp)
+  if(CONSUMER_CUDA)
+    list(APPEND expected_files include/elastic/elastic.cuh)
+  endif()
+  foreach(expected IN LISTS expected_files)
     if(NOT EXISTS "${prefix}/${expected}")
       message(FATAL_ERROR "[${ROUTE}] the install is missing ${expected}")
     endif()

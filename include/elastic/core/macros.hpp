@@ -30,14 +30,13 @@
 #define ELASTIC_DEVICE_PASS 0
 #endif
 
-// Asks the compiler to unroll the next loop (nvcc: fully where the trip count
-// is known; GCC: up to 16 iterations).
-#if defined(__CUDACC__)
+// Asks the compiler to unroll the next loop: fully where the trip count is
+// known in nvcc's device pass, up to 16 iterations under plain GCC; nothing in
+// nvcc's host pass (whose front end does not know GCC's pragma).
+#if defined(__CUDA_ARCH__) || (defined(__clang__) && !defined(__CUDACC__))
 #define ELASTIC_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__) && !defined(__clang__)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
 #define ELASTIC_UNROLL _Pragma("GCC unroll 16")
-#elif defined(__clang__)
-#define ELASTIC_UNROLL _Pragma("unroll")
 #else
 #define ELASTIC_UNROLL
 #endif

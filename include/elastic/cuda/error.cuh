@@ -10,21 +10,21 @@
 
 #include "elastic/core/error.hpp"
 
-namespace elastic::cuda {
-
-namespace detail {
+namespace elastic::detail {
 
 inline const char* library_name(cudaError_t) { return "CUDA"; }
 inline const char* library_name(cublasStatus_t) { return "cuBLAS"; }
 
 inline std::string describe_status(cudaError_t code) {
-  return elastic::detail::concat(cudaGetErrorName(code), " (", cudaGetErrorString(code), ")");
+  return concat(cudaGetErrorName(code), " (", cudaGetErrorString(code), ")");
 }
 inline std::string describe_status(cublasStatus_t status) {
-  return elastic::detail::concat(cublasLtGetStatusName(status), " (", cublasLtGetStatusString(status), ")");
+  return concat(cublasLtGetStatusName(status), " (", cublasLtGetStatusString(status), ")");
 }
 
-}  // namespace detail
+}  // namespace elastic::detail
+
+namespace elastic::cuda {
 
 // A failed CUDA runtime or cuBLAS call: which call, where, and the status.
 template <class Status>

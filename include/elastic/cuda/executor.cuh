@@ -55,7 +55,7 @@ class Executor {
   }
 
   template <ElementType T>
-  std::size_t swiglu_workspace_bytes(index_t tokens, index_t out, index_t in) const {
+  std::size_t swiglu_workspace_bytes(index_t tokens, index_t out, index_t /*in*/) const {
     if (is_decode(tokens)) return 0;
     WorkspaceCursor cursor;
     carve_swiglu<T>(cursor, tokens, out);
@@ -66,7 +66,7 @@ class Executor {
   void linear(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
               std::type_identity_t<ConstMatrixView<T>> w, Workspace workspace = {},
               Extent<StaticLength> = {}) {
-    elastic::detail::check_linear(y, x, w, StaticLength);
+    detail::check_linear(y, x, w, StaticLength);
     const index_t tokens = x.rows();
     check_workspace(workspace, linear_workspace_bytes<T>(tokens, w.rows(), w.cols()), "linear");
     if (y.empty()) return;
@@ -81,7 +81,7 @@ class Executor {
   void swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x,
               std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
               Workspace workspace = {}) {
-    elastic::detail::check_swiglu(h, x, gate, up);
+    detail::check_swiglu(h, x, gate, up);
     const index_t tokens = x.rows();
     check_workspace(workspace, swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "swiglu");
     if (h.empty()) return;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <unordered_map>
 
 #include "elastic/core/dtype.hpp"
@@ -39,7 +40,8 @@ class GemmPlanCache {
   explicit GemmPlanCache(cublasLtHandle_t handle) : handle_(handle) {}
 
   template <ElementType T>
-  void run(MatrixView<T> y, ConstMatrixView<T> x, ConstMatrixView<T> w, Workspace workspace,
+  void run(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, std::type_identity_t<ConstMatrixView<T>> w,
+           Workspace workspace,
            cudaStream_t stream) {
     const Key key{cuda_data_type<T>(), w.rows(), x.rows(), w.cols(), w.row_stride(), x.row_stride(),
                   y.row_stride(), workspace.bytes};

@@ -13,7 +13,7 @@ namespace elastic::host {
 
 class WorkspaceBuffer {
  public:
-  explicit WorkspaceBuffer(std::size_t bytes)
+  explicit WorkspaceBuffer(std::size_t bytes = 0)
       : bytes_(bytes),
         data_(bytes == 0 ? nullptr
                          : static_cast<std::byte*>(::operator new(bytes, std::align_val_t{workspace_alignment}))) {}

@@ -1,0 +1,311 @@
+// Microbenchmarks of elastic::ElasticMLP on the CUDA executor, each beside a
+// peer: cuBLASLt running the same three sliced GEMMs (gate and up on the first
+// k rows, down on the first k columns at the full row stride) and nothing
+// else. Decode (1, 4, 16 tokens: our row-dot kernels) and prefill (512, 4096
+// tokens: cuBLASLt plus the SwiGLU epilogue) at every width of
+// ELASTIC_BENCH_WIDTHS with hidden size ELASTIC_BENCH_HIDDEN, in bfloat16 and
+// float16.
+//
+// How it measures:
+//   - ceilings, once at startup: device-to-device copy bandwidth (a 1 GiB
+//     cudaMemcpyAsync, bytes read + written) and the bfloat16 8192^3 GEMM rate
+//     through cuBLASLt, each the median of several runs. Decode cases report
+//     frac_copy_bw, prefill cases frac_gemm_peak, against these.
+//   - calls cycle through copies of the weights (and inputs) so the bytes one
+//     call reads, times the number of copies, exceed twice the L2 size;
+//   - weights and inputs are random (never zero);
+//   - CUDA events bracket a batch of calls (whole cycles over the copies, at
+//     least 8 calls) and the time per call is reported as manual time, so
+//     host launch gaps between calls do not count once per call;
+//   - medians: run with --benchmark_repetitions=N
+//     --benchmark_report_aggregates_only=true (run_gpu.sh does).
+// Without a usable CUDA device the program says so and exits with status 0.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bench_shapes.hpp"
+#include "cuda_support.cuh"
+#include "mlp_benchmark.hpp"
+
+namespace {
+
+using namespace elastic;
+
+using BenchWidths = Widths<ELASTIC_BENCH_WIDTHS>;
+constexpr index_t hidden = ELASTIC_BENCH_HIDDEN;
+constexpr index_t decode_tokens[] = {1, 4, 16};
+constexpr index_t prefill_tokens[] = {512, 4096};
+constexpr bench::Phase phases[] = {{"decode", decode_tokens}, {"prefill", prefill_tokens}};
+constexpr index_t max_tokens = std::ranges::max(prefill_tokens);
+static_assert(std::ranges::max(decode_tokens) <= cuda::decode_max_tokens &&
+                  std::ranges::min(prefill_tokens) > cuda::decode_max_tokens,
+              "decode cases must take the executor's decode kernels, prefill cases its cuBLASLt path");
+constexpr auto input_count = static_cast<std::size_t>(max_tokens * hidden);
+
+constexpr std::size_t min_batch = 8;  // calls between a pair of events
+constexpr int ceiling_runs = 15;      // timed runs per ceiling, after warm-up
+constexpr index_t ceiling_gemm_size = 8192;
+
+class CublasLtHandle {
+ public:
+  CublasLtHandle() { ELASTIC_CUBLAS_CHECK(cublasLtCreate(&handle_)); }
+  CublasLtHandle(const CublasLtHandle&) = delete;
+  CublasLtHandle& operator=(const CublasLtHandle&) = delete;
+  ~CublasLtHandle() { cublasLtDestroy(handle_); }
+  cublasLtHandle_t get() const { return handle_; }
+
+ private:
+  cublasLtHandle_t handle_ = nullptr;
+};
+
+// What every benchmark on the device shares: the stream, the elastic
+// executor, the peer's cuBLASLt plans (its own handle), the timer and the
+// measured ceilings.
+struct Gpu {
+  Gpu() : executor(stream.get()), peer(peer_handle.get()) {
+    int device = 0;
+    ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
+    ELASTIC_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
+  }
+
+  double l2_bytes() const { return static_cast<double>(properties.l2CacheSize); }
+
+  double free_bytes() const {
+    std::size_t free = 0;
+    std::size_t total = 0;
+    ELASTIC_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return static_cast<double>(free);
+  }
+
+  // Median seconds of `runs` timed calls of enqueue(), after two untimed ones.
+  template <class Enqueue>
+  double median_seconds(int runs, Enqueue&& enqueue) {
+    for (int warm_up = 0; warm_up < 2; ++warm_up) enqueue();
+    std::vector<double> times;
+    for (int run = 0; run < runs; ++run) times.push_back(timer.seconds(stream.get(), enqueue));
+    return support::median(std::move(times));
+  }
+
+  cudaDeviceProp properties{};
+  support::Stream stream;
+  cuda::Executor executor;
+  CublasLtHandle peer_handle;
+  cuda::GemmPlanCache peer;
+  support::EventTimer timer;
+  double copy_bytes_per_second = 0.0;
+  double gemm_flop_per_second = 0.0;
+};
+
+void measure_copy_bandwidth(Gpu& gpu) {
+  const auto bytes =
+      static_cast<std::size_t>(std::min(static_cast<double>(std::size_t{1} << 30), gpu.free_bytes() / 4));
+  support::DeviceBuffer<std::byte> source(bytes);
+  support::DeviceBuffer<std::byte> destination(bytes);
+  ELASTIC_CUDA_CHECK(cudaMemsetAsync(source.data(), 0x5a, bytes, gpu.stream.get()));
+  const double seconds = gpu.median_seconds(ceiling_runs, [&] {
+    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(destination.data(), source.data(), bytes, cudaMemcpyDeviceToDevice,
+                                       gpu.stream.get()));
+  });
+  gpu.copy_bytes_per_second = 2.0 * static_cast<double>(bytes) / seconds;
+}
+
+void measure_gemm_rate(Gpu& gpu) {
+  constexpr index_t n = ceiling_gemm_size;
+  constexpr auto count = static_cast<std::size_t>(n * n);
+  support::DeviceBuffer<bfloat16_t> a(count);
+  support::DeviceBuffer<bfloat16_t> b(count);
+  support::DeviceBuffer<bfloat16_t> c(count);
+  const cuda::WorkspaceBuffer workspace(cuda::Executor::gemm_workspace_bytes);
+  const float scale = 1.0f / static_cast<float>(n);
+  support::fill_random_on_device(a.data(), count, 7, 1.0f, gpu.stream.get());
+  support::fill_random_on_device(b.data(), count, 8, scale, gpu.stream.get());
+  const double seconds = gpu.median_seconds(ceiling_runs, [&] {
+    gpu.peer.run<bfloat16_t>(MatrixView<bfloat16_t>(c.data(), n, n),
+                             ConstMatrixView<bfloat16_t>(a.data(), n, n),
+                             ConstMatrixView<bfloat16_t>(b.data(), n, n), workspace.get(), gpu.stream.get());
+  });
+  gpu.gemm_flop_per_second = 2.0 * static_cast<double>(n) * n * n / seconds;
+}
+
+// Copies of one full-width MLP and of its inputs in device memory, the
+// output, the elastic workspace and the peer's intermediate buffers.
+template <ElementType T>
+class DeviceMlpCopies {
+ public:
+  explicit DeviceMlpCopies(Gpu& gpu) : workspace_(0), peer_workspace_(cuda::Executor::gemm_workspace_bytes) {
+    constexpr int full = BenchWidths::max;
+    const std::size_t weight_count = support::mlp_weight_count(hidden, full);
+    copies_ =
+        bench::rotation_copies(support::mlp_bytes(hidden, BenchWidths::min, 1, sizeof(T)), gpu.l2_bytes(),
+                               static_cast<double>(weight_count * sizeof(T)), gpu.free_bytes() / 2);
+    const auto fill = [&](T* data, std::size_t count, std::uint64_t seed, float scale) {
+      support::fill_random_on_device(data, count, seed, scale, gpu.stream.get());
+    };
+    weights_ = support::DeviceBuffer<T>(copies_ * weight_count);
+    inputs_ = support::DeviceBuffer<T>(copies_ * input_count);
+    for (std::size_t copy = 0; copy < copies_; ++copy) {
+      T* base = weights_.data() + copy * weight_count;
+      support::fill_mlp_weights(base, hidden, full, 3 * copy + 1, fill);
+      mlps_.emplace_back(support::mlp_weights_at<T>(base, hidden, full));
+    }
+    fill(inputs_.data(), inputs_.size(), 1000, 1.0f);
+    output_ = support::DeviceBuffer<T>(input_count);
+    workspace_ = cuda::WorkspaceBuffer(mlps_.front().workspace_bytes(gpu.executor, max_tokens));
+    const auto peer_count = static_cast<std::size_t>(max_tokens) * full;
+    peer_gate_ = support::DeviceBuffer<T>(peer_count);
+    peer_up_ = support::DeviceBuffer<T>(peer_count);
+    ELASTIC_CUDA_CHECK(cudaStreamSynchronize(gpu.stream.get()));
+  }
+
+  std::size_t copies() const { return copies_; }
+
+  void elastic_forward(Gpu& gpu, std::size_t copy, int width, index_t tokens) {
+    mlps_[copy].forward(gpu.executor, width, output(tokens), input(copy, tokens), workspace_.get());
+  }
+
+  // The peer: the same three sliced GEMMs through cuBLASLt, nothing fused.
+  void peer_forward(Gpu& gpu, std::size_t copy, int width, index_t tokens) {
+    const MLPWeights<T> weights = mlps_[copy].weights_at(width);
+    const MatrixView<T> gate(peer_gate_.data(), tokens, width);
+    const MatrixView<T> up(peer_up_.data(), tokens, width);
+    const Workspace workspace = peer_workspace_.get();
+    gpu.peer.run<T>(gate, input(copy, tokens), weights.gate, workspace, gpu.stream.get());
+    gpu.peer.run<T>(up, input(copy, tokens), weights.up, workspace, gpu.stream.get());
+    gpu.peer.run<T>(output(tokens), gate, weights.down, workspace, gpu.stream.get());
+  }
+
+ private:
+  ConstMatrixView<T> input(std::size_t copy, index_t tokens) const {
+    return {inputs_.data() + copy * input_count, tokens, hidden};
+  }
+  MatrixView<T> output(index_t tokens) const { return {output_.data(), tokens, hidden}; }
+
+  std::size_t copies_ = 0;
+  support::DeviceBuffer<T> weights_;
+  support::DeviceBuffer<T> inputs_;
+  support::DeviceBuffer<T> output_;
+  cuda::WorkspaceBuffer workspace_;
+  support::DeviceBuffer<T> peer_gate_;
+  support::DeviceBuffer<T> peer_up_;
+  cuda::WorkspaceBuffer peer_workspace_;
+  std::vector<ElasticMLP<T, BenchWidths>> mlps_;
+};
+
+// The device, and the weight copies of each element type built on first use.
+class Harness {
+ public:
+  Harness() {
+    measure_copy_bandwidth(gpu_);
+    measure_gemm_rate(gpu_);
+  }
+
+  Gpu& gpu() { return gpu_; }
+
+  template <ElementType T>
+  DeviceMlpCopies<T>& copies() {
+    auto& slot = std::get<std::optional<DeviceMlpCopies<T>>>(copies_);
+    if (!slot) slot.emplace(gpu_);
+    return *slot;
+  }
+
+ private:
+  Gpu gpu_;
+  std::tuple<std::optional<DeviceMlpCopies<bfloat16_t>>, std::optional<DeviceMlpCopies<half_t>>> copies_;
+};
+
+enum class Impl { elastic, peer };
+
+template <ElementType T>
+void run_case(benchmark::State& state, Harness& harness, const bench::MlpCase& mlp_case, Impl impl) {
+  bench::run_or_skip(state, [&] {
+    Gpu& gpu = harness.gpu();
+    DeviceMlpCopies<T>& set = harness.copies<T>();
+    const auto call = [&](std::size_t copy) {
+      if (impl == Impl::elastic)
+        set.elastic_forward(gpu, copy, mlp_case.width, mlp_case.tokens);
+      else
+        set.peer_forward(gpu, copy, mlp_case.width, mlp_case.tokens);
+    };
+    // Warm-up over every copy: builds the cuBLASLt plans of this shape.
+    for (std::size_t copy = 0; copy < set.copies(); ++copy) call(copy);
+    const std::size_t batch = (min_batch + set.copies() - 1) / set.copies() * set.copies();
+    for (auto _ : state) {
+      const double seconds = gpu.timer.seconds(gpu.stream.get(), [&] {
+        for (std::size_t i = 0; i < batch; ++i) call(i % set.copies());
+      });
+      state.SetIterationTime(seconds / static_cast<double>(batch));
+    }
+    bench::set_mlp_counters(state, mlp_case, set.copies(), gpu.l2_bytes());
+    if (mlp_case.phase == "decode")
+      bench::set_ceiling_fraction(state, "frac_copy_bw", mlp_case.bytes(), gpu.copy_bytes_per_second);
+    else
+      bench::set_ceiling_fraction(state, "frac_gemm_peak", mlp_case.flops(), gpu.gemm_flop_per_second);
+  });
+}
+
+// Registers elastic_cuda and its cublas peer side by side for every case.
+template <ElementType T>
+void register_cases(Harness& harness) {
+  bench::for_each_case<BenchWidths>(dtype_of<T>, hidden, phases, [&harness](bench::MlpCase mlp_case) {
+    for (const auto& [name, impl] :
+         {std::pair{"elastic_cuda", Impl::elastic}, std::pair{"cublas", Impl::peer}}) {
+      mlp_case.impl = name;
+      benchmark::RegisterBenchmark(mlp_case.name().c_str(),
+                                   [&harness, mlp_case, impl = impl](benchmark::State& state) {
+                                     run_case<T>(state, harness, mlp_case, impl);
+                                   })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  });
+}
+
+std::string format_rate(double value, const char* unit) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.4g %s", value, unit);
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const support::DeviceProbe probe = support::probe_devices();
+  if (probe.count == 0) {
+    std::printf("elastic_cuda_mlp_benchmark: no usable CUDA device (%s); nothing to measure.\n",
+                probe.reason.c_str());
+    return 0;
+  }
+  try {
+    Harness harness;
+    const cudaDeviceProp& properties = harness.gpu().properties;
+    benchmark::AddCustomContext("device", properties.name);
+    benchmark::AddCustomContext("compute_capability",
+                                std::to_string(properties.major) + "." + std::to_string(properties.minor));
+    benchmark::AddCustomContext("l2_cache_bytes", std::to_string(properties.l2CacheSize));
+    benchmark::AddCustomContext("copy_bytes_per_second", std::to_string(harness.gpu().copy_bytes_per_second));
+    benchmark::AddCustomContext("gemm_bf16_8192_flop_per_second",
+                                std::to_string(harness.gpu().gemm_flop_per_second));
+    benchmark::AddCustomContext("copy_bandwidth",
+                                format_rate(harness.gpu().copy_bytes_per_second * 1e-9, "GB/s"));
+    benchmark::AddCustomContext("gemm_bf16_8192",
+                                format_rate(harness.gpu().gemm_flop_per_second * 1e-12, "TFLOP/s"));
+    benchmark::AddCustomContext("widths", BenchWidths::describe());
+    register_cases<bfloat16_t>(harness);
+    register_cases<half_t>(harness);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "elastic_cuda_mlp_benchmark: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}
