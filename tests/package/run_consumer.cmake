@@ -62,18 +62,16 @@ set(configure_args
   -G "${GENERATOR}"
   -DCMAKE_BUILD_TYPE=${CONFIG}
   -DELASTIC_CONSUMER_CUDA=${CONSUMER_CUDA})
-if(DEFINED MAKE_PROGRAM AND NOT MAKE_PROGRAM STREQUAL "")
-  list(APPEND configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
-endif()
-if(DEFINED CXX_COMPILER AND NOT CXX_COMPILER STREQUAL "")
-  list(APPEND configure_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
-endif()
-if(DEFINED CUDA_COMPILER AND NOT CUDA_COMPILER STREQUAL "")
-  list(APPEND configure_args "-DCMAKE_CUDA_COMPILER=${CUDA_COMPILER}")
-endif()
-if(DEFINED CUDA_HOST_COMPILER AND NOT CUDA_HOST_COMPILER STREQUAL "")
-  list(APPEND configure_args "-DCMAKE_CUDA_HOST_COMPILER=${CUDA_HOST_COMPILER}")
-endif()
+# Tools of the outer build, passed on when given.
+foreach(pair MAKE_PROGRAM:CMAKE_MAKE_PROGRAM CXX_COMPILER:CMAKE_CXX_COMPILER
+             CUDA_COMPILER:CMAKE_CUDA_COMPILER CUDA_HOST_COMPILER:CMAKE_CUDA_HOST_COMPILER)
+  string(REPLACE ":" ";" pair "${pair}")
+  list(GET pair 0 given)
+  list(GET pair 1 variable)
+  if(DEFINED ${given} AND NOT "${${given}}" STREQUAL "")
+    list(APPEND configure_args "-D${variable}=${${given}}")
+  endif()
+endforeach()
 if(DEFINED CUDA_ARCHITECTURES AND NOT CUDA_ARCHITECTURES STREQUAL "")
   # Passed with commas (ctest splits arguments at semicolons).
   string(REPLACE "," ";" cuda_architectures "${CUDA_ARCHITECTURES}")
