@@ -5,22 +5,29 @@
 
 #include "elastic/version.hpp"
 
+#include "elastic/core/attention_batch.hpp"
+#include "elastic/core/attention_params.hpp"
 #include "elastic/core/checks.hpp"
 #include "elastic/core/dtype.hpp"
 #include "elastic/core/error.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/kv_cache.hpp"
 #include "elastic/core/macros.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
 
 #include "elastic/math/activation.hpp"
+#include "elastic/math/online_softmax.hpp"
+#include "elastic/math/rope.hpp"
 #include "elastic/math/row_dot.hpp"
 
+#include "elastic/host/attention.hpp"
 #include "elastic/host/executor.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/host/workspace_buffer.hpp"
 
+#include "elastic/layers/elastic_attention.hpp"
 #include "elastic/layers/elastic_linear.hpp"
 #include "elastic/layers/elastic_mlp.hpp"
 #include "elastic/layers/width_checks.hpp"

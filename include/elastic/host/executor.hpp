@@ -13,8 +13,10 @@
 #include <thread>
 #include <type_traits>
 
+#include "elastic/core/attention_params.hpp"
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/host/attention.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/activation.hpp"
 #include "elastic/math/row_dot.hpp"
@@ -59,6 +61,26 @@ class Executor {
               Workspace /*workspace*/ = {}) {
     detail::check_swiglu(h, x, gate, up);
     run_row_dots<T, 2, dynamic_extent>(h, x, {gate, up}, math::SwiGLU{});
+  }
+
+  template <ElementType T>
+  std::size_t attention_workspace_bytes(const AttentionBatch& /*batch*/, int /*heads*/, int /*head_dim*/,
+                                        const KVCacheShape& /*cache*/) const {
+    return 0;
+  }
+
+  // Rotates k and appends k, v to the cache, then causal attention of q over
+  // the cache (see core/attention_params.hpp).
+  template <ElementType T, int HeadDim>
+  void attention(MatrixView<T> out, std::type_identity_t<ConstMatrixView<T>> q,
+                 std::type_identity_t<ConstMatrixView<T>> k, std::type_identity_t<ConstMatrixView<T>> v,
+                 const KVCacheView<T>& cache, const AttentionBatch& batch, const AttentionParams<HeadDim>& params,
+                 Workspace /*workspace*/ = {}) {
+    detail::check_attention(out, q, k, v, cache, batch, params);
+    if (q.rows() == 0) return;
+    const kernels::TokenMap map(batch);
+    kernels::append_to_cache(*pool_, map, k, v, cache, batch, params);
+    kernels::attend(*pool_, map, out, q, cache, batch, params);
   }
 
  private:

@@ -1,0 +1,87 @@
+// The description of one attention call over a ragged batch of sequences.
+//
+// The new tokens of all sequences are packed in order: sequence s owns rows
+// [first_token(s), first_token(s) + new_lengths[s]) of the q/k/v activations.
+// Sequence s lives in cache slot cache_slots[s], which already holds
+// cached_lengths[s] positions; its new tokens are appended after them, and
+// new token j attends to cache positions [0, cached_lengths[s] + j] (causal).
+// Prefill is cached_lengths = 0, decode is new_lengths = 1, chunked prefill
+// anything between, all in one call. positions[t] is the RoPE position of
+// packed token t; empty means cached_lengths[s] + j. The arrays are host
+// memory: executors validate them here and upload what their kernels need.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "elastic/core/error.hpp"
+#include "elastic/core/kv_cache.hpp"
+
+namespace elastic {
+
+struct AttentionBatch {
+  std::span<const int> cache_slots;
+  std::span<const int> cached_lengths;
+  std::span<const int> new_lengths;
+  std::span<const int> positions;  // optional: one per packed token
+
+  std::size_t sequences() const { return new_lengths.size(); }
+
+  int tokens() const {
+    int total = 0;
+    for (int length : new_lengths) total += length;
+    return total;
+  }
+
+  // True when every sequence brings exactly one new token.
+  bool is_decode() const {
+    for (int length : new_lengths)
+      if (length != 1) return false;
+    return true;
+  }
+
+  int position(std::size_t sequence, int first_token, int j) const {
+    return positions.empty() ? cached_lengths[sequence] + j : positions[first_token + j];
+  }
+
+  // Checks the description against a cache and a token count; throws
+  // elastic::Error saying what is inconsistent. Called before any write.
+  void validate(const KVCacheShape& cache, int packed_tokens, int max_positions) const {
+    const std::size_t n = sequences();
+    require(cache_slots.size() == n && cached_lengths.size() == n,
+            "attention batch: cache_slots, cached_lengths and new_lengths must have one entry per sequence, found ",
+            cache_slots.size(), ", ", cached_lengths.size(), " and ", n);
+    std::vector<bool> slot_used(static_cast<std::size_t>(cache.slots), false);
+    int total = 0;
+    for (std::size_t s = 0; s < n; ++s) {
+      const int slot = cache_slots[s];
+      require(slot >= 0 && slot < cache.slots, "attention batch: sequence ", s, " uses cache slot ", slot,
+              ", expected 0 <= slot < ", cache.slots);
+      require(!slot_used[static_cast<std::size_t>(slot)], "attention batch: cache slot ", slot,
+              " is used by two sequences");
+      slot_used[static_cast<std::size_t>(slot)] = true;
+      require(cached_lengths[s] >= 0 && new_lengths[s] >= 0, "attention batch: sequence ", s,
+              " has negative lengths (cached ", cached_lengths[s], ", new ", new_lengths[s], ")");
+      require(cached_lengths[s] + new_lengths[s] <= cache.capacity, "attention batch: sequence ", s, " needs ",
+              cached_lengths[s] + new_lengths[s], " cache positions (", cached_lengths[s], " cached + ",
+              new_lengths[s], " new), but the cache holds ", cache.capacity);
+      total += new_lengths[s];
+    }
+    require(total == packed_tokens, "attention batch: new_lengths add up to ", total,
+            " tokens but the activations have ", packed_tokens, " rows");
+    require(positions.empty() || static_cast<int>(positions.size()) == total, "attention batch: ", positions.size(),
+            " positions given for ", total, " tokens (expected one per token, or none)");
+    int first = 0;
+    for (std::size_t s = 0; s < n; ++s) {
+      for (int j = 0; j < new_lengths[s]; ++j) {
+        const int p = position(s, first, j);
+        require(p >= 0 && p < max_positions, "attention batch: token ", first + j, " has position ", p,
+                ", expected 0 <= position < ", max_positions);
+      }
+      first += new_lengths[s];
+    }
+  }
+};
+
+}  // namespace elastic
