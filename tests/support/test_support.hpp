@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
@@ -84,6 +85,12 @@ bool all_poison(const HostMatrix<T>& matrix) {
   for (const T& value : matrix.values)
     if (!std::isnan(to_float(value))) return false;
   return true;
+}
+
+// True when two element sequences hold exactly the same bits.
+template <class A, class B>
+bool bitwise_equal(const A& a, const B& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0;
 }
 
 // ||out - ref|| / ||ref||; infinity when any output is not finite.
