@@ -92,32 +92,31 @@ class AttentionStaging {
     metadata.sequences = sequences;
     metadata.tokens = tokens;
 
-    ints_.clear();
-    // Appends a region of `count` ints and points `field` at its device copy.
+    ints_.assign(metadata_ints(batch, plan.tile_rows), 0);
+    std::size_t used = 0;
+    // The next `count` staged ints; `field` points at their device copy.
     const auto region = [&](const int*& field, std::size_t count) {
-      field = device + ints_.size();
-      ints_.resize(ints_.size() + count);
-      return ints_.end() - static_cast<std::ptrdiff_t>(count);
+      field = device + used;
+      int* host = ints_.data() + used;
+      used += count;
+      return host;
     };
     std::copy(batch.cache_slots.begin(), batch.cache_slots.end(), region(metadata.cache_slots, sequences));
     std::copy(batch.cached_lengths.begin(), batch.cached_lengths.end(), region(metadata.cached_lengths, sequences));
     std::copy(batch.new_lengths.begin(), batch.new_lengths.end(), region(metadata.new_lengths, sequences));
 
-    auto first_tokens = region(metadata.first_tokens, sequences + 1);
-    auto first_splits = region(metadata.first_splits, sequences + 1);
-    first_tokens[0] = 0;
-    first_splits[0] = 0;
+    int* first_tokens = region(metadata.first_tokens, sequences + 1);
+    int* first_splits = region(metadata.first_splits, sequences + 1);
     for (int s = 0; s < sequences; ++s) {
       first_tokens[s + 1] = first_tokens[s] + batch.new_lengths[s];
-      const int splits = plan.split_chunk == 0
-                             ? 0
-                             : (batch.cached_lengths[s] + batch.new_lengths[s] + plan.split_chunk - 1) / plan.split_chunk;
+      const int visible = batch.cached_lengths[s] + batch.new_lengths[s];
+      const int splits = plan.split_chunk == 0 ? 0 : (visible + plan.split_chunk - 1) / plan.split_chunk;
       first_splits[s + 1] = first_splits[s] + splits;
       metadata.max_splits = std::max(metadata.max_splits, splits);
     }
 
-    auto token_sequences = region(metadata.token_sequences, tokens);
-    auto token_positions = region(metadata.token_positions, tokens);
+    int* token_sequences = region(metadata.token_sequences, tokens);
+    int* token_positions = region(metadata.token_positions, tokens);
     for (int s = 0; s < sequences; ++s)
       for (int j = 0; j < batch.new_lengths[s]; ++j) {
         const int token = first_tokens[s] + j;
@@ -125,7 +124,15 @@ class AttentionStaging {
         token_positions[token] = batch.position(static_cast<std::size_t>(s), first_tokens[s], j);
       }
 
-    if (plan.tile_rows > 0) stage_tiles(metadata, region, batch, plan.tile_rows);
+    if (plan.tile_rows > 0) {
+      const std::vector<Tile>& tiles = longest_first_tiles(batch, plan.tile_rows);
+      metadata.tile_count = static_cast<int>(tiles.size());
+      int* out = region(metadata.tiles, 2 * tiles.size());
+      for (const Tile& tile : tiles) {
+        *out++ = tile.sequence;
+        *out++ = tile.first_row;
+      }
+    }
 
     ELASTIC_CUDA_CHECK(
         cudaMemcpyAsync(device, ints_.data(), ints_.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
@@ -139,10 +146,9 @@ class AttentionStaging {
     int first_row;
   };
 
-  // Lists the query tiles, the longest first, so the blocks that run longest
-  // start first and the short ones fill the tail of the grid.
-  template <class Region>
-  void stage_tiles(AttentionMetadata& metadata, Region& region, const AttentionBatch& batch, int tile_rows) {
+  // The query tiles, the longest first, so the blocks that run longest start
+  // first and the short ones fill the tail of the grid.
+  const std::vector<Tile>& longest_first_tiles(const AttentionBatch& batch, int tile_rows) {
     tiles_.clear();
     for (std::size_t s = 0; s < batch.sequences(); ++s)
       for (int row = 0; row < batch.new_lengths[s]; row += tile_rows) {
@@ -150,12 +156,7 @@ class AttentionStaging {
         tiles_.push_back({batch.cached_lengths[s] + last_row + 1, static_cast<int>(s), row});
       }
     std::stable_sort(tiles_.begin(), tiles_.end(), [](const Tile& a, const Tile& b) { return a.work > b.work; });
-    metadata.tile_count = static_cast<int>(tiles_.size());
-    auto out = region(metadata.tiles, 2 * tiles_.size());
-    for (const Tile& tile : tiles_) {
-      *out++ = tile.sequence;
-      *out++ = tile.first_row;
-    }
+    return tiles_;
   }
 
   std::vector<int> ints_;
