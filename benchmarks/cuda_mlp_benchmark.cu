@@ -6,7 +6,8 @@
 // ELASTIC_BENCH_WIDTHS with hidden size ELASTIC_BENCH_HIDDEN, in bfloat16 and
 // float16.
 //
-// How it measures:
+// How it measures (the device, ceilings and timing loop are shared with the
+// attention benchmark, cuda_benchmark.cuh):
 //   - ceilings, once at startup: device-to-device copy bandwidth (a 1 GiB
 //     cudaMemcpyAsync, bytes read + written) and the bfloat16 8192^3 GEMM rate
 //     through cuBLASLt, each the median of several runs. Decode cases report
@@ -31,7 +32,7 @@
 #include <vector>
 
 #include "bench_shapes.hpp"
-#include "cuda_support.cuh"
+#include "cuda_benchmark.cuh"
 #include "mlp_benchmark.hpp"
 
 namespace {
@@ -49,90 +50,7 @@ static_assert(std::ranges::max(decode_tokens) <= cuda::decode_max_tokens &&
               "decode cases must take the executor's decode kernels, prefill cases its cuBLASLt path");
 constexpr auto input_count = static_cast<std::size_t>(max_tokens * hidden);
 
-constexpr std::size_t min_batch = 8;  // calls between a pair of events
-constexpr int ceiling_runs = 15;      // timed runs per ceiling, after warm-up
-constexpr index_t ceiling_gemm_size = 8192;
-
-class CublasLtHandle {
- public:
-  CublasLtHandle() { ELASTIC_CUBLAS_CHECK(cublasLtCreate(&handle_)); }
-  CublasLtHandle(const CublasLtHandle&) = delete;
-  CublasLtHandle& operator=(const CublasLtHandle&) = delete;
-  ~CublasLtHandle() { cublasLtDestroy(handle_); }
-  cublasLtHandle_t get() const { return handle_; }
-
- private:
-  cublasLtHandle_t handle_ = nullptr;
-};
-
-// What every benchmark on the device shares: the stream, the elastic
-// executor, the peer's cuBLASLt plans (its own handle), the timer and the
-// measured ceilings.
-struct Gpu {
-  Gpu() : executor(stream.get()), peer(peer_handle.get()) {
-    int device = 0;
-    ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
-    ELASTIC_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
-  }
-
-  double l2_bytes() const { return static_cast<double>(properties.l2CacheSize); }
-
-  double free_bytes() const {
-    std::size_t free = 0;
-    std::size_t total = 0;
-    ELASTIC_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-    return static_cast<double>(free);
-  }
-
-  // Median seconds of `runs` timed calls of enqueue(), after two untimed ones.
-  template <class Enqueue>
-  double median_seconds(int runs, Enqueue&& enqueue) {
-    for (int warm_up = 0; warm_up < 2; ++warm_up) enqueue();
-    std::vector<double> times;
-    for (int run = 0; run < runs; ++run) times.push_back(timer.seconds(stream.get(), enqueue));
-    return support::median(std::move(times));
-  }
-
-  cudaDeviceProp properties{};
-  support::Stream stream;
-  cuda::Executor executor;
-  CublasLtHandle peer_handle;
-  cuda::GemmPlanCache peer;
-  support::EventTimer timer;
-  double copy_bytes_per_second = 0.0;
-  double gemm_flop_per_second = 0.0;
-};
-
-void measure_copy_bandwidth(Gpu& gpu) {
-  const auto bytes =
-      static_cast<std::size_t>(std::min(static_cast<double>(std::size_t{1} << 30), gpu.free_bytes() / 4));
-  support::DeviceBuffer<std::byte> source(bytes);
-  support::DeviceBuffer<std::byte> destination(bytes);
-  ELASTIC_CUDA_CHECK(cudaMemsetAsync(source.data(), 0x5a, bytes, gpu.stream.get()));
-  const double seconds = gpu.median_seconds(ceiling_runs, [&] {
-    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(destination.data(), source.data(), bytes, cudaMemcpyDeviceToDevice,
-                                       gpu.stream.get()));
-  });
-  gpu.copy_bytes_per_second = 2.0 * static_cast<double>(bytes) / seconds;
-}
-
-void measure_gemm_rate(Gpu& gpu) {
-  constexpr index_t n = ceiling_gemm_size;
-  constexpr auto count = static_cast<std::size_t>(n * n);
-  support::DeviceBuffer<bfloat16_t> a(count);
-  support::DeviceBuffer<bfloat16_t> b(count);
-  support::DeviceBuffer<bfloat16_t> c(count);
-  const cuda::WorkspaceBuffer workspace(cuda::Executor::gemm_workspace_bytes);
-  const float scale = 1.0f / static_cast<float>(n);
-  support::fill_random_on_device(a.data(), count, 7, 1.0f, gpu.stream.get());
-  support::fill_random_on_device(b.data(), count, 8, scale, gpu.stream.get());
-  const double seconds = gpu.median_seconds(ceiling_runs, [&] {
-    gpu.peer.run<bfloat16_t>(MatrixView<bfloat16_t>(c.data(), n, n),
-                             ConstMatrixView<bfloat16_t>(a.data(), n, n),
-                             ConstMatrixView<bfloat16_t>(b.data(), n, n), workspace.get(), gpu.stream.get());
-  });
-  gpu.gemm_flop_per_second = 2.0 * static_cast<double>(n) * n * n / seconds;
-}
+using bench::Gpu;
 
 // Copies of one full-width MLP and of its inputs in device memory, the
 // output, the elastic workspace and the peer's intermediate buffers.
@@ -202,8 +120,8 @@ class DeviceMlpCopies {
 class Harness {
  public:
   Harness() {
-    measure_copy_bandwidth(gpu_);
-    measure_gemm_rate(gpu_);
+    bench::measure_copy_bandwidth(gpu_);
+    bench::measure_gemm_rate(gpu_);
   }
 
   Gpu& gpu() { return gpu_; }
@@ -233,15 +151,7 @@ void run_case(benchmark::State& state, Harness& harness, const bench::MlpCase& m
       else
         set.peer_forward(gpu, copy, mlp_case.width, mlp_case.tokens);
     };
-    // Warm-up over every copy: builds the cuBLASLt plans of this shape.
-    for (std::size_t copy = 0; copy < set.copies(); ++copy) call(copy);
-    const std::size_t batch = (min_batch + set.copies() - 1) / set.copies() * set.copies();
-    for (auto _ : state) {
-      const double seconds = gpu.timer.seconds(gpu.stream.get(), [&] {
-        for (std::size_t i = 0; i < batch; ++i) call(i % set.copies());
-      });
-      state.SetIterationTime(seconds / static_cast<double>(batch));
-    }
+    bench::time_rotating_calls(state, gpu, set.copies(), call);
     bench::set_mlp_counters(state, mlp_case, set.copies(), gpu.l2_bytes());
     if (mlp_case.phase == "decode")
       bench::set_ceiling_fraction(state, "frac_copy_bw", mlp_case.bytes(), gpu.copy_bytes_per_second);
@@ -267,12 +177,6 @@ void register_cases(Harness& harness) {
   });
 }
 
-std::string format_rate(double value, const char* unit) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.4g %s", value, unit);
-  return text;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -286,18 +190,7 @@ int main(int argc, char** argv) {
   }
   try {
     Harness harness;
-    const cudaDeviceProp& properties = harness.gpu().properties;
-    benchmark::AddCustomContext("device", properties.name);
-    benchmark::AddCustomContext("compute_capability",
-                                std::to_string(properties.major) + "." + std::to_string(properties.minor));
-    benchmark::AddCustomContext("l2_cache_bytes", std::to_string(properties.l2CacheSize));
-    benchmark::AddCustomContext("copy_bytes_per_second", std::to_string(harness.gpu().copy_bytes_per_second));
-    benchmark::AddCustomContext("gemm_bf16_8192_flop_per_second",
-                                std::to_string(harness.gpu().gemm_flop_per_second));
-    benchmark::AddCustomContext("copy_bandwidth",
-                                format_rate(harness.gpu().copy_bytes_per_second * 1e-9, "GB/s"));
-    benchmark::AddCustomContext("gemm_bf16_8192",
-                                format_rate(harness.gpu().gemm_flop_per_second * 1e-12, "TFLOP/s"));
+    bench::add_device_context(harness.gpu());
     benchmark::AddCustomContext("widths", BenchWidths::describe());
     register_cases<bfloat16_t>(harness);
     register_cases<half_t>(harness);

@@ -6,6 +6,12 @@
 //   linear(y, x, w, ws [, Extent<L>])    y = x . w^T            (w: [out x in])
 //   swiglu(h, x, w_gate, w_up, ws)       h = silu(x . w_gate^T) * (x . w_up^T)
 //
+// and, for executors that satisfy AttentionExecutorFor as well:
+//
+//   attention(out, q, k, v, cache, batch, params, ws)
+//       append rope(k), v to the KV cache; out = causal attention of rope(q)
+//       over each sequence's cache positions (core/attention_params.hpp)
+//
 // Extent<L> says the reduction length is the compile-time width L, so a
 // backend may specialise on it. Implementations: elastic::host::Executor
 // (host/executor.hpp) and elastic::cuda::Executor (cuda/executor.cuh).
@@ -14,7 +20,10 @@
 #include <concepts>
 #include <cstddef>
 
+#include "elastic/core/attention_batch.hpp"
+#include "elastic/core/attention_params.hpp"
 #include "elastic/core/dtype.hpp"
+#include "elastic/core/kv_cache.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
@@ -37,5 +46,16 @@ concept ExecutorFor =
 
 template <class E>
 concept Executor = ExecutorFor<E, float> && ExecutorFor<E, half_t> && ExecutorFor<E, bfloat16_t>;
+
+// The attention primitive and its workspace query, checked at head_dim 64.
+template <class E, class T>
+concept AttentionExecutorFor =
+    ExecutorFor<E, T> && requires(E& ex, const E& const_ex, MatrixView<T> out, ConstMatrixView<T> x,
+                                  const KVCacheView<T>& cache, const AttentionBatch& batch,
+                                  const AttentionParams<64>& params, const KVCacheShape& shape, Workspace workspace,
+                                  int n) {
+      { const_ex.template attention_workspace_bytes<T>(batch, n, n, shape) } -> std::same_as<std::size_t>;
+      ex.attention(out, x, x, x, cache, batch, params, workspace);
+    };
 
 }  // namespace elastic

@@ -45,11 +45,13 @@ struct AttentionMetadata {
   const int* cache_slots = nullptr;      // [sequences]
   const int* cached_lengths = nullptr;   // [sequences]
   const int* new_lengths = nullptr;      // [sequences]
-  const int* first_tokens = nullptr;     // [sequences + 1]: sequence s owns packed rows [first_tokens[s], first_tokens[s + 1])
-  const int* first_splits = nullptr;     // [sequences + 1]: decode partials [first_splits[s], first_splits[s + 1]) of s
+  // [sequences + 1] each: sequence s owns packed rows [first_tokens[s], first_tokens[s + 1]) and, for
+  // decode, split partials [first_splits[s], first_splits[s + 1]).
+  const int* first_tokens = nullptr;
+  const int* first_splits = nullptr;
   const int* token_sequences = nullptr;  // [tokens]
   const int* token_positions = nullptr;  // [tokens]: RoPE position
-  const int* tiles = nullptr;            // [2 * tile_count]: prefill query tiles (sequence, first new row), longest first
+  const int* tiles = nullptr;            // [2 * tile_count]: prefill tiles (sequence, first new row), longest first
   int sequences = 0;
   int tokens = 0;
   int tile_count = 0;

@@ -9,24 +9,42 @@
 // queries); the forward path never allocates device memory and never
 // synchronises, so it can be captured in a CUDA graph once each GEMM shape
 // has run once (the first call of a shape builds its cuBLASLt plan on the
-// host). One executor serves one thread.
+// host). One executor serves one thread, on the device that was current when
+// it was built.
+//
+// Attention uploads the batch description into the workspace (see
+// cuda/attention_metadata.cuh: a host-staged copy, so attention calls are not
+// graph-captured), appends the new keys and values to the cache
+// (kv_append_kernel.cuh), then runs flash-decoding when every sequence brings
+// one token (attention_decode_kernel.cuh) and the tiled flash-attention
+// kernel otherwise (attention_prefill_kernel.cuh). The decode split size
+// depends on the SM count, read once here.
 #pragma once
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <type_traits>
 
+#include "elastic/core/attention_batch.hpp"
+#include "elastic/core/attention_params.hpp"
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/kv_cache.hpp"
 #include "elastic/core/workspace.hpp"
+#include "elastic/cuda/attention_decode_kernel.cuh"
+#include "elastic/cuda/attention_metadata.cuh"
+#include "elastic/cuda/attention_prefill_kernel.cuh"
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/gemm.cuh"
+#include "elastic/cuda/kv_append_kernel.cuh"
 #include "elastic/cuda/row_dot_kernel.cuh"
 #include "elastic/cuda/swiglu_kernel.cuh"
 #include "elastic/math/activation.hpp"
+#include "elastic/math/online_softmax.hpp"
 
 namespace elastic::cuda {
 
@@ -41,11 +59,13 @@ class Executor {
   // Uses `handle` if given (the caller keeps ownership), else creates one.
   explicit Executor(cudaStream_t stream = nullptr, cublasLtHandle_t handle = nullptr)
       : stream_(stream), handle_(handle != nullptr ? handle : create_handle(), HandleDeleter{handle == nullptr}),
-        gemm_(std::make_unique<GemmPlanCache>(handle_.get())) {}
+        gemm_(std::make_unique<GemmPlanCache>(handle_.get())),
+        multiprocessors_(multiprocessor_count()) {}
 
   cudaStream_t stream() const { return stream_; }
   void set_stream(cudaStream_t stream) { stream_ = stream; }
   cublasLtHandle_t cublaslt() const { return handle_.get(); }
+  int multiprocessors() const { return multiprocessors_; }
 
   static bool is_decode(index_t tokens) { return tokens <= decode_max_tokens; }
 
@@ -96,6 +116,57 @@ class Executor {
     launch_swiglu_in_place(h, ConstMatrixView<T>(scratch.up), stream_);
   }
 
+  // Workspace for attention over `batch` with `heads` query heads: the
+  // uploaded batch description and, for decode, the split partials. Grows
+  // with heads, so a layer may size it for its full head count. The sizes
+  // come from the batch's lengths, so the batch is validated against the
+  // cache here too (positions are checked by the call).
+  template <ElementType T>
+  std::size_t attention_workspace_bytes(const AttentionBatch& batch, int heads, int head_dim,
+                                        const KVCacheShape& cache) const {
+    require(is_supported_head_dim(head_dim), "attention: head_dim must be 64 or 128, found ", head_dim);
+    require(heads >= 0, "attention: the head count must be non-negative, found ", heads);
+    batch.validate(cache, batch.tokens(), std::numeric_limits<int>::max());
+    WorkspaceCursor cursor;
+    carve_attention<T>(cursor, batch, heads, head_dim);
+    return cursor.bytes_used();
+  }
+
+  // Rotates k and appends k, v to the cache, then causal attention of q over
+  // the cache (see core/attention_params.hpp); the host executor's semantics.
+  template <ElementType T, int HeadDim>
+  void attention(MatrixView<T> out, std::type_identity_t<ConstMatrixView<T>> q,
+                 std::type_identity_t<ConstMatrixView<T>> k, std::type_identity_t<ConstMatrixView<T>> v,
+                 const KVCacheView<T>& cache, const AttentionBatch& batch, const AttentionParams<HeadDim>& params,
+                 Workspace workspace = {}) {
+    detail::check_attention(out, q, k, v, cache, batch, params);
+    check_workspace(workspace, attention_workspace_bytes<T>(batch, params.heads, HeadDim, cache.shape()),
+                    "attention");
+    if (q.rows() == 0) return;
+    const bool decode = batch.is_decode();
+    AttentionPlan plan;
+    if (decode) {
+      check_decode_grid(batch, params.kv_heads);
+      const long long readers =
+          static_cast<long long>(params.kv_heads) * decode_head_batches<T, HeadDim>(params.group_size);
+      plan.split_chunk = decode_split_chunk(batch, readers, multiprocessors_);
+    } else {
+      plan.tile_rows = PrefillShape<T>::rows;
+      check_prefill_grid(query_tile_count(batch, plan.tile_rows));
+    }
+
+    WorkspaceCursor cursor(workspace);
+    const AttentionScratch scratch = carve_attention<T>(cursor, batch, params.heads, HeadDim);
+    const AttentionMetadata metadata = staging_.upload(scratch.metadata, batch, plan, stream_);
+    const AttentionArgs<T, HeadDim> args = make_attention_args<T, HeadDim>(out, q, k, v, cache, params, metadata);
+    launch_append_kv(args, stream_);
+    if (decode) {
+      launch_decode_attention(args, scratch.partials, plan.split_chunk, stream_);
+    } else {
+      launch_prefill_attention(args, stream_);
+    }
+  }
+
  private:
   struct HandleDeleter {
     bool owned = true;
@@ -108,6 +179,14 @@ class Executor {
     cublasLtHandle_t handle = nullptr;
     ELASTIC_CUBLAS_CHECK(cublasLtCreate(&handle));
     return handle;
+  }
+
+  static int multiprocessor_count() {
+    int device = 0;
+    int count = 0;
+    ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
+    ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
   }
 
   static void check_workspace(Workspace workspace, std::size_t needed, const char* op) {
@@ -131,6 +210,26 @@ class Executor {
     return {MatrixView<T>(up, tokens, width, stride), Workspace{gemm, gemm_workspace_bytes}};
   }
 
+  struct AttentionScratch {
+    int* metadata;            // metadata_ints() ints
+    DecodePartials partials;  // decode only
+  };
+
+  // The size query and the call carve the same way, so they cannot disagree.
+  template <class T>
+  AttentionScratch carve_attention(WorkspaceCursor& cursor, const AttentionBatch& batch, int heads,
+                                   int head_dim) const {
+    const bool decode = batch.is_decode();
+    AttentionScratch scratch{};
+    scratch.metadata = cursor.take<int>(metadata_ints(batch, decode ? 0 : PrefillShape<T>::rows));
+    if (decode) {
+      const std::size_t slots = decode_partial_slots(batch, multiprocessors_) * static_cast<std::size_t>(heads);
+      scratch.partials.states = cursor.take<math::SoftmaxState>(slots);
+      scratch.partials.values = cursor.take<float>(slots * static_cast<std::size_t>(head_dim));
+    }
+    return scratch;
+  }
+
   template <class T, int NumRows>
   static RowDotParams<T, NumRows> row_dot_params(MatrixView<T> out, ConstMatrixView<T> x,
                                                  const ConstMatrixView<T> (&weights)[NumRows]) {
@@ -152,8 +251,12 @@ class Executor {
   cudaStream_t stream_;
   std::unique_ptr<std::remove_pointer_t<cublasLtHandle_t>, HandleDeleter> handle_;
   std::unique_ptr<GemmPlanCache> gemm_;
+  int multiprocessors_;
+  AttentionStaging staging_;
 };
 
 static_assert(elastic::Executor<Executor>);
+static_assert(AttentionExecutorFor<Executor, float> && AttentionExecutorFor<Executor, half_t> &&
+              AttentionExecutorFor<Executor, bfloat16_t>);
 
 }  // namespace elastic::cuda

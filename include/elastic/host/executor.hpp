@@ -114,5 +114,7 @@ class Executor {
 };
 
 static_assert(elastic::Executor<Executor>);
+static_assert(AttentionExecutorFor<Executor, float> && AttentionExecutorFor<Executor, half_t> &&
+              AttentionExecutorFor<Executor, bfloat16_t>);
 
 }  // namespace elastic::host

@@ -1,0 +1,38 @@
+// CUDA attention vs the host executor for one element type, chosen by the
+// build (ELASTIC_TEST_DTYPE): CMake compiles this file once per dtype, as it
+// does test_executor_parity.cu, so the instantiations build in parallel. The
+// checks themselves live in attention_parity.cuh.
+#include "cuda/attention_parity.cuh"
+
+#ifndef ELASTIC_TEST_DTYPE
+#define ELASTIC_TEST_DTYPE bfloat16_t
+#endif
+#define ELASTIC_TEST_STRINGIFY_(x) #x
+#define ELASTIC_TEST_STRINGIFY(x) ELASTIC_TEST_STRINGIFY_(x)
+#define ELASTIC_TEST_DTYPE_NAME ELASTIC_TEST_STRINGIFY(ELASTIC_TEST_DTYPE)
+
+using namespace elastic;
+using TestType = ELASTIC_TEST_DTYPE;
+
+TEST_CASE("cuda attention primitive matches the host executor: " ELASTIC_TEST_DTYPE_NAME) {
+  for (int kv_heads : test::attention_kv_heads) {
+    const int group_size = test::attention_stored_heads / kv_heads;
+    CAPTURE(group_size);
+    test::check_attention_primitive<TestType, 64>(group_size, test::AttentionHeadCounts::values);
+    test::check_attention_primitive<TestType, 128>(group_size, test::AttentionHeadCounts::values);
+  }
+  test::check_attention_primitive<TestType, 64>(test::attention_large_group, test::attention_large_group_heads);
+  test::check_attention_primitive<TestType, 128>(test::attention_large_group, test::attention_large_group_heads);
+}
+
+TEST_CASE("cuda elastic attention matches the host executor: " ELASTIC_TEST_DTYPE_NAME) {
+  for (int kv_heads : test::attention_kv_heads) {
+    CAPTURE(kv_heads);
+    test::check_attention_layer<TestType, 64>(kv_heads);
+    test::check_attention_layer<TestType, 128>(kv_heads);
+  }
+}
+
+TEST_CASE("cuda attention rejects bad arguments before writing: " ELASTIC_TEST_DTYPE_NAME) {
+  test::check_attention_errors<TestType>();
+}
