@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds (when needed) and runs the CUDA MLP benchmark on a GPU machine. Writes
-# into OUT_DIR: cuda_mlp.json (Google Benchmark JSON, medians over the
-# repetitions), cuda_mlp.txt (the console output), summary.md (mlp_table.py:
-# scaling, ceiling fractions, ratio to cuBLAS) and nvidia-smi.txt.
+# Builds (when needed) and runs the CUDA MLP and attention benchmarks on a GPU
+# machine. Writes into OUT_DIR: cuda_mlp.json and cuda_attention.json (Google
+# Benchmark JSON, medians over the repetitions), their console output
+# (cuda_*.txt), summary.md (mlp_table.py on the MLP run: scaling, ceiling
+# fractions, ratio to cuBLAS) and nvidia-smi.txt. With SKIP_BUILD=1 the
+# binaries of BUILD_DIR are used as they are (a build carried from another
+# machine; put libbenchmark's shared library on LD_LIBRARY_PATH if the GPU
+# machine lacks Google Benchmark).
 #
 #   benchmarks/run_gpu.sh OUT_DIR [extra Google Benchmark flags...]
 #
@@ -12,6 +16,7 @@
 #   REPETITIONS          repetitions per benchmark, median reported (default 5)
 #   MIN_TIME             seconds per repetition (default 0.2)
 #   CMAKE_ARGS           extra configure options, e.g. "-DELASTIC_BENCH_WIDTHS=4096,8192"
+#   SKIP_BUILD           1: run the binaries already in BUILD_DIR
 set -euo pipefail
 
 if (($# < 1)); then
@@ -29,15 +34,17 @@ if [[ -z "$architectures" ]] && command -v nvidia-smi >/dev/null 2>&1; then
 fi
 architectures=${architectures:-90}
 
-read -r -a extra_cmake_args <<<"${CMAKE_ARGS:-}"
-cmake -S "$repo" -B "$build_dir" \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CUDA_ARCHITECTURES="$architectures" \
-  -DELASTIC_BUILD_TESTS=OFF \
-  -DELASTIC_BUILD_EXAMPLES=OFF \
-  -DELASTIC_BUILD_BENCHMARKS=ON \
-  "${extra_cmake_args[@]}"
-cmake --build "$build_dir" --target elastic_cuda_mlp_benchmark -j "$(nproc)"
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  read -r -a extra_cmake_args <<<"${CMAKE_ARGS:-}"
+  cmake -S "$repo" -B "$build_dir" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_ARCHITECTURES="$architectures" \
+    -DELASTIC_BUILD_TESTS=OFF \
+    -DELASTIC_BUILD_EXAMPLES=OFF \
+    -DELASTIC_BUILD_BENCHMARKS=ON \
+    "${extra_cmake_args[@]}"
+  cmake --build "$build_dir" --target elastic_cuda_mlp_benchmark elastic_cuda_attention_benchmark -j "$(nproc)"
+fi
 
 mkdir -p "$out_dir"
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -46,14 +53,16 @@ if ! git -C "$repo" diff --quiet HEAD 2>/dev/null; then
 fi
 nvidia-smi >"$out_dir/nvidia-smi.txt" 2>&1 || true
 
-"$build_dir/benchmarks/elastic_cuda_mlp_benchmark" \
-  --benchmark_repetitions="${REPETITIONS:-5}" \
-  --benchmark_report_aggregates_only=true \
-  --benchmark_min_time="${MIN_TIME:-0.2}" \
-  --benchmark_out="$out_dir/cuda_mlp.json" \
-  --benchmark_out_format=json \
-  --benchmark_context=commit="$commit" \
-  "$@" | tee "$out_dir/cuda_mlp.txt"
+for name in mlp attention; do
+  "$build_dir/benchmarks/elastic_cuda_${name}_benchmark" \
+    --benchmark_repetitions="${REPETITIONS:-5}" \
+    --benchmark_report_aggregates_only=true \
+    --benchmark_min_time="${MIN_TIME:-0.2}" \
+    --benchmark_out="$out_dir/cuda_${name}.json" \
+    --benchmark_out_format=json \
+    --benchmark_context=commit="$commit" \
+    "$@" | tee "$out_dir/cuda_${name}.txt"
+done
 
 if [[ ! -s "$out_dir/cuda_mlp.json" ]]; then
   echo "run_gpu: no results written (see $out_dir/cuda_mlp.txt)" >&2
