@@ -232,15 +232,7 @@ void register_cases(Harness& harness) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  const support::DeviceProbe probe = support::probe_devices();
-  if (probe.count == 0) {
-    std::printf("elastic_cuda_attention_benchmark: no usable CUDA device (%s); nothing to measure.\n",
-                probe.reason.c_str());
-    return 0;
-  }
-  try {
+  return elastic::bench::device_benchmark_main(argc, argv, "elastic_cuda_attention_benchmark", [] {
     Harness harness;
     bench::add_device_context(harness.gpu());
     benchmark::AddCustomContext("attention", detail::concat("bfloat16, head_dim ", head_dim, ", query heads ",
@@ -248,10 +240,5 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("decode_min_chunk", std::to_string(cuda::decode_min_chunk));
     register_cases(harness);
     benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "elastic_cuda_attention_benchmark: %s\n", error.what());
-    return 1;
-  }
-  return 0;
+  });
 }

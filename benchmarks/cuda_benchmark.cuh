@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
@@ -141,6 +142,29 @@ inline void add_device_context(const Gpu& gpu) {
   benchmark::AddCustomContext("gemm_bf16_8192_flop_per_second", std::to_string(gpu.gemm_flop_per_second));
   benchmark::AddCustomContext("copy_bandwidth", format_rate(gpu.copy_bytes_per_second * 1e-9, "GB/s"));
   benchmark::AddCustomContext("gemm_bf16_8192", format_rate(gpu.gemm_flop_per_second * 1e-12, "TFLOP/s"));
+}
+
+// The body of a CUDA benchmark's main(): parses Google Benchmark's flags,
+// exits 0 with a message when no device can be used, otherwise runs
+// run(gpu_context) — which builds the harness, registers the cases and calls
+// benchmark::RunSpecifiedBenchmarks() — and turns an exception into exit 1.
+template <class Run>
+int device_benchmark_main(int argc, char** argv, const char* program, Run&& run) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const support::DeviceProbe probe = support::probe_devices();
+  if (probe.count == 0) {
+    std::printf("%s: no usable CUDA device (%s); nothing to measure.\n", program, probe.reason.c_str());
+    return 0;
+  }
+  try {
+    run();
+    benchmark::Shutdown();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s: %s\n", program, error.what());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace elastic::bench

@@ -180,25 +180,12 @@ void register_cases(Harness& harness) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  const support::DeviceProbe probe = support::probe_devices();
-  if (probe.count == 0) {
-    std::printf("elastic_cuda_mlp_benchmark: no usable CUDA device (%s); nothing to measure.\n",
-                probe.reason.c_str());
-    return 0;
-  }
-  try {
+  return elastic::bench::device_benchmark_main(argc, argv, "elastic_cuda_mlp_benchmark", [] {
     Harness harness;
     bench::add_device_context(harness.gpu());
     benchmark::AddCustomContext("widths", BenchWidths::describe());
     register_cases<bfloat16_t>(harness);
     register_cases<half_t>(harness);
     benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "elastic_cuda_mlp_benchmark: %s\n", error.what());
-    return 1;
-  }
-  return 0;
+  });
 }
