@@ -19,11 +19,13 @@
 
 #include <concepts>
 #include <cstddef>
+#include <span>
 
 #include "elastic/core/attention_batch.hpp"
 #include "elastic/core/attention_params.hpp"
 #include "elastic/core/dtype.hpp"
 #include "elastic/core/kv_cache.hpp"
+#include "elastic/core/route_plan.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
@@ -56,6 +58,24 @@ concept AttentionExecutorFor =
                                   int n) {
       { const_ex.template attention_workspace_bytes<T>(batch, n, n, shape) } -> std::same_as<std::size_t>;
       ex.attention(out, x, x, x, cache, batch, params, workspace);
+    };
+
+// The routing primitives (core/routing_checks.hpp) and their workspace queries.
+template <class E, class T>
+concept RoutingExecutorFor =
+    ExecutorFor<E, T> && requires(E& ex, const E& const_ex, MatrixView<T> y, ConstMatrixView<T> x, int* choices,
+                                  const int* indices, float* ratios, const RoutePlan& plan, const RouteRule& rule,
+                                  std::span<int> counts, Workspace workspace, index_t n, int c) {
+      { const_ex.template decide_routes_workspace_bytes<T>(n, c) } -> std::same_as<std::size_t>;
+      { const_ex.plan_routes_workspace_bytes(c, c) } -> std::same_as<std::size_t>;
+      ex.decide_routes(choices, x, rule, workspace);
+      ex.plan_routes(plan, indices, workspace);
+      const_ex.read_route_counts(plan, counts);
+      ex.gather_rows(y, x, indices);
+      ex.scatter_add_rows(y, x, indices);
+      ex.rms_norm(y, x, x, 1e-5f);
+      ex.relu_in_place(y);
+      ex.contribution_ratios(ratios, x, x);
     };
 
 }  // namespace elastic

@@ -10,13 +10,16 @@
 #include <array>
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <thread>
 #include <type_traits>
 
 #include "elastic/core/attention_params.hpp"
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/routing_checks.hpp"
 #include "elastic/host/attention.hpp"
+#include "elastic/host/routing.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/activation.hpp"
 #include "elastic/math/row_dot.hpp"
@@ -83,6 +86,65 @@ class Executor {
     kernels::attend(*pool_, map, out, q, cache, batch, params);
   }
 
+  // Routing primitives (see core/routing_checks.hpp); none needs workspace.
+  template <ElementType T>
+  std::size_t decide_routes_workspace_bytes(index_t /*tokens*/, int /*choices*/) const {
+    return 0;
+  }
+  std::size_t plan_routes_workspace_bytes(int /*tokens*/, int /*choices*/) const { return 0; }
+
+  template <ElementType T>
+  void decide_routes(int* choices, ConstMatrixView<T> logits, const RouteRule& rule,
+                     Workspace /*workspace*/ = {}) {
+    detail::check_decide_routes(choices, logits, rule);
+    kernels::decide_routes(choices, logits, rule);
+  }
+
+  void plan_routes(const RoutePlan& plan, const int* choices, Workspace /*workspace*/ = {}) {
+    detail::check_plan_routes(plan, choices);
+    kernels::plan_routes(plan, choices);
+  }
+
+  void read_route_counts(const RoutePlan& plan, std::span<int> counts) const {
+    require(counts.size() == static_cast<std::size_t>(plan.choices), "read_route_counts: ", counts.size(),
+            " entries given for ", plan.choices, " choices");
+    std::copy_n(plan.counts, plan.choices, counts.begin());
+  }
+
+  template <ElementType T>
+  void gather_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
+    detail::check_rows_op(dst, src, indices, "gather_rows");
+    kernels::gather_rows(*pool_, dst, src, indices);
+  }
+
+  template <ElementType T>
+  void scatter_add_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
+    detail::check_rows_op(dst, src, indices, "scatter_add_rows");
+    kernels::scatter_add_rows(*pool_, dst, src, indices);
+  }
+
+  template <ElementType T>
+  void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
+    detail::check_rms_norm(y, x, weight);
+    kernels::rms_norm(*pool_, y, x, weight, epsilon);
+  }
+
+  template <ElementType T>
+  void relu_in_place(MatrixView<T> x) {
+    detail::check_view(x, "relu_in_place", "matrix");
+    for (index_t t = 0; t < x.rows(); ++t)
+      for (index_t c = 0; c < x.cols(); ++c)
+        if (to_float(x(t, c)) < 0.0f) x(t, c) = from_float<T>(0.0f);
+  }
+
+  template <ElementType T>
+  void contribution_ratios(float* ratios, ConstMatrixView<T> block,
+                           std::type_identity_t<ConstMatrixView<T>> residual) {
+    detail::check_contribution(ratios, block, residual);
+    kernels::contribution_ratios(ratios, block, residual);
+  }
+
  private:
   // out[t, o] = epilogue(x[t] . w_0[o], ..., x[t] . w_{NumRows-1}[o])
   template <class T, int NumRows, int StaticLength, class Epilogue>
@@ -116,5 +178,7 @@ class Executor {
 static_assert(elastic::Executor<Executor>);
 static_assert(AttentionExecutorFor<Executor, float> && AttentionExecutorFor<Executor, half_t> &&
               AttentionExecutorFor<Executor, bfloat16_t>);
+static_assert(RoutingExecutorFor<Executor, float> && RoutingExecutorFor<Executor, half_t> &&
+              RoutingExecutorFor<Executor, bfloat16_t>);
 
 }  // namespace elastic::host
