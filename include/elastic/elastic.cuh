@@ -1,6 +1,6 @@
 // Umbrella header for CUDA translation units: the host part plus the CUDA
-// executor, its kernels (MLP and attention) and cuBLASLt plumbing. Compile
-// with nvcc (C++20) and link elastic::cuda (cudart, cuBLASLt).
+// executor, its kernels (MLP, attention and routing) and cuBLASLt plumbing.
+// Compile with nvcc (C++20) and link elastic::cuda (cudart, cuBLASLt).
 #pragma once
 
 #include "elastic/elastic.hpp"
@@ -12,6 +12,8 @@
 #include "elastic/cuda/executor.cuh"
 #include "elastic/cuda/gemm.cuh"
 #include "elastic/cuda/kv_append_kernel.cuh"
+#include "elastic/cuda/route_kernels.cuh"
 #include "elastic/cuda/row_dot_kernel.cuh"
+#include "elastic/cuda/row_kernels.cuh"
 #include "elastic/cuda/swiglu_kernel.cuh"
 #include "elastic/cuda/device_buffer.cuh"

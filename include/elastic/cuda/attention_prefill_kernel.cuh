@@ -401,8 +401,8 @@ __device__ __forceinline__ void load_query_tile(T* tile, const AttentionArgs<T, 
                                     args.rope_inverse_frequencies);
     }
     T* destination = tile + row * PrefillRows<T, HeadDim>::stride;
-    store_vector(destination + vector_pair_dim<T, HeadDim>(v, false, 0), narrow<T>(low));
-    store_vector(destination + vector_pair_dim<T, HeadDim>(v, true, 0), narrow<T>(high));
+    math::store_vector(destination + vector_pair_dim<T, HeadDim>(v, false, 0), narrow<T>(low));
+    math::store_vector(destination + vector_pair_dim<T, HeadDim>(v, true, 0), narrow<T>(high));
   }
 }
 

@@ -19,14 +19,28 @@
 // one token (attention_decode_kernel.cuh) and the tiled flash-attention
 // kernel otherwise (attention_prefill_kernel.cuh). The decode split size
 // depends on the SM count, read once here.
+//
+// Routing (route_kernels.cuh, row_kernels.cuh) has the host executor's
+// signatures, checks and results; plans, choices and row indices are device
+// memory. Unlike the host, the device finds an invalid choice only on the
+// device: plan_routes then leaves the plan untouched and records the token
+// and its choice in a status word in its workspace, and read_route_counts
+// (which synchronises the stream to return host values, the only routing
+// call that does) throws the host's error. So read a plan's counts before
+// its plan_routes workspace is reused. gather_rows and scatter_add_rows skip
+// rows whose index is out of range (the host throws instead): indices must
+// come from a plan or be known to be valid. Every other routing call is
+// asynchronous and graph-capturable.
 #pragma once
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <memory>
+#include <span>
 #include <type_traits>
 
 #include "elastic/core/attention_batch.hpp"
@@ -34,6 +48,8 @@
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/kv_cache.hpp"
+#include "elastic/core/route_plan.hpp"
+#include "elastic/core/routing_checks.hpp"
 #include "elastic/core/workspace.hpp"
 #include "elastic/cuda/attention_decode_kernel.cuh"
 #include "elastic/cuda/attention_metadata.cuh"
@@ -41,7 +57,9 @@
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/gemm.cuh"
 #include "elastic/cuda/kv_append_kernel.cuh"
+#include "elastic/cuda/route_kernels.cuh"
 #include "elastic/cuda/row_dot_kernel.cuh"
+#include "elastic/cuda/row_kernels.cuh"
 #include "elastic/cuda/swiglu_kernel.cuh"
 #include "elastic/math/activation.hpp"
 #include "elastic/math/online_softmax.hpp"
@@ -167,6 +185,100 @@ class Executor {
     }
   }
 
+  // Routing primitives (see core/routing_checks.hpp and the notes above).
+  // decide_routes needs workspace only for the capacity rule on more than
+  // decide_block_max_tokens tokens; the size query covers every rule.
+  template <ElementType T>
+  std::size_t decide_routes_workspace_bytes(index_t tokens, int /*choices*/) const {
+    WorkspaceCursor cursor;
+    carve_capacity(cursor, route_tokens(tokens, "decide_routes"));
+    return cursor.bytes_used();
+  }
+
+  // Always at least the status word read_route_counts checks.
+  std::size_t plan_routes_workspace_bytes(int tokens, int choices) const {
+    WorkspaceCursor cursor;
+    carve_plan(cursor, tokens, choices);
+    return cursor.bytes_used();
+  }
+
+  template <ElementType T>
+  void decide_routes(int* choices, ConstMatrixView<T> logits, const RouteRule& rule, Workspace workspace = {}) {
+    detail::check_decide_routes(choices, logits, rule);
+    const int tokens = route_tokens(logits.rows(), "decide_routes");
+    const bool capacity = rule.mode == RouteRule::Mode::capacity;
+    check_workspace(workspace, capacity ? decide_routes_workspace_bytes<T>(tokens, static_cast<int>(logits.cols())) : 0,
+                    "decide_routes");
+    if (tokens == 0) return;
+    if (!capacity) {
+      launch_choose_routes(choices, logits, rule, stream_);
+      return;
+    }
+    WorkspaceCursor cursor(workspace);
+    launch_capacity_routes(choices, logits, rule, carve_capacity(cursor, tokens), stream_);
+  }
+
+  // Counts, offsets and the stable permutation of `choices` into `plan`, or,
+  // for a choice outside [0, plan.choices), nothing but the status word that
+  // read_route_counts turns into an error.
+  void plan_routes(const RoutePlan& plan, const int* choices, Workspace workspace = {}) {
+    detail::check_plan_routes(plan, choices);
+    check_workspace(workspace, plan_routes_workspace_bytes(plan.tokens, plan.choices), "plan_routes");
+    WorkspaceCursor cursor(workspace);
+    const PlanScratch scratch = carve_plan(cursor, plan.tokens, plan.choices);
+    launch_plan_routes(plan, choices, scratch, route_status_.record(plan, scratch.status), stream_);
+  }
+
+  // Copies the plan's counts to the host. Synchronises the stream: first on
+  // the status word of the plan_routes call that built the plan (one of this
+  // executor's last RouteStatusLog::capacity calls, its workspace not yet
+  // reused), which must report valid choices, then on the counts.
+  void read_route_counts(const RoutePlan& plan, std::span<int> counts) const {
+    require(counts.size() == static_cast<std::size_t>(plan.choices), "read_route_counts: ", counts.size(),
+            " entries given for ", plan.choices, " choices");
+    const RouteStatusLog::Entry* entry = route_status_.find(plan);
+    require(entry != nullptr, "read_route_counts: the plan was not built by any of this executor's last ",
+            RouteStatusLog::capacity, " plan_routes calls");
+    RouteStatus status{};
+    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(&status, entry->status, sizeof status, cudaMemcpyDeviceToHost, stream_));
+    ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    check_route_status(status, entry->tag, plan);
+    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(counts.data(), plan.counts, counts.size_bytes(), cudaMemcpyDeviceToHost, stream_));
+    ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  template <ElementType T>
+  void gather_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
+    detail::check_rows_op(dst, src, indices, "gather_rows");
+    launch_gather_rows(dst, src, indices, stream_);
+  }
+
+  template <ElementType T>
+  void scatter_add_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
+    detail::check_rows_op(dst, src, indices, "scatter_add_rows");
+    launch_scatter_add_rows(dst, src, indices, stream_);
+  }
+
+  template <ElementType T>
+  void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
+    detail::check_rms_norm(y, x, weight);
+    launch_rms_norm(y, x, weight, epsilon, stream_);
+  }
+
+  template <ElementType T>
+  void relu_in_place(MatrixView<T> x) {
+    detail::check_view(x, "relu_in_place", "matrix");
+    launch_relu_in_place(x, stream_);
+  }
+
+  template <ElementType T>
+  void contribution_ratios(float* ratios, ConstMatrixView<T> block,
+                           std::type_identity_t<ConstMatrixView<T>> residual) {
+    detail::check_contribution(ratios, block, residual);
+    launch_contribution_ratios(ratios, block, residual, stream_);
+  }
+
  private:
   struct HandleDeleter {
     bool owned = true;
@@ -187,6 +299,13 @@ class Executor {
     ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
     ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
     return count;
+  }
+
+  // A routing call's token count as an int (route plans count in int).
+  static int route_tokens(index_t tokens, const char* op) {
+    require(tokens >= 0 && tokens <= std::numeric_limits<int>::max(), op, ": the token count must be in [0, ",
+            std::numeric_limits<int>::max(), "], found ", tokens);
+    return static_cast<int>(tokens);
   }
 
   static void check_workspace(Workspace workspace, std::size_t needed, const char* op) {
@@ -253,10 +372,13 @@ class Executor {
   std::unique_ptr<GemmPlanCache> gemm_;
   int multiprocessors_;
   AttentionStaging staging_;
+  RouteStatusLog route_status_;
 };
 
 static_assert(elastic::Executor<Executor>);
 static_assert(AttentionExecutorFor<Executor, float> && AttentionExecutorFor<Executor, half_t> &&
               AttentionExecutorFor<Executor, bfloat16_t>);
+static_assert(RoutingExecutorFor<Executor, float> && RoutingExecutorFor<Executor, half_t> &&
+              RoutingExecutorFor<Executor, bfloat16_t>);
 
 }  // namespace elastic::cuda

@@ -92,11 +92,6 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void load_rotated_pair(VectorFloats<T>& 
   rotate_vector_pair<T, HeadDim>(low, high, v, position, layout, inverse_frequencies);
 }
 
-template <class T>
-ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void store_vector(T* destination, const math::Vector16<T>& vector) {
-  *reinterpret_cast<math::Vector16<T>*>(destination) = vector;
-}
-
 namespace kernels {
 
 inline constexpr int append_threads = 256;
@@ -112,13 +107,13 @@ __device__ __forceinline__ void append_vector_pair(const AttentionArgs<T, HeadDi
   VectorFloats<T> low, high;
   load_rotated_pair<T, HeadDim>(low, high, args.k + token * args.k_stride + head * HeadDim, v,
                                 batch.token_positions[token], args.rope_layout, args.rope_inverse_frequencies);
-  store_vector(args.cache_keys + offset + vector_pair_dim<T, HeadDim>(v, false, 0), narrow<T>(low));
-  store_vector(args.cache_keys + offset + vector_pair_dim<T, HeadDim>(v, true, 0), narrow<T>(high));
+  math::store_vector(args.cache_keys + offset + vector_pair_dim<T, HeadDim>(v, false, 0), narrow<T>(low));
+  math::store_vector(args.cache_keys + offset + vector_pair_dim<T, HeadDim>(v, true, 0), narrow<T>(high));
 
   const T* value = args.v + token * args.v_stride + head * HeadDim;
   for (int half = 0; half < 2; ++half) {
     const int dim = vector_pair_dim<T, HeadDim>(v, half == 1, 0);
-    store_vector(args.cache_values + offset + dim, math::load_vector(value + dim));
+    math::store_vector(args.cache_values + offset + dim, math::load_vector(value + dim));
   }
 }
 

@@ -10,6 +10,9 @@
 // executor calls it with Lanes = 1; tests drive every lane from a host loop.
 // StaticLength, when non-zero, is the row length known at compile time (the
 // elastic width), which lets the compiler fully unroll the lane's loop.
+//
+// The 16-byte vector type and its loads and stores, used by every kernel that
+// streams rows, live here too.
 #pragma once
 
 #include <cstring>
@@ -42,6 +45,31 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE Vector16<T> load_vector(const T* source)
   std::memcpy(&vector, source, sizeof vector);
 #endif
   return vector;
+}
+
+// A plain load, for memory the same kernel also writes (an output read
+// before it is updated, or a row transformed in place): load_vector's
+// read-only cache path is only for data that stays constant while the kernel
+// runs. `source` must be 16-byte aligned.
+template <class T>
+ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE Vector16<T> load_mutable_vector(const T* source) {
+#if ELASTIC_DEVICE_PASS
+  return *reinterpret_cast<const Vector16<T>*>(source);
+#else
+  Vector16<T> vector;
+  std::memcpy(&vector, source, sizeof vector);
+  return vector;
+#endif
+}
+
+// Stores one 16-byte vector; `destination` must be 16-byte aligned.
+template <class T>
+ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void store_vector(T* destination, const Vector16<T>& vector) {
+#if ELASTIC_DEVICE_PASS
+  *reinterpret_cast<Vector16<T>*>(destination) = vector;
+#else
+  std::memcpy(destination, &vector, sizeof vector);
+#endif
 }
 
 template <class T, int NumRows>

@@ -1,0 +1,136 @@
+// Token-routed elastic MLP: each token runs the MLP at the width its choice
+// maps to, or skips it (width 0: the residual passes through unchanged).
+// Tokens are grouped by a route plan, each group is gathered, run as one dense
+// ElasticMLP call at its width, and scatter-added into the residual:
+//
+//   residual[t] += MLP_{width(choice[t])}(input[t])     (nothing for a skip)
+//
+// forward() reads the group sizes back to the host to size the dense calls
+// (on the CUDA executor that synchronises the stream once per layer);
+// forward_with_counts() takes them from the caller instead — with the
+// capacity rule they are known in advance (capacity for the target, the rest
+// for the fallback), so the whole layer has static shapes and can be
+// captured in a CUDA graph.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "elastic/core/executor.hpp"
+#include "elastic/core/route_plan.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/core/widths.hpp"
+#include "elastic/core/workspace.hpp"
+#include "elastic/layers/elastic_mlp.hpp"
+
+namespace elastic {
+
+template <ElementType T, WidthSet WidthsT>
+class RoutedMLP {
+ public:
+  // choice_widths[c]: the MLP width choice c runs at, 0 to skip; every other
+  // width must be in the MLP's set.
+  RoutedMLP(const ElasticMLP<T, WidthsT>& mlp, std::span<const int> choice_widths)
+      : mlp_(mlp), widths_(choice_widths.begin(), choice_widths.end()) {
+    require(!widths_.empty(), "RoutedMLP: at least one choice is needed");
+    for (int width : widths_)
+      if (width != 0) detail::check_width<WidthsT, T>(width, mlp.intermediate(), "RoutedMLP width");
+  }
+
+  int choices() const { return static_cast<int>(widths_.size()); }
+  int width_of(int choice) const { return widths_[static_cast<std::size_t>(choice)]; }
+
+  template <RoutingExecutorFor<T> E>
+  std::size_t workspace_bytes(const E& executor, index_t tokens) const {
+    WorkspaceCursor cursor;
+    carve(cursor, executor, tokens);
+    return cursor.bytes_used();
+  }
+
+  // residual, input: [tokens x hidden]; choices: [tokens] in the executor's memory.
+  template <RoutingExecutorFor<T> E>
+  void forward(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
+               Workspace workspace) const {
+    check(residual, input);
+    WorkspaceCursor cursor(workspace);
+    const Buffers buffers = carve(cursor, executor, input.rows());
+    executor.plan_routes(buffers.plan, choices, buffers.scratch);
+    std::vector<int> counts(widths_.size());
+    executor.read_route_counts(buffers.plan, counts);
+    run_groups(executor, residual, input, buffers, counts);
+  }
+
+  // As forward(), with the group sizes known on the host (e.g. the capacity
+  // rule's); they must equal what the choices produce.
+  template <RoutingExecutorFor<T> E>
+  void forward_with_counts(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
+                           std::span<const int> counts, Workspace workspace) const {
+    check(residual, input);
+    require(counts.size() == widths_.size(), "RoutedMLP: ", counts.size(), " counts given for ", widths_.size(),
+            " choices");
+    index_t total = 0;
+    for (int count : counts) {
+      require(count >= 0, "RoutedMLP: group sizes must be non-negative, found ", count);
+      total += count;
+    }
+    require(total == input.rows(), "RoutedMLP: group sizes add up to ", total, " but the batch has ", input.rows(),
+            " tokens");
+    WorkspaceCursor cursor(workspace);
+    const Buffers buffers = carve(cursor, executor, input.rows());
+    executor.plan_routes(buffers.plan, choices, buffers.scratch);
+    run_groups(executor, residual, input, buffers, counts);
+  }
+
+ private:
+  struct Buffers {
+    RoutePlan plan;
+    MatrixView<T> gathered;  // [tokens x hidden]
+    MatrixView<T> computed;  // [tokens x hidden]
+    Workspace scratch;       // plan_routes' and the MLP's
+  };
+
+  void check(const MatrixView<T>& residual, const ConstMatrixView<T>& input) const {
+    detail::check_shape(input, input.rows(), mlp_.hidden(), "RoutedMLP", "input");
+    detail::check_shape(residual, input.rows(), mlp_.hidden(), "RoutedMLP", "residual");
+  }
+
+  template <class E>
+  Buffers carve(WorkspaceCursor& cursor, const E& executor, index_t tokens) const {
+    const int n = static_cast<int>(tokens);
+    const int c = choices();
+    Buffers buffers;
+    const std::size_t plan_bytes = RoutePlan::bytes_required(n, c);
+    auto* plan_memory = cursor.take<std::byte>(plan_bytes);
+    if (plan_memory != nullptr) buffers.plan = RoutePlan::carve(Workspace{plan_memory, plan_bytes}, n, c);
+    const index_t hidden = mlp_.hidden();
+    buffers.gathered = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * hidden)), tokens, hidden);
+    buffers.computed = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * hidden)), tokens, hidden);
+    const std::size_t scratch = std::max(executor.plan_routes_workspace_bytes(n, c), mlp_.workspace_bytes(executor, tokens));
+    buffers.scratch = Workspace{cursor.take<std::byte>(scratch), scratch};
+    return buffers;
+  }
+
+  template <class E>
+  void run_groups(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const Buffers& buffers,
+                  std::span<const int> counts) const {
+    index_t offset = 0;
+    for (std::size_t c = 0; c < widths_.size(); ++c) {
+      const index_t count = counts[c];
+      const int* indices = buffers.plan.permutation + offset;
+      offset += count;
+      if (widths_[c] == 0 || count == 0) continue;
+      const MatrixView<T> gathered = buffers.gathered.first_rows(count);
+      const MatrixView<T> computed = buffers.computed.first_rows(count);
+      executor.gather_rows(gathered, input, indices);
+      mlp_.forward(executor, widths_[c], computed, ConstMatrixView<T>(gathered), buffers.scratch);
+      executor.scatter_add_rows(residual, ConstMatrixView<T>(computed), indices);
+    }
+  }
+
+  ElasticMLP<T, WidthsT> mlp_;  // views of the caller's weights
+  std::vector<int> widths_;
+};
+
+}  // namespace elastic
