@@ -37,4 +37,5 @@
 #include "elastic/layers/elastic_mlp.hpp"
 #include "elastic/layers/routed_mlp.hpp"
 #include "elastic/layers/router.hpp"
+#include "elastic/layers/skippable_attention.hpp"
 #include "elastic/layers/width_checks.hpp"

@@ -56,11 +56,12 @@ struct RandomAttention {
   HostMatrix<T> q, k, v, o;
 };
 
-// float64 attention of a whole sequence (positions 0..n-1) over its first
-// `heads` query heads; returns [n x hidden].
+// float64 attention of a whole sequence over its first `heads` query heads;
+// row t has RoPE position positions[t] (default: t) and attends to rows
+// 0..t. Returns [n x hidden].
 template <class T>
 std::vector<double> reference_attention(const HostMatrix<T>& x, const RandomAttention<T>& layer, int heads,
-                                        const RopeConfig& rope, double scale) {
+                                        const RopeConfig& rope, double scale, const std::vector<int>& positions = {}) {
   const index_t n = x.rows;
   const index_t hidden = x.cols;
   const int d = layer.head_dim;
@@ -70,8 +71,9 @@ std::vector<double> reference_attention(const HostMatrix<T>& x, const RandomAtte
   std::vector<double> k = reference_linear(x, layer.k, index_t{kv_heads} * d, hidden);
   const std::vector<double> v = reference_linear(x, layer.v, index_t{kv_heads} * d, hidden);
   for (index_t t = 0; t < n; ++t) {
-    for (int h = 0; h < heads; ++h) reference_rope(&q[(t * heads + h) * d], d, static_cast<int>(t), rope);
-    for (int g = 0; g < kv_heads; ++g) reference_rope(&k[(t * kv_heads + g) * d], d, static_cast<int>(t), rope);
+    const int position = positions.empty() ? static_cast<int>(t) : positions[static_cast<std::size_t>(t)];
+    for (int h = 0; h < heads; ++h) reference_rope(&q[(t * heads + h) * d], d, position, rope);
+    for (int g = 0; g < kv_heads; ++g) reference_rope(&k[(t * kv_heads + g) * d], d, position, rope);
   }
   std::vector<double> attended(static_cast<std::size_t>(n * heads * d), 0.0);
   std::vector<double> scores(static_cast<std::size_t>(n));

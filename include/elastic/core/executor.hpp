@@ -71,6 +71,7 @@ concept RoutingExecutorFor =
       ex.decide_routes(choices, x, rule, workspace);
       ex.plan_routes(plan, indices, workspace);
       const_ex.read_route_counts(plan, counts);
+      ex.load_indices(choices, std::span<const int>(indices, 1));
       ex.gather_rows(y, x, indices);
       ex.scatter_add_rows(y, x, indices);
       ex.rms_norm(y, x, x, 1e-5f);

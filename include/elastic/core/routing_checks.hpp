@@ -4,6 +4,7 @@
 //   decide_routes(choices, logits, rule, ws)        per-token choices from router logits
 //   plan_routes(plan, choices, ws)                  counts, offsets, stable permutation
 //   read_route_counts(plan, counts)                 the plan's counts, on the host
+//   load_indices(destination, host_indices)         host indices into executor memory
 //   gather_rows(dst, src, indices)                  dst[i] = src[indices[i]]
 //   scatter_add_rows(dst, src, indices)             dst[indices[i]] += src[i]
 //   rms_norm(y, x, weight, epsilon)                 y = x * weight / rms(x)

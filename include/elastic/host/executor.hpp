@@ -111,6 +111,12 @@ class Executor {
     std::copy_n(plan.counts, plan.choices, counts.begin());
   }
 
+  // Copies host indices into executor memory (here: host memory).
+  void load_indices(int* destination, std::span<const int> indices) {
+    require(destination != nullptr || indices.empty(), "load_indices: the destination is a null pointer");
+    std::copy(indices.begin(), indices.end(), destination);
+  }
+
   template <ElementType T>
   void gather_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
     detail::check_rows_op(dst, src, indices, "gather_rows");
