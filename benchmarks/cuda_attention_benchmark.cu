@@ -126,7 +126,7 @@ class AttentionSetup {
     }
     cached_.assign(static_cast<std::size_t>(batch), context - tokens);
     fresh_.assign(static_cast<std::size_t>(batch), tokens);
-    workspace_ = cuda::WorkspaceBuffer(
+    workspace_ = elastic::cuda::WorkspaceBuffer(
         gpu.executor.attention_workspace_bytes<T>(this->batch(0), AttentionHeads::max, head_dim, shape_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(gpu.stream.get()));
   }
@@ -152,10 +152,10 @@ class AttentionSetup {
   int batch_, context_, tokens_;
   std::size_t copies_;
   KVCacheShape shape_;
-  cuda::WorkspaceBuffer cache_memory_;
+  elastic::cuda::WorkspaceBuffer cache_memory_;
   KVCacheView<T> cache_;
   support::DeviceBuffer<T> q_, kv_, out_;
-  cuda::WorkspaceBuffer workspace_{0};
+  elastic::cuda::WorkspaceBuffer workspace_{0};
   std::vector<std::vector<int>> slots_;
   std::vector<int> cached_, fresh_;
 };
@@ -237,7 +237,7 @@ int main(int argc, char** argv) {
     bench::add_device_context(harness.gpu());
     benchmark::AddCustomContext("attention", detail::concat("bfloat16, head_dim ", head_dim, ", query heads ",
                                                             AttentionHeads::describe(), " in groups of ", group_size));
-    benchmark::AddCustomContext("decode_min_chunk", std::to_string(cuda::decode_min_chunk));
+    benchmark::AddCustomContext("decode_min_chunk", std::to_string(elastic::cuda::decode_min_chunk));
     register_cases(harness);
     benchmark::RunSpecifiedBenchmarks();
   });

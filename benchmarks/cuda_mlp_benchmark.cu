@@ -45,8 +45,8 @@ constexpr index_t decode_tokens[] = {1, 4, 16};
 constexpr index_t prefill_tokens[] = {512, 4096};
 constexpr bench::Phase phases[] = {{"decode", decode_tokens}, {"prefill", prefill_tokens}};
 constexpr index_t max_tokens = std::ranges::max(prefill_tokens);
-static_assert(std::ranges::max(decode_tokens) <= cuda::decode_max_tokens &&
-                  std::ranges::min(prefill_tokens) > cuda::decode_max_tokens,
+static_assert(std::ranges::max(decode_tokens) <= elastic::cuda::decode_max_tokens &&
+                  std::ranges::min(prefill_tokens) > elastic::cuda::decode_max_tokens,
               "decode cases must take the executor's decode kernels, prefill cases its cuBLASLt path");
 constexpr auto input_count = static_cast<std::size_t>(max_tokens * hidden);
 
@@ -57,7 +57,7 @@ using bench::Gpu;
 template <ElementType T>
 class DeviceMlpCopies {
  public:
-  explicit DeviceMlpCopies(Gpu& gpu) : workspace_(0), peer_workspace_(cuda::Executor::gemm_workspace_bytes) {
+  explicit DeviceMlpCopies(Gpu& gpu) : workspace_(0), peer_workspace_(elastic::cuda::Executor::gemm_workspace_bytes) {
     constexpr int full = BenchWidths::max;
     const std::size_t weight_count = support::mlp_weight_count(hidden, full);
     copies_ =
@@ -75,7 +75,7 @@ class DeviceMlpCopies {
     }
     fill(inputs_.data(), inputs_.size(), 1000, 1.0f);
     output_ = support::DeviceBuffer<T>(input_count);
-    workspace_ = cuda::WorkspaceBuffer(mlps_.front().workspace_bytes(gpu.executor, max_tokens));
+    workspace_ = elastic::cuda::WorkspaceBuffer(mlps_.front().workspace_bytes(gpu.executor, max_tokens));
     const auto peer_count = static_cast<std::size_t>(max_tokens) * full;
     peer_gate_ = support::DeviceBuffer<T>(peer_count);
     peer_up_ = support::DeviceBuffer<T>(peer_count);
@@ -109,10 +109,10 @@ class DeviceMlpCopies {
   support::DeviceBuffer<T> weights_;
   support::DeviceBuffer<T> inputs_;
   support::DeviceBuffer<T> output_;
-  cuda::WorkspaceBuffer workspace_;
+  elastic::cuda::WorkspaceBuffer workspace_;
   support::DeviceBuffer<T> peer_gate_;
   support::DeviceBuffer<T> peer_up_;
-  cuda::WorkspaceBuffer peer_workspace_;
+  elastic::cuda::WorkspaceBuffer peer_workspace_;
   std::vector<ElasticMLP<T, BenchWidths>> mlps_;
 };
 

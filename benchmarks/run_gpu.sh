@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds (when needed) and runs the CUDA MLP and attention benchmarks on a GPU
-# machine. Writes into OUT_DIR: cuda_mlp.json and cuda_attention.json (Google
-# Benchmark JSON, medians over the repetitions), their console output
-# (cuda_*.txt), summary.md (mlp_table.py on the MLP run: scaling, ceiling
-# fractions, ratio to cuBLAS) and nvidia-smi.txt. With SKIP_BUILD=1 the
-# binaries of BUILD_DIR are used as they are (a build carried from another
-# machine; put libbenchmark's shared library on LD_LIBRARY_PATH if the GPU
-# machine lacks Google Benchmark).
+# Builds (when needed) and runs the CUDA MLP, attention and routing benchmarks
+# on a GPU machine. Writes into OUT_DIR: cuda_mlp.json, cuda_attention.json and
+# cuda_routing.json (Google Benchmark JSON, medians over the repetitions),
+# their console output (cuda_*.txt), summary.md (mlp_table.py on the MLP run:
+# scaling, ceiling fractions, ratio to cuBLAS) and nvidia-smi.txt. With
+# SKIP_BUILD=1 the binaries of BUILD_DIR are used as they are (a build carried
+# from another machine; put libbenchmark's shared library on LD_LIBRARY_PATH
+# if the GPU machine lacks Google Benchmark).
 #
 #   benchmarks/run_gpu.sh OUT_DIR [extra Google Benchmark flags...]
 #
@@ -43,7 +43,8 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     -DELASTIC_BUILD_EXAMPLES=OFF \
     -DELASTIC_BUILD_BENCHMARKS=ON \
     "${extra_cmake_args[@]}"
-  cmake --build "$build_dir" --target elastic_cuda_mlp_benchmark elastic_cuda_attention_benchmark -j "$(nproc)"
+  cmake --build "$build_dir" --target elastic_cuda_mlp_benchmark elastic_cuda_attention_benchmark \
+    elastic_cuda_routing_benchmark -j "$(nproc)"
 fi
 
 mkdir -p "$out_dir"
@@ -53,7 +54,7 @@ if ! git -C "$repo" diff --quiet HEAD 2>/dev/null; then
 fi
 nvidia-smi >"$out_dir/nvidia-smi.txt" 2>&1 || true
 
-for name in mlp attention; do
+for name in mlp attention routing; do
   "$build_dir/benchmarks/elastic_cuda_${name}_benchmark" \
     --benchmark_repetitions="${REPETITIONS:-5}" \
     --benchmark_report_aggregates_only=true \

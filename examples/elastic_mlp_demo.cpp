@@ -89,7 +89,7 @@ class CudaBackend {
  public:
   template <class T>
   using Buffer = support::DeviceBuffer<T>;
-  using WorkspaceBuffer = cuda::WorkspaceBuffer;
+  using WorkspaceBuffer = elastic::cuda::WorkspaceBuffer;
 
   CudaBackend() : executor(stream.get()) {}
 
@@ -120,7 +120,7 @@ class CudaBackend {
   }
 
   support::Stream stream;
-  cuda::Executor executor;
+  elastic::cuda::Executor executor;
   support::EventTimer timer;
 };
 #endif

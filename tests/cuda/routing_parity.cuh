@@ -37,7 +37,8 @@ namespace elastic::test {
 
 inline constexpr int routing_token_counts[] = {1, 3, 16, 67, 1000, 4096, 10000};
 inline constexpr int routing_large_tokens = 10000;
-static_assert(routing_large_tokens > cuda::plan_block_max_tokens && routing_large_tokens > cuda::decide_block_max_tokens,
+static_assert(routing_large_tokens > cuda::plan_block_max_tokens &&
+                  routing_large_tokens > cuda::decide_block_max_tokens,
               "the largest token count must take the CUB paths");
 inline constexpr int routing_min_choices = 2;
 inline constexpr int routing_max_choices = 8;

@@ -21,7 +21,7 @@ struct Fixture {
   test::RandomMLP<bfloat16_t> weights{kHidden, test::TestWidths::max, 77};
   test::DeviceMatrix<bfloat16_t> gate{weights.gate}, up{weights.up}, down{weights.down};
   ElasticMLP<bfloat16_t, test::TestWidths> mlp{{gate.view(), up.view(), down.view()}};
-  cuda::Executor executor;
+  elastic::cuda::Executor executor;
 };
 
 }  // namespace
@@ -33,8 +33,8 @@ TEST_CASE("cuda: bad input throws before any kernel writes") {
     const test::DeviceMatrix<bfloat16_t> x(test::random_matrix<bfloat16_t>(tokens, kHidden, 3));
     test::DeviceMatrix<bfloat16_t> y = test::poisoned_device_matrix<bfloat16_t>(tokens, kHidden);
     const std::size_t needed = f.mlp.workspace_bytes(f.executor, tokens);
-    const cuda::WorkspaceBuffer small(needed - 256);
-    const cuda::WorkspaceBuffer enough(needed);
+    const elastic::cuda::WorkspaceBuffer small(needed - 256);
+    const elastic::cuda::WorkspaceBuffer enough(needed);
 
     CHECK_THROWS_AS(f.mlp.forward(f.executor, test::TestWidths::max, y.view(), x.view(), small.get()), WorkspaceError);
     CHECK_THROWS_AS(f.mlp.forward(f.executor, test::TestWidths::min + 8, y.view(), x.view(), enough.get()), WidthError);
@@ -42,7 +42,7 @@ TEST_CASE("cuda: bad input throws before any kernel writes") {
     CHECK_THROWS_WITH_AS(
         f.mlp.forward(f.executor, test::TestWidths::max, y.view().first_rows(tokens - 1), misaligned, enough.get()),
         doctest::Contains("aligned"), Error);
-    if (!cuda::Executor::is_decode(tokens)) {  // decode needs no workspace
+    if (!elastic::cuda::Executor::is_decode(tokens)) {  // decode needs no workspace
       CHECK_THROWS_AS(f.executor.linear(y.view(), x.view(), f.down.view().first_cols(kHidden), Workspace{}),
                       WorkspaceError);
     }
@@ -55,7 +55,7 @@ TEST_CASE("cuda: failures carry the call, file and line") {
   try {
     ELASTIC_CUDA_CHECK(cudaSetDevice(1 << 20));
     FAIL("cudaSetDevice on a device that does not exist succeeded");
-  } catch (const cuda::CudaError& error) {
+  } catch (const elastic::cuda::CudaError& error) {
     const std::string message = error.what();
     CHECK(message.find("cudaSetDevice(1 << 20)") != std::string::npos);
     CHECK(message.find("test_errors.cu:") != std::string::npos);
@@ -69,7 +69,7 @@ TEST_CASE("cuda: a decode forward captured in a graph replays to the eager resul
   ELASTIC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   f.executor.set_stream(stream);
   const test::DeviceMatrix<bfloat16_t> x(test::random_matrix<bfloat16_t>(1, kHidden, 5));
-  const cuda::WorkspaceBuffer workspace(f.mlp.workspace_bytes(f.executor, 1));
+  const elastic::cuda::WorkspaceBuffer workspace(f.mlp.workspace_bytes(f.executor, 1));
   test::DeviceMatrix<bfloat16_t> eager = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
   test::DeviceMatrix<bfloat16_t> replayed = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
 

@@ -4,9 +4,10 @@
 // count past the one-block limit, and empty batches; the invalid-choice
 // contract (the plan stays as it was, read_route_counts throws the host's
 // error, a later valid call on the same workspace succeeds);
-// read_route_counts' own checks; rejected plans; and a whole routed step
-// (capacity decision, plan, gather, scatter-add) captured in a CUDA graph,
-// which replays to the eager result — none of it allocates or synchronises.
+// read_route_counts' own checks; load_indices; rejected plans; and a whole
+// routed step (capacity decision, plan, gather, scatter-add) captured in a
+// CUDA graph, which replays to the eager result: none of it allocates or
+// synchronises.
 #include <doctest/doctest.h>
 
 #include <cuda_runtime.h>
@@ -16,14 +17,15 @@
 
 #include "cuda/routing_parity.cuh"
 
-using namespace elastic;
-
+// Inside the library's namespace, `cuda` names elastic::cuda rather than
+// CCCL's top-level cuda namespace.
+namespace elastic::test {
 namespace {
 
 std::vector<int> plan_choice_counts() {
   std::vector<int> counts;
-  for (int c = 1; c <= test::routing_max_choices; ++c) counts.push_back(c);
-  counts.push_back(test::routing_wide_choices);
+  for (int c = 1; c <= routing_max_choices; ++c) counts.push_back(c);
+  counts.push_back(routing_wide_choices);
   return counts;
 }
 
@@ -32,45 +34,45 @@ std::vector<int> plan_choice_counts() {
 TEST_CASE("cuda route plans match the host executor") {
   host::Executor host_executor;
   cuda::Executor device_executor;
-  for (int tokens : test::routing_token_counts)
+  for (int tokens : routing_token_counts)
     for (int choices : plan_choice_counts())
-      for (test::Spread spread : test::spreads) {
+      for (Spread spread : spreads) {
         CAPTURE(tokens);
         CAPTURE(choices);
-        CAPTURE(test::describe(spread));
-        const std::vector<int> picks = test::spread_choices(tokens, choices, spread, 5 * tokens + choices);
-        const test::DeviceArray<int> device_picks(picks);
-        test::plan_on_both(host_executor, device_executor, test::PlanPair(tokens, choices), picks,
+        CAPTURE(describe(spread));
+        const std::vector<int> picks = spread_choices(tokens, choices, spread, 5 * tokens + choices);
+        const DeviceArray<int> device_picks(picks);
+        plan_on_both(host_executor, device_executor, PlanPair(tokens, choices), picks,
                            device_picks.data());
       }
-  for (int choices : {1, test::routing_max_choices, test::routing_wide_choices}) {  // empty batches
+  for (int choices : {1, routing_max_choices, routing_wide_choices}) {  // empty batches
     CAPTURE(choices);
-    test::plan_on_both(host_executor, device_executor, test::PlanPair(0, choices), {}, nullptr);
+    plan_on_both(host_executor, device_executor, PlanPair(0, choices), {}, nullptr);
   }
 }
 
 TEST_CASE("cuda plan_routes leaves the plan untouched on an invalid choice") {
   cuda::Executor executor;
   host::Executor host_executor;
-  for (int tokens : {67, test::routing_large_tokens})
-    for (int choices : {4, test::routing_wide_choices}) {
+  for (int tokens : {67, routing_large_tokens})
+    for (int choices : {4, routing_wide_choices}) {
       CAPTURE(tokens);
       CAPTURE(choices);
-      std::vector<int> picks = test::spread_choices(tokens, choices, test::Spread::uniform, 3);
+      std::vector<int> picks = spread_choices(tokens, choices, Spread::uniform, 3);
       const int first_bad = tokens / 2;
       picks[static_cast<std::size_t>(first_bad)] = choices;
       picks[static_cast<std::size_t>(first_bad + 5)] = -1;
       picks[static_cast<std::size_t>(tokens - 1)] = choices + 7;
-      const test::DeviceArray<int> device_picks(picks);
-      const test::PlanPair plans(tokens, choices);
+      const DeviceArray<int> device_picks(picks);
+      const PlanPair plans(tokens, choices);
       const cuda::WorkspaceBuffer workspace(executor.plan_routes_workspace_bytes(tokens, choices));
 
       executor.plan_routes(plans.device(), device_picks.data(), workspace.get());
       std::vector<int> counts(static_cast<std::size_t>(choices), -1);
+      const std::string expected =
+          detail::concat("plan_routes: token ", first_bad, " chose ", choices, ", expected 0 <= choice < ", choices);
       CHECK_THROWS_WITH_AS(executor.read_route_counts(plans.device(), counts),
-                           doctest::Contains(detail::concat("plan_routes: token ", first_bad, " chose ", choices,
-                                                            ", expected 0 <= choice < ", choices)),
-                           Error);
+                           doctest::Contains(expected.c_str()), Error);
       CHECK(plans.device_untouched());
       CHECK(counts == std::vector<int>(static_cast<std::size_t>(choices), -1));
 
@@ -78,13 +80,13 @@ TEST_CASE("cuda plan_routes leaves the plan untouched on an invalid choice") {
       picks[static_cast<std::size_t>(first_bad)] = 0;
       picks[static_cast<std::size_t>(first_bad + 5)] = 0;
       picks[static_cast<std::size_t>(tokens - 1)] = 0;
-      const test::DeviceArray<int> fixed(picks);
+      const DeviceArray<int> fixed(picks);
       host_executor.plan_routes(plans.host(), picks.data());
       executor.plan_routes(plans.device(), fixed.data(), workspace.get());
       executor.read_route_counts(plans.device(), counts);
-      CHECK(test::bitwise_equal(counts, std::span<const int>(plans.host().counts, counts.size())));
+      CHECK(bitwise_equal(counts, std::span<const int>(plans.host().counts, counts.size())));
       host::WorkspaceBuffer downloaded(plans.bytes());
-      CHECK(test::same_plan(plans.download(downloaded), plans.host()));
+      CHECK(same_plan(plans.download(downloaded), plans.host()));
     }
 }
 
@@ -92,9 +94,9 @@ TEST_CASE("cuda read_route_counts needs the plan's own, unreused status") {
   cuda::Executor executor;
   constexpr int tokens = 67;
   constexpr int choices = 3;
-  const std::vector<int> picks = test::spread_choices(tokens, choices, test::Spread::uniform, 9);
-  const test::DeviceArray<int> device_picks(picks);
-  const test::PlanPair first(tokens, choices), second(tokens, choices), never_planned(tokens, choices);
+  const std::vector<int> picks = spread_choices(tokens, choices, Spread::uniform, 9);
+  const DeviceArray<int> device_picks(picks);
+  const PlanPair first(tokens, choices), second(tokens, choices), never_planned(tokens, choices);
   const std::size_t bytes = executor.plan_routes_workspace_bytes(tokens, choices);
   const cuda::WorkspaceBuffer shared(bytes), own(bytes);
   std::vector<int> counts(choices);
@@ -115,12 +117,24 @@ TEST_CASE("cuda read_route_counts needs the plan's own, unreused status") {
                        doctest::Contains("2 entries given for 3 choices"), Error);
 }
 
+TEST_CASE("cuda load_indices copies host indices to the device") {
+  cuda::Executor executor;
+  std::vector<int> indices = {5, 0, 3, 9, 1};
+  const DeviceArray<int> device(std::vector<int>(indices.size(), choice_poison));
+  executor.load_indices(device.data(), indices);
+  indices.assign(indices.size(), -1);  // the staged values are already the driver's
+  CHECK(device.to_host() == std::vector<int>{5, 0, 3, 9, 1});
+  executor.load_indices(nullptr, {});
+  CHECK_THROWS_WITH_AS(executor.load_indices(nullptr, indices), doctest::Contains("the destination is a null pointer"),
+                       Error);
+}
+
 TEST_CASE("cuda plan_routes rejects bad plans before writing") {
   cuda::Executor executor;
   constexpr int tokens = 67;
   constexpr int choices = 3;
-  const test::DeviceArray<int> device_picks(test::spread_choices(tokens, choices, test::Spread::uniform, 4));
-  const test::PlanPair plans(tokens, choices);
+  const DeviceArray<int> device_picks(spread_choices(tokens, choices, Spread::uniform, 4));
+  const PlanPair plans(tokens, choices);
   const cuda::WorkspaceBuffer workspace(executor.plan_routes_workspace_bytes(tokens, choices));
 
   RoutePlan unallocated;
@@ -142,26 +156,26 @@ TEST_CASE("cuda routing captured in a CUDA graph replays to the eager result") {
   cudaStream_t stream = nullptr;
   ELASTIC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   cuda::Executor executor(stream);
-  for (int tokens : {67, test::routing_large_tokens}) {
+  for (int tokens : {67, routing_large_tokens}) {
     CAPTURE(tokens);
     const RouteRule rule = RouteRule::top_k(1, 3, tokens / 4);
-    const test::DeviceMatrix<T> logits(test::random_matrix<T>(tokens, choices, 21));
-    const test::DeviceMatrix<T> input(test::random_matrix<T>(tokens, test::routing_stride, 22));
-    const test::HostMatrix<T> residual = test::random_matrix<T>(tokens, test::routing_stride, 23);
+    const DeviceMatrix<T> logits(random_matrix<T>(tokens, choices, 21));
+    const DeviceMatrix<T> input(random_matrix<T>(tokens, routing_stride, 22));
+    const HostMatrix<T> residual = random_matrix<T>(tokens, routing_stride, 23);
     const cuda::WorkspaceBuffer decide_workspace(executor.decide_routes_workspace_bytes<T>(tokens, choices));
     const cuda::WorkspaceBuffer plan_workspace(executor.plan_routes_workspace_bytes(tokens, choices));
 
     // One routed step's outputs, poisoned (the residual starts as `residual`).
     struct Step {
-      Step(int tokens, const test::HostMatrix<T>& residual)
-          : picks(std::vector<int>(static_cast<std::size_t>(tokens), test::choice_poison)),
+      Step(int tokens, const HostMatrix<T>& residual)
+          : picks(std::vector<int>(static_cast<std::size_t>(tokens), choice_poison)),
             plans(tokens, choices),
-            gathered(test::poisoned_device_matrix<T>(tokens, test::routing_stride)),
+            gathered(poisoned_device_matrix<T>(tokens, routing_stride)),
             sums(residual) {}
-      test::DeviceArray<int> picks;
-      test::PlanPair plans;
-      test::DeviceMatrix<T> gathered;
-      test::DeviceMatrix<T> sums;
+      DeviceArray<int> picks;
+      PlanPair plans;
+      DeviceMatrix<T> gathered;
+      DeviceMatrix<T> sums;
     };
     const auto run = [&](Step& step) {
       executor.decide_routes(step.picks.data(), logits.view(), rule, decide_workspace.get());
@@ -188,10 +202,12 @@ TEST_CASE("cuda routing captured in a CUDA graph replays to the eager result") {
     CHECK(counts == std::vector<int>{0, tokens / 4, 0, tokens - tokens / 4});
     CHECK(eager.picks.to_host() == replayed.picks.to_host());
     CHECK(eager.plans.device_bytes() == replayed.plans.device_bytes());
-    CHECK(test::bitwise_equal(eager.gathered.to_host().values, replayed.gathered.to_host().values));
-    CHECK(test::bitwise_equal(eager.sums.to_host().values, replayed.sums.to_host().values));
+    CHECK(bitwise_equal(eager.gathered.to_host().values, replayed.gathered.to_host().values));
+    CHECK(bitwise_equal(eager.sums.to_host().values, replayed.sums.to_host().values));
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
   }
   cudaStreamDestroy(stream);
 }
+
+}  // namespace elastic::test

@@ -12,6 +12,7 @@
 //   contribution_ratios(ratios, block, residual)    ratios[t] = |f| / |x + f| per row
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 #include "elastic/core/checks.hpp"
@@ -39,6 +40,10 @@ void check_decide_routes(const int* choices, const ConstMatrixView<T>& logits, c
   require(choices != nullptr || logits.rows() == 0, op, ": the choices output is a null pointer");
   require(logits.empty() || logits.data() != nullptr, op, ": the logits are a null pointer");
   rule.validate(static_cast<int>(logits.cols()), static_cast<int>(logits.rows()));
+}
+
+inline void check_load_indices(const int* destination, std::size_t count) {
+  require(destination != nullptr || count == 0, "load_indices: the destination is a null pointer");
 }
 
 inline void check_plan_routes(const RoutePlan& plan, const int* choices) {

@@ -22,15 +22,16 @@
 //
 // Routing (route_kernels.cuh, row_kernels.cuh) has the host executor's
 // signatures, checks and results; plans, choices and row indices are device
-// memory. Unlike the host, the device finds an invalid choice only on the
-// device: plan_routes then leaves the plan untouched and records the token
-// and its choice in a status word in its workspace, and read_route_counts
-// (which synchronises the stream to return host values, the only routing
-// call that does) throws the host's error. So read a plan's counts before
-// its plan_routes workspace is reused. gather_rows and scatter_add_rows skip
-// rows whose index is out of range (the host throws instead): indices must
-// come from a plan or be known to be valid. Every other routing call is
-// asynchronous and graph-capturable.
+// memory, which the host cannot inspect without a synchronisation. So an
+// invalid choice is caught on the device: plan_routes then leaves the plan
+// untouched and records the token and its choice in a status word in its
+// workspace, and read_route_counts (which synchronises the stream to return
+// host values, the only routing call that does) throws the host executor's
+// error. Read a plan's counts before its plan_routes workspace is reused.
+// gather_rows and scatter_add_rows skip rows whose index is out of range (the
+// host throws instead): indices must come from a plan or be known to be
+// valid. Every other routing call is asynchronous, and all but load_indices
+// (a copy from pageable host memory) can be captured in a CUDA graph.
 #pragma once
 
 #include <cublasLt.h>
@@ -243,8 +244,20 @@ class Executor {
     ELASTIC_CUDA_CHECK(cudaMemcpyAsync(&status, entry->status, sizeof status, cudaMemcpyDeviceToHost, stream_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
     check_route_status(status, entry->tag, plan);
-    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(counts.data(), plan.counts, counts.size_bytes(), cudaMemcpyDeviceToHost, stream_));
+    ELASTIC_CUDA_CHECK(
+        cudaMemcpyAsync(counts.data(), plan.counts, counts.size_bytes(), cudaMemcpyDeviceToHost, stream_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // Copies host indices into device memory, in stream order. The source is
+  // pageable memory: the call returns once the driver has staged the values
+  // (so `indices` may change at once) and may block the host briefly; like
+  // attention's metadata upload it is not meant for graph capture.
+  void load_indices(int* destination, std::span<const int> indices) {
+    detail::check_load_indices(destination, indices.size());
+    if (indices.empty()) return;
+    ELASTIC_CUDA_CHECK(
+        cudaMemcpyAsync(destination, indices.data(), indices.size_bytes(), cudaMemcpyHostToDevice, stream_));
   }
 
   template <ElementType T>

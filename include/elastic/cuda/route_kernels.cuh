@@ -216,7 +216,8 @@ __global__ void __launch_bounds__(Threads)
   for (int c = thread; c <= plan.choices; c += Threads) {
     const int begin = math::lower_bound_key(sorted_keys, tokens, static_cast<unsigned>(c));
     plan.offsets[c] = begin;
-    if (c < plan.choices) plan.counts[c] = math::lower_bound_key(sorted_keys, tokens, static_cast<unsigned>(c + 1)) - begin;
+    if (c < plan.choices)
+      plan.counts[c] = math::lower_bound_key(sorted_keys, tokens, static_cast<unsigned>(c + 1)) - begin;
   }
   if (thread == 0) *status = RouteStatus{tag, -1, 0};
 }

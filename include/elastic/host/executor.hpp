@@ -113,7 +113,7 @@ class Executor {
 
   // Copies host indices into executor memory (here: host memory).
   void load_indices(int* destination, std::span<const int> indices) {
-    require(destination != nullptr || indices.empty(), "load_indices: the destination is a null pointer");
+    detail::check_load_indices(destination, indices.size());
     std::copy(indices.begin(), indices.end(), destination);
   }
 
