@@ -4,15 +4,10 @@
 // checks themselves live in attention_parity.cuh.
 #include "cuda/attention_parity.cuh"
 
-#ifndef ELASTIC_TEST_DTYPE
-#define ELASTIC_TEST_DTYPE bfloat16_t
-#endif
-#define ELASTIC_TEST_STRINGIFY_(x) #x
-#define ELASTIC_TEST_STRINGIFY(x) ELASTIC_TEST_STRINGIFY_(x)
-#define ELASTIC_TEST_DTYPE_NAME ELASTIC_TEST_STRINGIFY(ELASTIC_TEST_DTYPE)
+#include "cuda/dtype_under_test.cuh"
 
 using namespace elastic;
-using TestType = ELASTIC_TEST_DTYPE;
+using test::TestType;
 
 TEST_CASE("cuda attention primitive matches the host executor: " ELASTIC_TEST_DTYPE_NAME) {
   for (int kv_heads : test::attention_kv_heads) {

@@ -3,19 +3,15 @@
 // instantiations build in parallel.
 #include "cuda/parity.cuh"
 
-#ifndef ELASTIC_TEST_DTYPE
-#define ELASTIC_TEST_DTYPE bfloat16_t
-#endif
-#define ELASTIC_TEST_STRINGIFY_(x) #x
-#define ELASTIC_TEST_STRINGIFY(x) ELASTIC_TEST_STRINGIFY_(x)
+#include "cuda/dtype_under_test.cuh"
 
 using namespace elastic;
-using TestType = ELASTIC_TEST_DTYPE;
+using test::TestType;
 
-TEST_CASE("cuda elastic MLP matches the host executor: " ELASTIC_TEST_STRINGIFY(ELASTIC_TEST_DTYPE)) {
+TEST_CASE("cuda elastic MLP matches the host executor: " ELASTIC_TEST_DTYPE_NAME) {
   test::check_mlp_parity<TestType>();
 }
 
-TEST_CASE("cuda elastic linear matches the host executor: " ELASTIC_TEST_STRINGIFY(ELASTIC_TEST_DTYPE)) {
+TEST_CASE("cuda elastic linear matches the host executor: " ELASTIC_TEST_DTYPE_NAME) {
   test::check_linear_parity<TestType>();
 }

@@ -5,15 +5,10 @@
 // do not depend on the element type, in test_route_plans.cu.
 #include "cuda/routing_parity.cuh"
 
-#ifndef ELASTIC_TEST_DTYPE
-#define ELASTIC_TEST_DTYPE bfloat16_t
-#endif
-#define ELASTIC_TEST_STRINGIFY_(x) #x
-#define ELASTIC_TEST_STRINGIFY(x) ELASTIC_TEST_STRINGIFY_(x)
-#define ELASTIC_TEST_DTYPE_NAME ELASTIC_TEST_STRINGIFY(ELASTIC_TEST_DTYPE)
+#include "cuda/dtype_under_test.cuh"
 
 using namespace elastic;
-using TestType = ELASTIC_TEST_DTYPE;
+using test::TestType;
 
 TEST_CASE("cuda route decisions match the host executor: " ELASTIC_TEST_DTYPE_NAME) {
   test::check_decide_parity<TestType>();
