@@ -47,8 +47,7 @@ inline void plan_routes(const RoutePlan& plan, const int* choices) {
   for (int t = 0; t < plan.tokens; ++t) plan.permutation[next[static_cast<std::size_t>(choices[t])]++] = t;
 }
 
-template <class T>
-void check_indices(const int* indices, index_t count, index_t rows, const char* op) {
+inline void check_indices(const int* indices, index_t count, index_t rows, const char* op) {
   for (index_t i = 0; i < count; ++i)
     require(indices[i] >= 0 && indices[i] < rows, op, ": index ", i, " is ", indices[i], ", expected 0 <= index < ",
             rows);
@@ -56,7 +55,7 @@ void check_indices(const int* indices, index_t count, index_t rows, const char* 
 
 template <class T>
 void gather_rows(ThreadPool& pool, MatrixView<T> dst, ConstMatrixView<T> src, const int* indices) {
-  check_indices<T>(indices, dst.rows(), src.rows(), "gather_rows");
+  check_indices(indices, dst.rows(), src.rows(), "gather_rows");
   pool.parallel_for(0, dst.rows(), 64, [&](index_t lo, index_t hi) {
     for (index_t i = lo; i < hi; ++i) std::copy_n(src.row(indices[i]), src.cols(), dst.row(i));
   });
@@ -64,7 +63,7 @@ void gather_rows(ThreadPool& pool, MatrixView<T> dst, ConstMatrixView<T> src, co
 
 template <class T>
 void scatter_add_rows(ThreadPool& pool, MatrixView<T> dst, ConstMatrixView<T> src, const int* indices) {
-  check_indices<T>(indices, src.rows(), dst.rows(), "scatter_add_rows");
+  check_indices(indices, src.rows(), dst.rows(), "scatter_add_rows");
   pool.parallel_for(0, src.rows(), 64, [&](index_t lo, index_t hi) {
     for (index_t i = lo; i < hi; ++i) {
       T* out = dst.row(indices[i]);

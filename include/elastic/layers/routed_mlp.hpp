@@ -53,10 +53,7 @@ class RoutedMLP {
   template <RoutingExecutorFor<T> E>
   void forward(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                Workspace workspace) const {
-    check(residual, input);
-    WorkspaceCursor cursor(workspace);
-    const Buffers buffers = carve(cursor, executor, input.rows());
-    executor.plan_routes(buffers.plan, choices, buffers.scratch);
+    const Buffers buffers = plan(executor, residual, input, choices, workspace);
     std::vector<int> counts(widths_.size());
     executor.read_route_counts(buffers.plan, counts);
     run_groups(executor, residual, input, buffers, counts);
@@ -67,7 +64,6 @@ class RoutedMLP {
   template <RoutingExecutorFor<T> E>
   void forward_with_counts(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                            std::span<const int> counts, Workspace workspace) const {
-    check(residual, input);
     require(counts.size() == widths_.size(), "RoutedMLP: ", counts.size(), " counts given for ", widths_.size(),
             " choices");
     index_t total = 0;
@@ -77,9 +73,7 @@ class RoutedMLP {
     }
     require(total == input.rows(), "RoutedMLP: group sizes add up to ", total, " but the batch has ", input.rows(),
             " tokens");
-    WorkspaceCursor cursor(workspace);
-    const Buffers buffers = carve(cursor, executor, input.rows());
-    executor.plan_routes(buffers.plan, choices, buffers.scratch);
+    const Buffers buffers = plan(executor, residual, input, choices, workspace);
     run_groups(executor, residual, input, buffers, counts);
   }
 
@@ -91,9 +85,16 @@ class RoutedMLP {
     Workspace scratch;       // plan_routes' and the MLP's
   };
 
-  void check(const MatrixView<T>& residual, const ConstMatrixView<T>& input) const {
+  // Checks the activations, carves the workspace and builds the route plan.
+  template <class E>
+  Buffers plan(E& executor, const MatrixView<T>& residual, const ConstMatrixView<T>& input, const int* choices,
+               Workspace workspace) const {
     detail::check_shape(input, input.rows(), mlp_.hidden(), "RoutedMLP", "input");
     detail::check_shape(residual, input.rows(), mlp_.hidden(), "RoutedMLP", "residual");
+    WorkspaceCursor cursor(workspace);
+    const Buffers buffers = carve(cursor, executor, input.rows());
+    executor.plan_routes(buffers.plan, choices, buffers.scratch);
+    return buffers;
   }
 
   template <class E>
