@@ -148,6 +148,64 @@ TEST_CASE_TEMPLATE("gather and scatter-add rows", T, float, half_t, bfloat16_t) 
   CHECK_THROWS_AS(executor.gather_rows(two.view(), source.view().first_cols(16), indices.data()), Error);
 }
 
+TEST_CASE_TEMPLATE("gather_swiglu and linear_scatter_add read and write rows by index", T, float, half_t, bfloat16_t) {
+  host::Executor executor(2);
+  constexpr index_t kIn = 48;
+  constexpr index_t kOut = 40;
+  const auto x = test::random_matrix<T>(20, kIn, 5);
+  const auto gate = test::random_matrix<T>(kOut, kIn, 6);
+  const auto up = test::random_matrix<T>(kOut, kIn, 7);
+  const std::vector<int> indices = {19, 0, 7, 3, 12};
+
+  // gather_swiglu equals swiglu over a gathered copy, bit for bit.
+  test::HostMatrix<T> gathered(5, kIn);
+  executor.gather_rows(gathered.view(), x.view(), indices.data());
+  test::HostMatrix<T> expected_h(5, kOut);
+  executor.swiglu(expected_h.view(), gathered.view(), gate.view(), up.view());
+  test::HostMatrix<T> h(5, kOut);
+  test::fill_poison(h);
+  executor.gather_swiglu(h.view(), x.view(), indices.data(), gate.view(), up.view());
+  CHECK(test::bitwise_equal(h.values, expected_h.values));
+
+  // linear_scatter_add rounds once: y[indices[i]] = round(y + float32 dot),
+  // with the float32 dots taken from a float32 linear map over the same values.
+  const auto w = test::random_matrix<T>(kIn, kOut, 8);
+  test::HostMatrix<float> h32(5, kOut), w32(kIn, kOut), dots(5, kIn);
+  for (std::size_t i = 0; i < h.values.size(); ++i) h32.values[i] = to_float(h.values[i]);
+  for (std::size_t i = 0; i < w.values.size(); ++i) w32.values[i] = to_float(w.values[i]);
+  executor.linear(dots.view(), h32.view(), w32.view());
+  auto y = test::random_matrix<T>(20, kIn, 9);
+  const auto before = y;
+  executor.linear_scatter_add(y.view(), h.view(), w.view(), indices.data());
+  for (int r = 0; r < 20; ++r) {
+    const auto hit = std::find(indices.begin(), indices.end(), r);
+    for (int c = 0; c < kIn; ++c) {
+      const double expected =
+          hit == indices.end() ? before.at(r, c) : round_to<T>(float(before.at(r, c)) + dots.at(hit - indices.begin(), c));
+      CHECK(y.at(r, c) == expected);
+    }
+  }
+
+  // Bad indices and shapes are rejected before anything is written.
+  const std::vector<int> bad = {0, 20};
+  test::HostMatrix<T> two(2, kOut);
+  test::fill_poison(two);
+  CHECK_THROWS_WITH_AS(executor.gather_swiglu(two.view(), x.view(), bad.data(), gate.view(), up.view()),
+                       "gather_swiglu: index 1 is 20, expected 0 <= index < 20", Error);
+  CHECK_THROWS_WITH_AS(executor.gather_swiglu(two.view(), x.view(), nullptr, gate.view(), up.view()),
+                       "gather_swiglu: the row indices are a null pointer", Error);
+  CHECK_THROWS_WITH_AS(executor.gather_swiglu(two.view().first_cols(32), x.view(), indices.data(), gate.view(), up.view()),
+                       "gather_swiglu: output must be [2 x 40], found [2 x 32, stride 40]", Error);
+  CHECK(test::all_poison(two));
+  auto target = before;
+  CHECK_THROWS_WITH_AS(executor.linear_scatter_add(target.view(), h.view().first_rows(2), w.view(), bad.data()),
+                       "linear_scatter_add: index 1 is 20, expected 0 <= index < 20", Error);
+  CHECK_THROWS_WITH_AS(executor.linear_scatter_add(target.view(), h.view(), w.view(), indices.data(), {}, Extent<64>{}),
+                       "linear_scatter_add: Extent<64> does not match the reduction length 40", Error);
+  CHECK_THROWS_AS(executor.linear_scatter_add(target.view().first_cols(40), h.view(), w.view(), indices.data()), Error);
+  CHECK(test::bitwise_equal(target.values, before.values));
+}
+
 TEST_CASE_TEMPLATE("RMSNorm and the residual-contribution probe match float64", T, float, bfloat16_t) {
   host::Executor executor(2);
   const auto x = test::random_matrix<T>(7, 64, 1);

@@ -1,8 +1,13 @@
 // The elastic MLP on the host executor: every width of the set, every dtype,
 // 1 to 67 tokens against a float64 reference; nesting (width k equals a dense
-// MLP built from copies of the first k neurons); in-place use; and bad input
-// rejected before anything is written.
+// MLP built from copies of the first k neurons); in-place use; the routed form
+// add_to_rows against float64; and bad input rejected before anything is
+// written.
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "support/test_support.hpp"
 
@@ -83,6 +88,54 @@ TEST_CASE("the MLP may run in place") {
   host::WorkspaceBuffer workspace(mlp.workspace_bytes(executor, 4));
   mlp.forward(executor, test::TestWidths::min, x.view(), x.view(), workspace.get());
   CHECK(test::relative_error(x, expected) < test::tolerance<float>());
+}
+
+TEST_CASE_TEMPLATE("add_to_rows adds the MLP of indexed rows into the residual", T, float, half_t, bfloat16_t) {
+  host::Executor executor;
+  const test::RandomMLP<T> weights(kHidden, kFull, 44);
+  const MLP<T> mlp(weights.weights());
+  constexpr index_t kTokens = 37;
+  const auto x = test::random_matrix<T>(kTokens, kHidden, 5);
+  const auto residual_before = test::random_matrix<T>(kTokens, kHidden, 6);
+  const std::vector<int> rows = {36, 0, 17, 5, 30, 2, 11, 29, 8, 21, 14, 33, 1, 26, 19, 9, 24, 4};
+  test::HostMatrix<T> picked(static_cast<index_t>(rows.size()), kHidden);
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    for (index_t c = 0; c < kHidden; ++c) picked.values[i * kHidden + c] = x.values[rows[i] * kHidden + c];
+  host::WorkspaceBuffer workspace(mlp.add_to_rows_workspace_bytes(executor, kTokens));
+  test::TestWidths::for_each([&]<int Width>() {
+    CAPTURE(Width);
+    const std::vector<double> block = test::reference_mlp(picked, weights.gate, weights.up, weights.down, Width);
+    std::vector<double> expected(residual_before.values.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = to_float(residual_before.values[i]);
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (index_t c = 0; c < kHidden; ++c) expected[rows[i] * kHidden + c] += block[i * kHidden + c];
+
+    auto residual = residual_before;
+    mlp.add_to_rows(executor, Width, residual.view(), x.view(), rows.data(), static_cast<index_t>(rows.size()),
+                    workspace.get());
+    CHECK(test::relative_error(residual, expected) < test::tolerance<T>());
+    for (index_t t = 0; t < kTokens; ++t) {
+      if (std::find(rows.begin(), rows.end(), t) != rows.end()) continue;
+      REQUIRE(std::memcmp(residual.values.data() + t * kHidden, residual_before.values.data() + t * kHidden,
+                          kHidden * sizeof(T)) == 0);
+    }
+  });
+
+  auto residual = residual_before;
+  const std::vector<int> out_of_range = {3, kTokens};
+  CHECK_THROWS_WITH_AS(mlp.add_to_rows(executor, kFull, residual.view(), x.view(), out_of_range.data(), 2,
+                                       workspace.get()),
+                       "gather_swiglu: index 1 is 37, expected 0 <= index < 37", Error);
+  CHECK_THROWS_WITH_AS(mlp.add_to_rows(executor, kFull, residual.view(), x.view(), rows.data(), kTokens + 1,
+                                       workspace.get()),
+                       "ElasticMLP::add_to_rows: 38 rows requested from a batch of 37", Error);
+  CHECK_THROWS_AS(mlp.add_to_rows(executor, kFull, residual.view(), ConstMatrixView<T>(residual.view()), rows.data(),
+                                  2, workspace.get()),
+                  Error);
+  CHECK_THROWS_AS(mlp.add_to_rows(executor, kFull, residual.view().first_rows(36), x.view(), rows.data(), 2,
+                                  workspace.get()),
+                  Error);
+  CHECK(test::bitwise_equal(residual.values, residual_before.values));
 }
 
 TEST_CASE("bad MLP input is rejected before anything is written") {

@@ -1,6 +1,7 @@
 // Routed execution on the host executor: a routed MLP equals computing each
 // token alone at its chosen width (or skipping it), for random routes, every
-// width, each dtype and 1 to 4096 tokens; capacity routing processes exactly
+// width, each dtype and 1 to 4096 tokens (add_to_rows itself is checked
+// against float64 in test_elastic_mlp.cpp); capacity routing processes exactly
 // k tokens; the router's logits match float64; the budget router's table
 // lookups and its errors.
 #include <doctest/doctest.h>
@@ -23,20 +24,19 @@ std::vector<int> choice_widths() {
   return widths;
 }
 
-// residual[t] + MLP_{width}(input[t]) computed token by token.
+// residual[t] + MLP_{width}(input[t]) computed token by token (one
+// single-row add_to_rows call per token).
 template <class T>
 test::HostMatrix<T> alone(const ElasticMLP<T, test::TestWidths>& mlp, const test::HostMatrix<T>& residual,
                           const test::HostMatrix<T>& input, const std::vector<int>& widths,
                           const std::vector<int>& choices, host::Executor& executor) {
   test::HostMatrix<T> expected = residual;
-  host::WorkspaceBuffer workspace(mlp.workspace_bytes(executor, 1));
-  test::HostMatrix<T> out(1, kHidden);
+  host::WorkspaceBuffer workspace(mlp.add_to_rows_workspace_bytes(executor, 1));
   for (index_t t = 0; t < input.rows; ++t) {
     const int width = widths[static_cast<std::size_t>(choices[static_cast<std::size_t>(t)])];
     if (width == 0) continue;
-    mlp.forward(executor, width, out.view(), input.view().row_range(t, 1), workspace.get());
-    for (index_t c = 0; c < kHidden; ++c)
-      expected.values[t * kHidden + c] = from_float<T>(to_float(expected.values[t * kHidden + c]) + to_float(out.values[c]));
+    const int row = static_cast<int>(t);
+    mlp.add_to_rows(executor, width, expected.view(), input.view(), &row, 1, workspace.get());
   }
   return expected;
 }

@@ -56,6 +56,29 @@ TEST_CASE_TEMPLATE("32 simulated lanes sum to the dot products", T, float, half_
   check_lanes_sum_to_dots<T, 16, 2, 512 * w>(512 * w, 9);
 }
 
+TEST_CASE_TEMPLATE("gathered lanes read each token's row by index", T, float, bfloat16_t) {
+  constexpr int kLanes = 32;
+  const int length = 37 * math::vector_width<T>;
+  const test::HostMatrix<T> weight = test::random_matrix<T>(1, length, 3);
+  const test::HostMatrix<T> x = test::random_matrix<T>(9, length, 4);
+  const int rows[4] = {8, 0, 5, 5};
+  math::RowDotArgs<T, 1> args{};
+  args.weight_rows[0] = weight.values.data();
+  args.activations = x.values.data();
+  args.activation_stride = length;
+  args.token_rows = rows;
+  args.length = length;
+  args.tokens = 4;
+  float sums[1][4] = {};
+  for (int lane = 0; lane < kLanes; ++lane) {
+    float partials[1][4] = {};
+    math::accumulate_row_dots<T, 4, 1, kLanes, 0, true>(partials, args, lane);
+    for (int t = 0; t < 4; ++t) sums[0][t] += partials[0][t];
+  }
+  const std::vector<double> expected = test::reference_linear(x, weight, 1, length);
+  for (int t = 0; t < 4; ++t) CHECK(sums[0][t] == doctest::Approx(expected[rows[t]]).epsilon(1e-5).scale(1.0));
+}
+
 TEST_CASE("epilogues finish the dots") {
   const float dots1[1][2] = {{2.0f, -3.0f}};
   CHECK(math::finish_row_dots(math::Identity{}, dots1, 1) == -3.0f);

@@ -52,14 +52,14 @@ void check_disjoint(const MatrixView<T>& output, const MatrixView<U>& input, std
 }
 
 // y[t, o] = sum_i x[t, i] * w[o, i]; static_length is the Extent the caller
-// promised for the reduction length (0: none).
+// promised for the reduction length (0: none). output_rows is the row count y
+// must have: x's for a plain linear map, any for one that scatters its rows.
 template <class T>
-void check_linear(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w,
-                  int static_length) {
-  constexpr std::string_view op = "linear";
+void check_linear_operands(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w,
+                           int static_length, std::string_view op, index_t output_rows) {
   require(static_length == 0 || static_length == w.cols(), op, ": Extent<", static_length,
           "> does not match the reduction length ", w.cols());
-  check_shape(y, x.rows(), w.rows(), op, "output");
+  check_shape(y, output_rows, w.rows(), op, "output");
   require(x.cols() == w.cols(), op, ": the input has ", x.cols(), " columns but the weight has ",
           w.cols(), " (expected equal)");
   check_reduction_length<T>(w.cols(), op);
@@ -70,13 +70,18 @@ void check_linear(const MatrixView<T>& y, const ConstMatrixView<T>& x, const Con
   check_disjoint(y, w, op, "weight");
 }
 
-// h[t, j] = silu(x[t] . gate[j]) * (x[t] . up[j])
 template <class T>
-void check_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const ConstMatrixView<T>& gate,
-                  const ConstMatrixView<T>& up) {
-  constexpr std::string_view op = "swiglu";
+void check_linear(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w,
+                  int static_length) {
+  check_linear_operands(y, x, w, static_length, "linear", x.rows());
+}
+
+// h[t, j] = silu(x[t] . gate[j]) * (x[t] . up[j]); output_rows as for linear.
+template <class T>
+void check_swiglu_operands(const MatrixView<T>& h, const ConstMatrixView<T>& x, const ConstMatrixView<T>& gate,
+                           const ConstMatrixView<T>& up, std::string_view op, index_t output_rows) {
   check_shape(up, gate.rows(), gate.cols(), op, "up weight");
-  check_shape(h, x.rows(), gate.rows(), op, "output");
+  check_shape(h, output_rows, gate.rows(), op, "output");
   require(x.cols() == gate.cols(), op, ": the input has ", x.cols(),
           " columns but the gate weight has ", gate.cols(), " (expected equal)");
   check_reduction_length<T>(gate.cols(), op);
@@ -87,6 +92,12 @@ void check_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const Con
   check_disjoint(h, x, op, "input");
   check_disjoint(h, gate, op, "gate weight");
   check_disjoint(h, up, op, "up weight");
+}
+
+template <class T>
+void check_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const ConstMatrixView<T>& gate,
+                  const ConstMatrixView<T>& up) {
+  check_swiglu_operands(h, x, gate, up, "swiglu", x.rows());
 }
 
 }  // namespace elastic::detail

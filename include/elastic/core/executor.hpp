@@ -68,12 +68,17 @@ concept RoutingExecutorFor =
                                   std::span<int> counts, Workspace workspace, index_t n, int c) {
       { const_ex.template decide_routes_workspace_bytes<T>(n, c) } -> std::same_as<std::size_t>;
       { const_ex.plan_routes_workspace_bytes(c, c) } -> std::same_as<std::size_t>;
+      { const_ex.template gather_swiglu_workspace_bytes<T>(n, n, n) } -> std::same_as<std::size_t>;
+      { const_ex.template linear_scatter_add_workspace_bytes<T>(n, n, n) } -> std::same_as<std::size_t>;
       ex.decide_routes(choices, x, rule, workspace);
       ex.plan_routes(plan, indices, workspace);
       const_ex.read_route_counts(plan, counts);
       ex.load_indices(choices, std::span<const int>(indices, 1));
       ex.gather_rows(y, x, indices);
       ex.scatter_add_rows(y, x, indices);
+      ex.gather_swiglu(y, x, indices, x, x, workspace);
+      ex.linear_scatter_add(y, x, x, indices, workspace);
+      ex.linear_scatter_add(y, x, x, indices, workspace, Extent<64>{});
       ex.rms_norm(y, x, x, 1e-5f);
       ex.relu_in_place(y);
       ex.contribution_ratios(ratios, x, x);

@@ -7,6 +7,14 @@
 //   load_indices(destination, host_indices)         host indices into executor memory
 //   gather_rows(dst, src, indices)                  dst[i] = src[indices[i]]
 //   scatter_add_rows(dst, src, indices)             dst[indices[i]] += src[i]
+//   gather_swiglu(h, x, indices, gate, up, ws)      h[i] = swiglu(x[indices[i]])      (i < h.rows())
+//   linear_scatter_add(y, x, w, indices, ws [, Extent<L>])
+//                                                   y[indices[i]] += x[i] . w^T      (i < x.rows())
+//
+// gather_swiglu and linear_scatter_add are the two halves of a route group's
+// MLP with the gather and the scatter-add folded into the projections, so a
+// group's tokens are read in place and its results added straight into the
+// residual (rounded once, from the float32 dot products).
 //   rms_norm(y, x, weight, epsilon)                 y = x * weight / rms(x)
 //   relu_in_place(x)                                x = max(x, 0)
 //   contribution_ratios(ratios, block, residual)    ratios[t] = |f| / |x + f| per row
@@ -31,6 +39,22 @@ void check_rows_op(const MatrixView<T>& dst, const ConstMatrixView<T>& src, cons
   check_view(dst, op, "destination");
   check_view(src, op, "source");
   check_disjoint(dst, src, op, "source");
+}
+
+template <class T>
+void check_gather_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const int* indices,
+                         const ConstMatrixView<T>& gate, const ConstMatrixView<T>& up) {
+  constexpr std::string_view op = "gather_swiglu";
+  require(indices != nullptr || h.rows() == 0, op, ": the row indices are a null pointer");
+  check_swiglu_operands(h, x, gate, up, op, h.rows());
+}
+
+template <class T>
+void check_linear_scatter_add(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w,
+                              const int* indices, int static_length) {
+  constexpr std::string_view op = "linear_scatter_add";
+  require(indices != nullptr || x.rows() == 0, op, ": the row indices are a null pointer");
+  check_linear_operands(y, x, w, static_length, op, y.rows());
 }
 
 template <class T>

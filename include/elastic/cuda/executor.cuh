@@ -28,8 +28,8 @@
 // workspace, and read_route_counts (which synchronises the stream to return
 // host values, the only routing call that does) throws the host executor's
 // error. Read a plan's counts before its plan_routes workspace is reused.
-// gather_rows and scatter_add_rows skip rows whose index is out of range (the
-// host throws instead): indices must come from a plan or be known to be
+// gather_rows, scatter_add_rows, gather_swiglu and linear_scatter_add skip
+// rows whose index is out of range (the host throws instead): indices must come from a plan or be known to be
 // valid. Every other routing call is asynchronous, and all but load_indices
 // (a copy from pageable host memory) can be captured in a CUDA graph.
 #pragma once
@@ -110,7 +110,7 @@ class Executor {
     check_workspace(workspace, linear_workspace_bytes<T>(tokens, w.rows(), w.cols()), "linear");
     if (y.empty()) return;
     if (is_decode(tokens)) {
-      launch_row_dots<T, 1, StaticLength>(row_dot_params<T, 1>(y, x, {w}), math::Identity{}, stream_);
+      launch_row_dots<T, 1, StaticLength, false>(row_dot_params<T, 1>(y, x, {w}), math::Identity{}, stream_);
     } else {
       gemm_->run(y, x, w, workspace, stream_);
     }
@@ -125,7 +125,8 @@ class Executor {
     check_workspace(workspace, swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "swiglu");
     if (h.empty()) return;
     if (is_decode(tokens)) {
-      launch_row_dots<T, 2, dynamic_extent>(row_dot_params<T, 2>(h, x, {gate, up}), math::SwiGLU{}, stream_);
+      launch_row_dots<T, 2, dynamic_extent, false>(row_dot_params<T, 2>(h, x, {gate, up}), math::SwiGLU{},
+                                                   stream_);
       return;
     }
     WorkspaceCursor cursor(workspace);
@@ -272,6 +273,71 @@ class Executor {
     launch_scatter_add_rows(dst, src, indices, stream_);
   }
 
+  // The routed halves of an MLP: at decode sizes the row-dot kernels read and
+  // write the rows by index; above, the group is gathered into the workspace
+  // (or computed there and scatter-added) around the cuBLASLt GEMMs.
+  template <ElementType T>
+  std::size_t gather_swiglu_workspace_bytes(index_t tokens, index_t out, index_t in) const {
+    if (is_decode(tokens)) return 0;
+    WorkspaceCursor cursor;
+    carve_gather_swiglu<T>(cursor, tokens, out, in);
+    return cursor.bytes_used();
+  }
+
+  template <ElementType T>
+  std::size_t linear_scatter_add_workspace_bytes(index_t tokens, index_t out, index_t in) const {
+    if (is_decode(tokens)) return 0;
+    WorkspaceCursor cursor;
+    carve_linear_scatter_add<T>(cursor, tokens, out, in);
+    return cursor.bytes_used();
+  }
+
+  template <ElementType T>
+  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const int* indices,
+                     std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
+                     Workspace workspace = {}) {
+    detail::check_gather_swiglu(h, x, indices, gate, up);
+    const index_t tokens = h.rows();
+    check_workspace(workspace, gather_swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "gather_swiglu");
+    if (h.empty()) return;
+    if (is_decode(tokens)) {
+      RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
+      params.tokens = static_cast<int>(tokens);
+      params.source_rows = indices;
+      params.source_row_count = x.rows();
+      launch_row_dots<T, 2, dynamic_extent, true>(params, math::SwiGLU{}, stream_);
+      return;
+    }
+    WorkspaceCursor cursor(workspace);
+    const IndexedScratch<T> scratch = carve_gather_swiglu<T>(cursor, tokens, gate.rows(), gate.cols());
+    launch_gather_rows(scratch.rows, x, indices, stream_);
+    swiglu(h, ConstMatrixView<T>(scratch.rows), gate, up, scratch.rest);
+  }
+
+  // The indices must be distinct (as a route plan's are): two tokens added
+  // into the same row race.
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                          std::type_identity_t<ConstMatrixView<T>> w, const int* indices, Workspace workspace = {},
+                          Extent<StaticLength> = {}) {
+    detail::check_linear_scatter_add(y, x, w, indices, StaticLength);
+    const index_t tokens = x.rows();
+    check_workspace(workspace, linear_scatter_add_workspace_bytes<T>(tokens, w.rows(), w.cols()),
+                    "linear_scatter_add");
+    if (tokens == 0 || y.cols() == 0) return;
+    if (is_decode(tokens)) {
+      RowDotParams<T, 1> params = row_dot_params<T, 1>(y, x, {w});
+      params.output_rows = indices;
+      params.output_row_count = y.rows();
+      launch_row_dots<T, 1, StaticLength, false>(params, math::Identity{}, stream_);
+      return;
+    }
+    WorkspaceCursor cursor(workspace);
+    const IndexedScratch<T> scratch = carve_linear_scatter_add<T>(cursor, tokens, w.rows(), w.cols());
+    gemm_->run(scratch.rows, x, w, scratch.rest, stream_);
+    launch_scatter_add_rows(y, ConstMatrixView<T>(scratch.rows), indices, stream_);
+  }
+
   template <ElementType T>
   void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
                 std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
@@ -334,12 +400,40 @@ class Executor {
     Workspace gemm;    // cuBLASLt's share
   };
 
+  // A [rows x cols] matrix in the workspace, rows padded to whole 16-byte vectors.
+  template <class T>
+  static MatrixView<T> take_rows(WorkspaceCursor& cursor, index_t rows, index_t cols) {
+    const auto stride = static_cast<index_t>(align_up(static_cast<std::size_t>(cols), math::vector_width<T>));
+    return MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(rows * stride)), rows, cols, stride);
+  }
+
   template <class T>
   static SwigluScratch<T> carve_swiglu(WorkspaceCursor& cursor, index_t tokens, index_t width) {
-    const auto stride = static_cast<index_t>(align_up(static_cast<std::size_t>(width), math::vector_width<T>));
-    T* up = cursor.take<T>(static_cast<std::size_t>(tokens * stride));
+    const MatrixView<T> up = take_rows<T>(cursor, tokens, width);
     auto* gemm = cursor.take<std::byte>(gemm_workspace_bytes);
-    return {MatrixView<T>(up, tokens, width, stride), Workspace{gemm, gemm_workspace_bytes}};
+    return {up, Workspace{gemm, gemm_workspace_bytes}};
+  }
+
+  // Above decode sizes: the group's rows in the workspace (gathered inputs
+  // or computed outputs), then the workspace of the dense step.
+  template <class T>
+  struct IndexedScratch {
+    MatrixView<T> rows;
+    Workspace rest;
+  };
+
+  template <class T>
+  IndexedScratch<T> carve_gather_swiglu(WorkspaceCursor& cursor, index_t tokens, index_t out, index_t in) const {
+    const MatrixView<T> rows = take_rows<T>(cursor, tokens, in);
+    const std::size_t rest = swiglu_workspace_bytes<T>(tokens, out, in);
+    return {rows, Workspace{cursor.take<std::byte>(rest), rest}};
+  }
+
+  template <class T>
+  static IndexedScratch<T> carve_linear_scatter_add(WorkspaceCursor& cursor, index_t tokens, index_t out,
+                                                    index_t /*in*/) {
+    const MatrixView<T> rows = take_rows<T>(cursor, tokens, out);
+    return {rows, Workspace{cursor.take<std::byte>(gemm_workspace_bytes), gemm_workspace_bytes}};
   }
 
   struct AttentionScratch {

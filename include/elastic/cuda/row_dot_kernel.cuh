@@ -9,7 +9,14 @@
 // The per-lane loop is math::accumulate_row_dots, shared with the host
 // executor. Template parameters: MaxTokens (a bucket of 1, 4 or 16 tokens),
 // NumRows (1 = linear, 2 = gate+up), StaticLength (the compile-time reduction
-// length, or 0).
+// length, or 0), Gathered (token t reads activation row source_rows[t]).
+//
+// Route groups use two indexed forms: Gathered reads a group's tokens in
+// place (gather_swiglu), and output_rows adds token t's result into output
+// row output_rows[t] (linear_scatter_add), rounding the sum once. The indices
+// are device memory the host never checks: a token whose index lies outside
+// the indexed matrix is skipped (nothing is read from or written to that
+// row), as the gather and scatter-add kernels skip theirs.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,13 +37,17 @@ template <class T, int NumRows>
 struct RowDotParams {
   const T* weights[NumRows];
   index_t weight_strides[NumRows];
-  const T* activations;  // [tokens x length]
+  const T* activations;  // [tokens x length], or [source_row_count x length] when gathered
   index_t activation_stride;
-  T* output;  // [tokens x rows]
+  T* output;  // [tokens x rows], or [output_row_count x rows] with output_rows
   index_t output_stride;
   int rows;
   int length;
   int tokens;
+  const int* source_rows = nullptr;  // Gathered: token t's activation row
+  index_t source_row_count = 0;
+  const int* output_rows = nullptr;  // non-null: token t's result is added to this output row
+  index_t output_row_count = 0;
 };
 
 namespace kernels {
@@ -56,9 +67,23 @@ __device__ __forceinline__ void warp_sum(float (&values)[NumRows][MaxTokens]) {
         values[r][t] += __shfl_xor_sync(0xffffffffu, values[r][t], offset);
 }
 
-template <class T, int MaxTokens, int NumRows, int StaticLength, class Epilogue>
+__device__ __forceinline__ bool row_in_range(int row, index_t rows) { return row >= 0 && row < rows; }
+
+template <class T, int MaxTokens, int NumRows, int StaticLength, bool Gathered, class Epilogue>
 __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
     row_dots(const RowDotParams<T, NumRows> params, const Epilogue epilogue) {
+  // A gathered block stages its tokens' rows in shared memory (row 0 in place
+  // of an out-of-range index, whose token is then not stored).
+  __shared__ int source_rows[Gathered ? MaxTokens : 1];
+  if constexpr (Gathered) {
+    const int t = static_cast<int>(threadIdx.x);
+    if (t < MaxTokens) {
+      const int index = t < params.tokens ? params.source_rows[t] : 0;
+      source_rows[t] = row_in_range(index, params.source_row_count) ? index : 0;
+    }
+    __syncthreads();
+  }
+
   const int lane = static_cast<int>(threadIdx.x) % warp_size;
   const int row = static_cast<int>(blockIdx.x) * row_dot_warps_per_block +
                   static_cast<int>(threadIdx.x) / warp_size;
@@ -69,17 +94,28 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
   for (int r = 0; r < NumRows; ++r) args.weight_rows[r] = params.weights[r] + row * params.weight_strides[r];
   args.activations = params.activations;
   args.activation_stride = params.activation_stride;
+  args.token_rows = Gathered ? source_rows : nullptr;
   args.length = params.length;
   args.tokens = params.tokens;
 
   float dots[NumRows][MaxTokens] = {};
-  math::accumulate_row_dots<T, MaxTokens, NumRows, warp_size, StaticLength>(dots, args, lane);
+  math::accumulate_row_dots<T, MaxTokens, NumRows, warp_size, StaticLength, Gathered>(dots, args, lane);
   warp_sum(dots);
 
   ELASTIC_UNROLL
-  for (int t = 0; t < MaxTokens; ++t)
-    if (t == lane && t < params.tokens)
-      params.output[t * params.output_stride + row] = from_float<T>(math::finish_row_dots(epilogue, dots, t));
+  for (int t = 0; t < MaxTokens; ++t) {
+    if (t != lane || t >= params.tokens) continue;
+    if (Gathered && !row_in_range(params.source_rows[t], params.source_row_count)) continue;
+    const float value = math::finish_row_dots(epilogue, dots, t);
+    if (params.output_rows == nullptr) {
+      params.output[t * params.output_stride + row] = from_float<T>(value);
+    } else {
+      const int output_row = params.output_rows[t];
+      if (!row_in_range(output_row, params.output_row_count)) continue;
+      T& target = params.output[output_row * params.output_stride + row];
+      target = from_float<T>(to_float(target) + value);
+    }
+  }
 }
 
 }  // namespace kernels
@@ -95,13 +131,13 @@ void dispatch_token_bucket(int tokens, F&& f) {
   else f.template operator()<16>();
 }
 
-// Enqueues out = epilogue(x . w_r^T ...) on the stream.
-template <class T, int NumRows, int StaticLength, class Epilogue>
+// Enqueues out = epilogue(x . w_r^T ...) on the stream (indexed as params says).
+template <class T, int NumRows, int StaticLength, bool Gathered, class Epilogue>
 void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(
       (params.rows + kernels::row_dot_warps_per_block - 1) / kernels::row_dot_warps_per_block);
   dispatch_token_bucket(params.tokens, [&]<int MaxTokens>() {
-    kernels::row_dots<T, MaxTokens, NumRows, StaticLength, Epilogue>
+    kernels::row_dots<T, MaxTokens, NumRows, StaticLength, Gathered, Epilogue>
         <<<blocks, kernels::row_dot_warps_per_block * kernels::warp_size, 0, stream>>>(params, epilogue);
   });
   ELASTIC_CUDA_CHECK_LAUNCH();

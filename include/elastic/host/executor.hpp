@@ -3,7 +3,9 @@
 // output element is one call of the shared math::accumulate_row_dots (the
 // kernel's per-lane loop with a single lane) over tiles of tokens, with
 // float32 accumulation and one rounding to the storage type at the store.
-// Memory is host memory; no primitive needs workspace.
+// The routed halves of an MLP (gather_swiglu, linear_scatter_add) run the
+// same loop reading and writing rows by index. Memory is host memory; no
+// primitive needs workspace.
 #pragma once
 
 #include <algorithm>
@@ -55,7 +57,7 @@ class Executor {
               std::type_identity_t<ConstMatrixView<T>> w, Workspace /*workspace*/ = {},
               Extent<StaticLength> = {}) {
     detail::check_linear(y, x, w, StaticLength);
-    run_row_dots<T, 1, StaticLength>(y, x, {w}, math::Identity{});
+    run_row_dots<T, 1, StaticLength, false>(y, x, x.rows(), {w}, math::Identity{});
   }
 
   template <ElementType T>
@@ -63,7 +65,7 @@ class Executor {
               std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
               Workspace /*workspace*/ = {}) {
     detail::check_swiglu(h, x, gate, up);
-    run_row_dots<T, 2, dynamic_extent>(h, x, {gate, up}, math::SwiGLU{});
+    run_row_dots<T, 2, dynamic_extent, false>(h, x, x.rows(), {gate, up}, math::SwiGLU{});
   }
 
   template <ElementType T>
@@ -130,6 +132,35 @@ class Executor {
   }
 
   template <ElementType T>
+  std::size_t gather_swiglu_workspace_bytes(index_t /*tokens*/, index_t /*out*/, index_t /*in*/) const {
+    return 0;
+  }
+
+  template <ElementType T>
+  std::size_t linear_scatter_add_workspace_bytes(index_t /*tokens*/, index_t /*out*/, index_t /*in*/) const {
+    return 0;
+  }
+
+  template <ElementType T>
+  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const int* indices,
+                     std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
+                     Workspace /*workspace*/ = {}) {
+    detail::check_gather_swiglu(h, x, indices, gate, up);
+    kernels::check_indices(indices, h.rows(), x.rows(), "gather_swiglu");
+    run_row_dots<T, 2, dynamic_extent, true>(h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
+  }
+
+  // The indices must be distinct (as a route plan's are).
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                          std::type_identity_t<ConstMatrixView<T>> w, const int* indices,
+                          Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
+    detail::check_linear_scatter_add(y, x, w, indices, StaticLength);
+    kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
+    run_row_dots<T, 1, StaticLength, false>(y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
+  }
+
+  template <ElementType T>
   void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
                 std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
     detail::check_rms_norm(y, x, weight);
@@ -152,27 +183,39 @@ class Executor {
   }
 
  private:
-  // out[t, o] = epilogue(x[t] . w_0[o], ..., x[t] . w_{NumRows-1}[o])
-  template <class T, int NumRows, int StaticLength, class Epilogue>
-  void run_row_dots(MatrixView<T> out, ConstMatrixView<T> x,
-                    std::array<ConstMatrixView<T>, NumRows> weights, Epilogue epilogue) {
-    if (out.empty()) return;
+  // For each of `tokens` tokens t and output neuron o:
+  //   out[t, o] = epilogue(x[s] . w_0[o], ..., x[s] . w_{NumRows-1}[o])
+  // where s = source_rows[t] if Gathered, else t; with output_rows, the value
+  // is added to out[output_rows[t], o] instead (one rounding of the sum).
+  template <class T, int NumRows, int StaticLength, bool Gathered, class Epilogue>
+  void run_row_dots(MatrixView<T> out, ConstMatrixView<T> x, index_t tokens,
+                    std::array<ConstMatrixView<T>, NumRows> weights, Epilogue epilogue,
+                    const int* source_rows = nullptr, const int* output_rows = nullptr) {
     const index_t rows = out.cols();
+    if (tokens == 0 || rows == 0) return;
     const index_t length = x.cols();
     const index_t grain = std::max<index_t>(1, rows / (8 * static_cast<index_t>(threads())));
     pool_->parallel_for(0, rows, grain, [&](index_t first_row, index_t last_row) {
       for (index_t row = first_row; row < last_row; ++row) {
-        for (index_t first_token = 0; first_token < x.rows(); first_token += token_tile) {
+        for (index_t first_token = 0; first_token < tokens; first_token += token_tile) {
           math::RowDotArgs<T, NumRows> args{};
           for (int r = 0; r < NumRows; ++r) args.weight_rows[r] = weights[r].row(row);
-          args.activations = x.row(first_token);
+          args.activations = Gathered ? x.data() : x.row(first_token);
           args.activation_stride = x.row_stride();
+          args.token_rows = Gathered ? source_rows + first_token : nullptr;
           args.length = static_cast<int>(length);
-          args.tokens = static_cast<int>(std::min<index_t>(token_tile, x.rows() - first_token));
+          args.tokens = static_cast<int>(std::min<index_t>(token_tile, tokens - first_token));
           float partials[NumRows][token_tile] = {};
-          math::accumulate_row_dots<T, token_tile, NumRows, 1, StaticLength>(partials, args, 0);
-          for (int t = 0; t < args.tokens; ++t)
-            out(first_token + t, row) = from_float<T>(math::finish_row_dots(epilogue, partials, t));
+          math::accumulate_row_dots<T, token_tile, NumRows, 1, StaticLength, Gathered>(partials, args, 0);
+          for (int t = 0; t < args.tokens; ++t) {
+            const float value = math::finish_row_dots(epilogue, partials, t);
+            if (output_rows == nullptr) {
+              out(first_token + t, row) = from_float<T>(value);
+            } else {
+              T& target = out(output_rows[first_token + t], row);
+              target = from_float<T>(to_float(target) + value);
+            }
+          }
         }
       }
     });

@@ -5,12 +5,18 @@
 // compile-time set; any token count works. The intermediate activation lives
 // in the caller's workspace (see workspace_bytes), so a forward allocates
 // nothing and may be captured in a CUDA graph on the CUDA executor.
+//
+// add_to_rows() is the form a route group runs: it reads the group's tokens
+// from the batch by index and adds their outputs into the residual rows
+// (executor primitives gather_swiglu and linear_scatter_add), so the group
+// is never copied out and back.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 
 #include "elastic/core/checks.hpp"
+#include "elastic/core/routing_checks.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
@@ -85,6 +91,37 @@ class ElasticMLP {
     });
   }
 
+  // Bytes of workspace add_to_rows over `rows` rows needs at any width.
+  template <RoutingExecutorFor<T> E>
+  std::size_t add_to_rows_workspace_bytes(const E& executor, index_t rows) const {
+    WorkspaceCursor cursor;
+    carve_add_to_rows(cursor, executor, rows, static_cast<int>(intermediate()));
+    return cursor.bytes_used();
+  }
+
+  // residual[indices[i]] += down_k(silu(gate_k(x[indices[i]])) * up_k(x[indices[i]]))
+  // for i < rows, with residual, x: [tokens x hidden] and `rows` distinct
+  // indices in executor memory. The sum is rounded once, from the float32
+  // projection. residual may not overlap x.
+  template <RoutingExecutorFor<T> E>
+  void add_to_rows(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const int* indices,
+                   index_t rows, Workspace workspace) const {
+    constexpr auto op = "ElasticMLP::add_to_rows";
+    detail::check_width<WidthsT, T>(width, intermediate(), "ElasticMLP width");
+    detail::check_shape(x, x.rows(), hidden(), op, "input");
+    detail::check_shape(residual, x.rows(), hidden(), op, "residual");
+    require(rows >= 0 && rows <= x.rows(), op, ": ", rows, " rows requested from a batch of ", x.rows());
+    require(!overlaps(residual, x), op, ": the residual overlaps the input");
+    WorkspaceCursor cursor(workspace);
+    const Buffers buffers = carve_add_to_rows(cursor, executor, rows, width);
+    const Weights sliced = weights_at(width);
+    WidthsT::dispatch(width, [&]<int Width>() {
+      executor.gather_swiglu(buffers.activation, x, indices, sliced.gate, sliced.up, buffers.scratch);
+      executor.linear_scatter_add(residual, ConstMatrixView<T>(buffers.activation), sliced.down, indices,
+                                  buffers.scratch, Extent<Width>{});
+    });
+  }
+
  private:
   struct Buffers {
     MatrixView<T> activation;  // [tokens x width]
@@ -93,12 +130,25 @@ class ElasticMLP {
 
   template <class E>
   Buffers carve(WorkspaceCursor& cursor, const E& executor, index_t tokens, int width) const {
+    return carve_buffers(cursor, tokens, width,
+                         std::max(executor.template swiglu_workspace_bytes<T>(tokens, width, hidden()),
+                                  executor.template linear_workspace_bytes<T>(tokens, hidden(), width)));
+  }
+
+  template <class E>
+  Buffers carve_add_to_rows(WorkspaceCursor& cursor, const E& executor, index_t rows, int width) const {
+    return carve_buffers(
+        cursor, rows, width,
+        std::max(executor.template gather_swiglu_workspace_bytes<T>(rows, width, hidden()),
+                 executor.template linear_scatter_add_workspace_bytes<T>(rows, hidden(), width)));
+  }
+
+  // The [tokens x width] activation (rows padded to whole 16-byte vectors),
+  // then the primitives' scratch.
+  Buffers carve_buffers(WorkspaceCursor& cursor, index_t tokens, int width, std::size_t scratch_bytes) const {
     const index_t stride = static_cast<index_t>(
         align_up(static_cast<std::size_t>(width), static_cast<std::size_t>(math::vector_width<T>)));
     T* activation = cursor.take<T>(static_cast<std::size_t>(tokens * stride));
-    const std::size_t scratch_bytes =
-        std::max(executor.template swiglu_workspace_bytes<T>(tokens, width, hidden()),
-                 executor.template linear_workspace_bytes<T>(tokens, hidden(), width));
     auto* scratch = cursor.take<std::byte>(scratch_bytes);
     return {MatrixView<T>(activation, tokens, width, stride), Workspace{scratch, scratch_bytes}};
   }

@@ -1,7 +1,9 @@
 // Token-routed elastic MLP: each token runs the MLP at the width its choice
 // maps to, or skips it (width 0: the residual passes through unchanged).
-// Tokens are grouped by a route plan, each group is gathered, run as one dense
-// ElasticMLP call at its width, and scatter-added into the residual:
+// Tokens are grouped by a route plan and each group runs as one dense
+// ElasticMLP call at its width, reading its tokens by index and adding its
+// results into their residual rows (ElasticMLP::add_to_rows: the gather and
+// the scatter-add are folded into the projections):
 //
 //   residual[t] += MLP_{width(choice[t])}(input[t])     (nothing for a skip)
 //
@@ -80,9 +82,7 @@ class RoutedMLP {
  private:
   struct Buffers {
     RoutePlan plan;
-    MatrixView<T> gathered;  // [tokens x hidden]
-    MatrixView<T> computed;  // [tokens x hidden]
-    Workspace scratch;       // plan_routes' and the MLP's
+    Workspace scratch;  // plan_routes' and the MLP's
   };
 
   // Checks the activations, carves the workspace and builds the route plan.
@@ -105,10 +105,8 @@ class RoutedMLP {
     const std::size_t plan_bytes = RoutePlan::bytes_required(n, c);
     auto* plan_memory = cursor.take<std::byte>(plan_bytes);
     if (plan_memory != nullptr) buffers.plan = RoutePlan::carve(Workspace{plan_memory, plan_bytes}, n, c);
-    const index_t hidden = mlp_.hidden();
-    buffers.gathered = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * hidden)), tokens, hidden);
-    buffers.computed = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * hidden)), tokens, hidden);
-    const std::size_t scratch = std::max(executor.plan_routes_workspace_bytes(n, c), mlp_.workspace_bytes(executor, tokens));
+    const std::size_t scratch =
+        std::max(executor.plan_routes_workspace_bytes(n, c), mlp_.add_to_rows_workspace_bytes(executor, tokens));
     buffers.scratch = Workspace{cursor.take<std::byte>(scratch), scratch};
     return buffers;
   }
@@ -122,11 +120,7 @@ class RoutedMLP {
       const int* indices = buffers.plan.permutation + offset;
       offset += count;
       if (widths_[c] == 0 || count == 0) continue;
-      const MatrixView<T> gathered = buffers.gathered.first_rows(count);
-      const MatrixView<T> computed = buffers.computed.first_rows(count);
-      executor.gather_rows(gathered, input, indices);
-      mlp_.forward(executor, widths_[c], computed, ConstMatrixView<T>(gathered), buffers.scratch);
-      executor.scatter_add_rows(residual, ConstMatrixView<T>(computed), indices);
+      mlp_.add_to_rows(executor, widths_[c], residual, input, indices, count, buffers.scratch);
     }
   }
 

@@ -10,6 +10,8 @@
 // executor calls it with Lanes = 1; tests drive every lane from a host loop.
 // StaticLength, when non-zero, is the row length known at compile time (the
 // elastic width), which lets the compiler fully unroll the lane's loop.
+// Gathered reads token t's activations from row token_rows[t] instead of row
+// t, so a route group's tokens are used in place, with no gathered copy.
 //
 // The 16-byte vector type and its loads and stores, used by every kernel that
 // streams rows, live here too.
@@ -76,12 +78,13 @@ template <class T, int NumRows>
 struct RowDotArgs {
   const T* weight_rows[NumRows];  // row start in each weight matrix
   const T* activations;           // token 0's row; token t at activations + t * activation_stride
-  index_t activation_stride;      // elements between consecutive tokens
+  index_t activation_stride;      // elements between consecutive rows
+  const int* token_rows;          // Gathered only: token t at activations + token_rows[t] * activation_stride
   int length;                     // row length in elements, a multiple of vector_width<T>
   int tokens;                     // 1 .. MaxTokens
 };
 
-template <class T, int MaxTokens, int NumRows, int Lanes, int StaticLength = 0>
+template <class T, int MaxTokens, int NumRows, int Lanes, int StaticLength = 0, bool Gathered = false>
 ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void accumulate_row_dots(
     float (&partials)[NumRows][MaxTokens], const RowDotArgs<T, NumRows>& args, int lane) {
   constexpr int kWidth = vector_width<T>;
@@ -110,7 +113,8 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void accumulate_row_dots(
     ELASTIC_UNROLL
       for (int t = 0; t < MaxTokens; ++t) {
         if (t < args.tokens) {
-          const Vector16<T> x = load_vector(args.activations + t * args.activation_stride + v * kWidth);
+          const index_t row = Gathered ? args.token_rows[t] : t;
+          const Vector16<T> x = load_vector(args.activations + row * args.activation_stride + v * kWidth);
     ELASTIC_UNROLL
           for (int e = 0; e < kWidth; ++e) {
             const float xe = to_float(x.elements[e]);
