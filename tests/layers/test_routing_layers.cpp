@@ -98,6 +98,35 @@ TEST_CASE("capacity routing processes exactly k tokens with static group sizes")
   CHECK_THROWS_AS((RoutedMLP<float, test::TestWidths>(mlp, bad_widths)), WidthError);
 }
 
+TEST_CASE("bad routed input is rejected before the residual is written") {
+  host::Executor executor;
+  const test::RandomMLP<bfloat16_t> weights(kHidden, test::TestWidths::max, 8);
+  const ElasticMLP<bfloat16_t, test::TestWidths> mlp(weights.weights());
+  const std::vector<int> widths = choice_widths();
+  const RoutedMLP<bfloat16_t, test::TestWidths> routed(mlp, widths);
+  const int tokens = 9;
+  const auto input = test::random_matrix<bfloat16_t>(tokens, kHidden, 1);
+  const auto residual_before = test::random_matrix<bfloat16_t>(tokens, kHidden, 2);
+  auto residual = residual_before;
+  host::WorkspaceBuffer workspace(routed.workspace_bytes(executor, tokens));
+  std::vector<int> choices(tokens, 1);
+
+  choices[4] = static_cast<int>(widths.size());
+  CHECK_THROWS_WITH_AS(routed.forward(executor, residual.view(), input.view(), choices.data(), workspace.get()),
+                       "plan_routes: token 4 chose 5, expected 0 <= choice < 5", Error);
+  choices[4] = 1;
+  host::WorkspaceBuffer small(routed.workspace_bytes(executor, tokens) - 1);
+  CHECK_THROWS_AS(routed.forward(executor, residual.view(), input.view(), choices.data(), small.get()),
+                  WorkspaceError);
+  CHECK_THROWS_WITH_AS(routed.forward(executor, residual.view(), ConstMatrixView<bfloat16_t>(residual.view()),
+                                      choices.data(), workspace.get()),
+                       "RoutedMLP: the residual overlaps the input", Error);
+  CHECK_THROWS_AS(routed.forward(executor, residual.view().first_rows(8), input.view(), choices.data(),
+                                 workspace.get()),
+                  Error);
+  CHECK(test::bitwise_equal(residual.values, residual_before.values));
+}
+
 TEST_CASE_TEMPLATE("router logits match float64: linear and 2-layer, with and without RMSNorm", T, float, bfloat16_t) {
   host::Executor executor;
   constexpr index_t hidden = 64, inner = 32;

@@ -51,7 +51,8 @@ class RoutedMLP {
     return cursor.bytes_used();
   }
 
-  // residual, input: [tokens x hidden]; choices: [tokens] in the executor's memory.
+  // residual, input: [tokens x hidden], not overlapping; choices: [tokens] in
+  // the executor's memory.
   template <RoutingExecutorFor<T> E>
   void forward(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                Workspace workspace) const {
@@ -91,6 +92,7 @@ class RoutedMLP {
                Workspace workspace) const {
     detail::check_shape(input, input.rows(), mlp_.hidden(), "RoutedMLP", "input");
     detail::check_shape(residual, input.rows(), mlp_.hidden(), "RoutedMLP", "residual");
+    require(!overlaps(residual, input), "RoutedMLP: the residual overlaps the input");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, input.rows());
     executor.plan_routes(buffers.plan, choices, buffers.scratch);
