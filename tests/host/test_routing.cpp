@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -204,6 +206,50 @@ TEST_CASE_TEMPLATE("gather_swiglu and linear_scatter_add read and write rows by 
                        "linear_scatter_add: Extent<64> does not match the reduction length 40", Error);
   CHECK_THROWS_AS(executor.linear_scatter_add(target.view().first_cols(40), h.view(), w.view(), indices.data()), Error);
   CHECK(test::bitwise_equal(target.values, before.values));
+}
+
+TEST_CASE("route groups sized in executor memory run the group's tokens only") {
+  using T = bfloat16_t;
+  host::Executor executor(2);
+  constexpr index_t kIn = 32;
+  constexpr index_t kOut = 24;
+  const auto x = test::random_matrix<T>(10, kIn, 1);
+  const auto gate = test::random_matrix<T>(kOut, kIn, 2);
+  const auto up = test::random_matrix<T>(kOut, kIn, 3);
+  const auto w = test::random_matrix<T>(kIn, kOut, 4);
+  const std::vector<int> choices = {1, 0, 1, 2, 1, 0, 2, 1, 1, 0};
+  host::WorkspaceBuffer memory(RoutePlan::bytes_required(10, 3));
+  const RoutePlan plan = RoutePlan::carve(memory.get(), 10, 3);
+  executor.plan_routes(plan, choices.data());
+  const RouteGroup group = RouteGroup::of(plan, 1);  // tokens 0, 2, 4, 7, 8
+  const int* indices = plan.permutation + plan.offsets[1];
+
+  test::HostMatrix<T> expected_h(5, kOut), h(8, kOut);
+  test::fill_poison(h);
+  executor.gather_swiglu(expected_h.view(), x.view(), indices, gate.view(), up.view());
+  executor.gather_swiglu(h.view(), x.view(), group, gate.view(), up.view());
+  CHECK(std::memcmp(h.values.data(), expected_h.values.data(), expected_h.values.size() * sizeof(T)) == 0);
+  CHECK(std::all_of(h.values.begin() + 5 * kOut, h.values.end(), [](T v) { return std::isnan(to_float(v)); }));
+
+  auto expected_y = test::random_matrix<T>(10, kIn, 5);
+  auto y = expected_y;
+  executor.linear_scatter_add(expected_y.view(), expected_h.view(), w.view(), indices);
+  test::HostMatrix<T> h_padded = expected_h;  // 5 group rows, then rows the group does not reach
+  h_padded.rows = 8;
+  h_padded.values.resize(8 * kOut, from_float<T>(1.0f));
+  executor.linear_scatter_add(y.view(), h_padded.view(), w.view(), group);
+  CHECK(test::bitwise_equal(y.values, expected_y.values));
+
+  test::HostMatrix<T> too_few(4, kOut);
+  CHECK_THROWS_WITH_AS(executor.gather_swiglu(too_few.view(), x.view(), group, gate.view(), up.view()),
+                       "gather_swiglu: the route group has 5 tokens but only 4 rows were given", Error);
+  CHECK_THROWS_WITH_AS(RouteGroup::of(plan, 3), "route group: choice 3 is not in [0, 3)", Error);
+  RouteGroup outside = group;
+  outside.plan_tokens = 6;
+  CHECK_THROWS_WITH_AS(executor.linear_scatter_add(y.view(), h_padded.view(), w.view(), outside),
+                       "linear_scatter_add: the route group starts at 3 with 5 tokens, outside its plan of 6 tokens",
+                       Error);
+  CHECK(test::bitwise_equal(y.values, expected_y.values));
 }
 
 TEST_CASE_TEMPLATE("RMSNorm and the residual-contribution probe match float64", T, float, bfloat16_t) {

@@ -1,6 +1,7 @@
 // Routed execution on the host executor: a routed MLP equals computing each
 // token alone at its chosen width (or skipping it), for random routes, every
-// width, each dtype and 1 to 4096 tokens (add_to_rows itself is checked
+// width, each dtype and 1 to 4096 tokens, with host-read and
+// executor-read group sizes (add_to_rows itself is checked
 // against float64 in test_elastic_mlp.cpp); capacity routing processes exactly
 // k tokens; the router's logits match float64; the budget router's table
 // lookups and its errors.
@@ -64,6 +65,16 @@ TEST_CASE_TEMPLATE("a routed MLP equals each token alone at its width or skipped
     routed.forward(executor, residual.view(), input.view(), choices.data(), workspace.get());
     const auto expected = alone(mlp, residual_before, input, widths, choices, executor);
     CHECK(test::bitwise_equal(residual.values, expected.values));
+
+    // Groups sized from the plan's memory give the same bits, and the plan
+    // stays readable in the workspace.
+    auto decoded = residual_before;
+    routed.forward_decode(executor, decoded.view(), input.view(), choices.data(), workspace.get());
+    CHECK(test::bitwise_equal(decoded.values, expected.values));
+    std::vector<int> counts(widths.size()), expected_counts(widths.size());
+    for (int c : choices) ++expected_counts[static_cast<std::size_t>(c)];
+    routed.read_counts(executor, tokens, workspace.get(), counts);
+    CHECK(counts == expected_counts);
   }
 }
 

@@ -65,6 +65,7 @@ template <class E, class T>
 concept RoutingExecutorFor =
     ExecutorFor<E, T> && requires(E& ex, const E& const_ex, MatrixView<T> y, ConstMatrixView<T> x, int* choices,
                                   const int* indices, float* ratios, const RoutePlan& plan, const RouteRule& rule,
+                                  const RouteGroup& group,
                                   std::span<int> counts, Workspace workspace, index_t n, int c) {
       { const_ex.template decide_routes_workspace_bytes<T>(n, c) } -> std::same_as<std::size_t>;
       { const_ex.plan_routes_workspace_bytes(c, c) } -> std::same_as<std::size_t>;
@@ -79,6 +80,9 @@ concept RoutingExecutorFor =
       ex.gather_swiglu(y, x, indices, x, x, workspace);
       ex.linear_scatter_add(y, x, x, indices, workspace);
       ex.linear_scatter_add(y, x, x, indices, workspace, Extent<64>{});
+      { E::group_max_rows } -> std::convertible_to<index_t>;
+      ex.gather_swiglu(y, x, group, x, x, workspace);
+      ex.linear_scatter_add(y, x, x, group, workspace, Extent<64>{});
       ex.rms_norm(y, x, x, 1e-5f);
       ex.relu_in_place(y);
       ex.contribution_ratios(ratios, x, x);

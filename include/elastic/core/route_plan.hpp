@@ -51,6 +51,24 @@ struct RoutePlan {
   }
 };
 
+// One group of a plan as an executor reads it: the group's tokens are
+// permutation[*first + i] for i < *count, all in executor memory, so kernels
+// can size the group themselves, without the host reading the counts back
+// (a decode step then needs no synchronisation and can be captured in a CUDA
+// graph with any route rule). plan_tokens bounds *first + *count.
+struct RouteGroup {
+  const int* permutation = nullptr;
+  const int* first = nullptr;
+  const int* count = nullptr;
+  int plan_tokens = 0;
+
+  static RouteGroup of(const RoutePlan& plan, int choice) {
+    require(choice >= 0 && choice < plan.choices, "route group: choice ", choice, " is not in [0, ", plan.choices,
+            ")");
+    return {plan.permutation, plan.offsets + choice, plan.counts + choice, plan.tokens};
+  }
+};
+
 // How a router's logits become per-token choices.
 //   argmax      c[t] = argmax_c logits[t][c] (lowest index on ties)
 //   threshold   c[t] = skip_choice when logits[t][skip_choice] >= threshold,

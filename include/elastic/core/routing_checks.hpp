@@ -14,7 +14,10 @@
 // gather_swiglu and linear_scatter_add are the two halves of a route group's
 // MLP with the gather and the scatter-add folded into the projections, so a
 // group's tokens are read in place and its results added straight into the
-// residual (rounded once, from the float32 dot products).
+// residual (rounded once, from the float32 dot products). Each also takes a
+// RouteGroup in place of the indices: then the group's size is read by the
+// executor (i < *group.count, at most h.rows() / x.rows() and at most the
+// executor's group_max_rows), rows past it are left as they were.
 //   rms_norm(y, x, weight, epsilon)                 y = x * weight / rms(x)
 //   relu_in_place(x)                                x = max(x, 0)
 //   contribution_ratios(ratios, block, residual)    ratios[t] = |f| / |x + f| per row
@@ -55,6 +58,15 @@ void check_linear_scatter_add(const MatrixView<T>& y, const ConstMatrixView<T>& 
   constexpr std::string_view op = "linear_scatter_add";
   require(indices != nullptr || x.rows() == 0, op, ": the row indices are a null pointer");
   check_linear_operands(y, x, w, static_length, op, y.rows());
+}
+
+// A group's rows bound (h.rows() or x.rows()) against the executor's limit.
+inline void check_route_group(const RouteGroup& group, index_t max_rows, index_t executor_limit,
+                              std::string_view op) {
+  require(max_rows <= executor_limit, op, ": a route group of up to ", max_rows,
+          " rows exceeds this executor's limit of ", executor_limit, " rows for groups sized in its memory");
+  require(max_rows == 0 || (group.permutation != nullptr && group.first != nullptr && group.count != nullptr), op,
+          ": the route group has null arrays");
 }
 
 template <class T>

@@ -314,6 +314,39 @@ class Executor {
     swiglu(h, ConstMatrixView<T>(scratch.rows), gate, up, scratch.rest);
   }
 
+  // Route groups sized in device memory run the decode kernels, so a group
+  // holds at most decode_max_tokens rows; they need no workspace.
+  static constexpr index_t group_max_rows = decode_max_tokens;
+
+  template <ElementType T>
+  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const RouteGroup& group,
+                     std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
+                     Workspace /*workspace*/ = {}) {
+    detail::check_gather_swiglu(h, x, group.permutation, gate, up);
+    detail::check_route_group(group, h.rows(), group_max_rows, "gather_swiglu");
+    if (h.empty()) return;
+    RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
+    params.tokens = static_cast<int>(h.rows());
+    params.source_rows = group.permutation;
+    params.source_row_count = x.rows();
+    size_by_group(params, group);
+    launch_row_dots<T, 2, dynamic_extent, true>(params, math::SwiGLU{}, stream_);
+  }
+
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                          std::type_identity_t<ConstMatrixView<T>> w, const RouteGroup& group,
+                          Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
+    detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
+    detail::check_route_group(group, x.rows(), group_max_rows, "linear_scatter_add");
+    if (x.rows() == 0 || y.cols() == 0) return;
+    RowDotParams<T, 1> params = row_dot_params<T, 1>(y, x, {w});
+    params.output_rows = group.permutation;
+    params.output_row_count = y.rows();
+    size_by_group(params, group);
+    launch_row_dots<T, 1, StaticLength, false>(params, math::Identity{}, stream_);
+  }
+
   // The indices must be distinct (as a route plan's are): two tokens added
   // into the same row race.
   template <ElementType T, int StaticLength = dynamic_extent>
@@ -472,6 +505,13 @@ class Executor {
     params.length = static_cast<int>(x.cols());
     params.tokens = static_cast<int>(x.rows());
     return params;
+  }
+
+  template <class T, int NumRows>
+  static void size_by_group(RowDotParams<T, NumRows>& params, const RouteGroup& group) {
+    params.group_first = group.first;
+    params.group_count = group.count;
+    params.group_plan_tokens = group.plan_tokens;
   }
 
   cudaStream_t stream_;

@@ -16,7 +16,10 @@
 // row output_rows[t] (linear_scatter_add), rounding the sum once. The indices
 // are device memory the host never checks: a token whose index lies outside
 // the indexed matrix is skipped (nothing is read from or written to that
-// row), as the gather and scatter-add kernels skip theirs.
+// row), as the gather and scatter-add kernels skip theirs. For a route group
+// sized in device memory (group_count), the kernel reads the group's start
+// and size itself and runs min(size, tokens) tokens; a start and size that
+// do not fit the plan (a plan left as it was by an invalid choice) run none.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -48,6 +51,11 @@ struct RowDotParams {
   index_t source_row_count = 0;
   const int* output_rows = nullptr;  // non-null: token t's result is added to this output row
   index_t output_row_count = 0;
+  // Non-null: the indexed rows start at source_rows/output_rows + *group_first
+  // and *group_count of them (at most `tokens`) are used.
+  const int* group_first = nullptr;
+  const int* group_count = nullptr;
+  int group_plan_tokens = 0;  // bound on *group_first + *group_count
 };
 
 namespace kernels {
@@ -69,16 +77,40 @@ __device__ __forceinline__ void warp_sum(float (&values)[NumRows][MaxTokens]) {
 
 __device__ __forceinline__ bool row_in_range(int row, index_t rows) { return row >= 0 && row < rows; }
 
+// The tokens a call runs and where its indexed rows start.
+struct TokenSelection {
+  int tokens;
+  const int* source_rows;
+  const int* output_rows;
+};
+
+template <class T, int NumRows>
+__device__ __forceinline__ TokenSelection select_tokens(const RowDotParams<T, NumRows>& params) {
+  TokenSelection selection{params.tokens, params.source_rows, params.output_rows};
+  if (params.group_count != nullptr) {
+    const int first = *params.group_first;
+    const int count = *params.group_count;
+    const bool fits = first >= 0 && count >= 0 && count <= params.group_plan_tokens - first;
+    selection.tokens = fits ? min(count, params.tokens) : 0;
+    if (selection.source_rows != nullptr) selection.source_rows += first;
+    if (selection.output_rows != nullptr) selection.output_rows += first;
+  }
+  return selection;
+}
+
 template <class T, int MaxTokens, int NumRows, int StaticLength, bool Gathered, class Epilogue>
 __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
     row_dots(const RowDotParams<T, NumRows> params, const Epilogue epilogue) {
+  const TokenSelection selection = select_tokens(params);
+  if (selection.tokens == 0) return;  // an empty route group: the whole grid leaves
+
   // A gathered block stages its tokens' rows in shared memory (row 0 in place
   // of an out-of-range index, whose token is then not stored).
   __shared__ int source_rows[Gathered ? MaxTokens : 1];
   if constexpr (Gathered) {
     const int t = static_cast<int>(threadIdx.x);
     if (t < MaxTokens) {
-      const int index = t < params.tokens ? params.source_rows[t] : 0;
+      const int index = t < selection.tokens ? selection.source_rows[t] : 0;
       source_rows[t] = row_in_range(index, params.source_row_count) ? index : 0;
     }
     __syncthreads();
@@ -96,7 +128,7 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
   args.activation_stride = params.activation_stride;
   args.token_rows = Gathered ? source_rows : nullptr;
   args.length = params.length;
-  args.tokens = params.tokens;
+  args.tokens = selection.tokens;
 
   float dots[NumRows][MaxTokens] = {};
   math::accumulate_row_dots<T, MaxTokens, NumRows, warp_size, StaticLength, Gathered>(dots, args, lane);
@@ -104,13 +136,13 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
 
   ELASTIC_UNROLL
   for (int t = 0; t < MaxTokens; ++t) {
-    if (t != lane || t >= params.tokens) continue;
-    if (Gathered && !row_in_range(params.source_rows[t], params.source_row_count)) continue;
+    if (t != lane || t >= selection.tokens) continue;
+    if (Gathered && !row_in_range(selection.source_rows[t], params.source_row_count)) continue;
     const float value = math::finish_row_dots(epilogue, dots, t);
-    if (params.output_rows == nullptr) {
+    if (selection.output_rows == nullptr) {
       params.output[t * params.output_stride + row] = from_float<T>(value);
     } else {
-      const int output_row = params.output_rows[t];
+      const int output_row = selection.output_rows[t];
       if (!row_in_range(output_row, params.output_row_count)) continue;
       T& target = params.output[output_row * params.output_stride + row];
       target = from_float<T>(to_float(target) + value);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <span>
 #include <thread>
@@ -160,6 +161,28 @@ class Executor {
     run_row_dots<T, 1, StaticLength, false>(y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
   }
 
+  // Route groups sized in executor memory: here host memory, read directly,
+  // so a group may have any number of rows.
+  static constexpr index_t group_max_rows = std::numeric_limits<index_t>::max();
+
+  template <ElementType T>
+  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const RouteGroup& group,
+                     std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
+                     Workspace workspace = {}) {
+    detail::check_gather_swiglu(h, x, group.permutation, gate, up);
+    const GroupRows rows = group_rows(group, h.rows(), "gather_swiglu");
+    gather_swiglu(h.first_rows(rows.count), x, rows.indices, gate, up, workspace);
+  }
+
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                          std::type_identity_t<ConstMatrixView<T>> w, const RouteGroup& group,
+                          Workspace workspace = {}, Extent<StaticLength> extent = {}) {
+    detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
+    const GroupRows rows = group_rows(group, x.rows(), "linear_scatter_add");
+    linear_scatter_add(y, x.first_rows(rows.count), w, rows.indices, workspace, extent);
+  }
+
   template <ElementType T>
   void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
                 std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
@@ -183,6 +206,24 @@ class Executor {
   }
 
  private:
+  struct GroupRows {
+    const int* indices;
+    index_t count;
+  };
+
+  // The group's indices and size, checked against the rows given and its plan.
+  static GroupRows group_rows(const RouteGroup& group, index_t max_rows, const char* op) {
+    detail::check_route_group(group, max_rows, group_max_rows, op);
+    if (max_rows == 0) return {nullptr, 0};
+    const int first = *group.first;
+    const int count = *group.count;
+    require(first >= 0 && count >= 0 && count <= group.plan_tokens - first, op, ": the route group starts at ", first,
+            " with ", count, " tokens, outside its plan of ", group.plan_tokens, " tokens");
+    require(count <= max_rows, op, ": the route group has ", count, " tokens but only ", max_rows,
+            " rows were given");
+    return {group.permutation + first, count};
+  }
+
   // For each of `tokens` tokens t and output neuron o:
   //   out[t, o] = epilogue(x[s] . w_0[o], ..., x[s] . w_{NumRows-1}[o])
   // where s = source_rows[t] if Gathered, else t; with output_rows, the value

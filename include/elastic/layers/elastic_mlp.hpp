@@ -9,13 +9,15 @@
 // add_to_rows() is the form a route group runs: it reads the group's tokens
 // from the batch by index and adds their outputs into the residual rows
 // (executor primitives gather_swiglu and linear_scatter_add), so the group
-// is never copied out and back.
+// is never copied out and back. add_to_group() does the same for a route
+// group whose size only the executor's memory holds.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 
 #include "elastic/core/checks.hpp"
+#include "elastic/core/route_plan.hpp"
 #include "elastic/core/routing_checks.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/tensor.hpp"
@@ -106,20 +108,16 @@ class ElasticMLP {
   template <RoutingExecutorFor<T> E>
   void add_to_rows(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const int* indices,
                    index_t rows, Workspace workspace) const {
-    constexpr auto op = "ElasticMLP::add_to_rows";
-    detail::check_width<WidthsT, T>(width, intermediate(), "ElasticMLP width");
-    detail::check_shape(x, x.rows(), hidden(), op, "input");
-    detail::check_shape(residual, x.rows(), hidden(), op, "residual");
-    require(rows >= 0 && rows <= x.rows(), op, ": ", rows, " rows requested from a batch of ", x.rows());
-    require(!overlaps(residual, x), op, ": the residual overlaps the input");
-    WorkspaceCursor cursor(workspace);
-    const Buffers buffers = carve_add_to_rows(cursor, executor, rows, width);
-    const Weights sliced = weights_at(width);
-    WidthsT::dispatch(width, [&]<int Width>() {
-      executor.gather_swiglu(buffers.activation, x, indices, sliced.gate, sliced.up, buffers.scratch);
-      executor.linear_scatter_add(residual, ConstMatrixView<T>(buffers.activation), sliced.down, indices,
-                                  buffers.scratch, Extent<Width>{});
-    });
+    add_to_selected_rows(executor, width, residual, x, indices, rows, workspace);
+  }
+
+  // As add_to_rows for the tokens of a route group, whose size the executor
+  // reads from its own memory (at most max_rows <= E::group_max_rows), so the
+  // host never waits for it. Workspace: add_to_rows_workspace_bytes(max_rows).
+  template <RoutingExecutorFor<T> E>
+  void add_to_group(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const RouteGroup& group,
+                    index_t max_rows, Workspace workspace) const {
+    add_to_selected_rows(executor, width, residual, x, group, max_rows, workspace);
   }
 
  private:
@@ -127,6 +125,26 @@ class ElasticMLP {
     MatrixView<T> activation;  // [tokens x width]
     Workspace scratch;         // for the executor's primitives
   };
+
+  // Rows: the indices (const int*) or a RouteGroup, as the primitives take them.
+  template <class E, class Rows>
+  void add_to_selected_rows(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const Rows& rows,
+                            index_t max_rows, Workspace workspace) const {
+    constexpr auto op = "ElasticMLP::add_to_rows";
+    detail::check_width<WidthsT, T>(width, intermediate(), "ElasticMLP width");
+    detail::check_shape(x, x.rows(), hidden(), op, "input");
+    detail::check_shape(residual, x.rows(), hidden(), op, "residual");
+    require(max_rows >= 0 && max_rows <= x.rows(), op, ": ", max_rows, " rows requested from a batch of ", x.rows());
+    require(!overlaps(residual, x), op, ": the residual overlaps the input");
+    WorkspaceCursor cursor(workspace);
+    const Buffers buffers = carve_add_to_rows(cursor, executor, max_rows, width);
+    const Weights sliced = weights_at(width);
+    WidthsT::dispatch(width, [&]<int Width>() {
+      executor.gather_swiglu(buffers.activation, x, rows, sliced.gate, sliced.up, buffers.scratch);
+      executor.linear_scatter_add(residual, ConstMatrixView<T>(buffers.activation), sliced.down, rows,
+                                  buffers.scratch, Extent<Width>{});
+    });
+  }
 
   template <class E>
   Buffers carve(WorkspaceCursor& cursor, const E& executor, index_t tokens, int width) const {

@@ -12,10 +12,12 @@
 // forward_with_counts() takes them from the caller instead — with the
 // capacity rule they are known in advance (capacity for the target, the rest
 // for the fallback), so the whole layer has static shapes and can be
-// captured in a CUDA graph.
+// captured in a CUDA graph. forward_decode() leaves the sizes in executor
+// memory, where the decode kernels read them: for batches of at most
+// E::group_max_rows tokens (16 on CUDA) any route rule runs without a
+// synchronisation and captures in a CUDA graph.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -80,10 +82,39 @@ class RoutedMLP {
     run_groups(executor, residual, input, buffers, counts);
   }
 
+  // As forward(), for a batch of at most E::group_max_rows tokens, with no
+  // host synchronisation: each choice that runs an MLP launches its group at
+  // up to the whole batch and the executor reads the group's size from the
+  // plan (an empty group returns at once). The choices are checked on the
+  // device, as plan_routes checks them: an invalid one leaves the plan as it
+  // was (the groups then run on what it held, within its bounds), so choices
+  // from anything but decide_routes should be checked with read_counts.
+  template <RoutingExecutorFor<T> E>
+  void forward_decode(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
+                      Workspace workspace) const {
+    require(input.rows() <= E::group_max_rows, "RoutedMLP::forward_decode: at most ", E::group_max_rows,
+            " tokens on this executor, found ", input.rows());
+    const Buffers buffers = plan(executor, residual, input, choices, workspace);
+    for (std::size_t c = 0; c < widths_.size(); ++c)
+      if (widths_[c] != 0)
+        mlp_.add_to_group(executor, widths_[c], residual, input, RouteGroup::of(buffers.plan, static_cast<int>(c)),
+                          input.rows(), buffers.mlp_scratch);
+  }
+
+  // The group sizes of the last forward of `tokens` tokens on this workspace,
+  // read back to the host (on CUDA: a synchronisation); throws plan_routes'
+  // error when a choice was out of range.
+  template <RoutingExecutorFor<T> E>
+  void read_counts(const E& executor, index_t tokens, Workspace workspace, std::span<int> counts) const {
+    WorkspaceCursor cursor(workspace);
+    executor.read_route_counts(carve(cursor, executor, tokens).plan, counts);
+  }
+
  private:
   struct Buffers {
     RoutePlan plan;
-    Workspace scratch;  // plan_routes' and the MLP's
+    Workspace plan_scratch;  // plan_routes' (kept: read_route_counts checks its status)
+    Workspace mlp_scratch;
   };
 
   // Checks the activations, carves the workspace and builds the route plan.
@@ -95,7 +126,7 @@ class RoutedMLP {
     require(!overlaps(residual, input), "RoutedMLP: the residual overlaps the input");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, input.rows());
-    executor.plan_routes(buffers.plan, choices, buffers.scratch);
+    executor.plan_routes(buffers.plan, choices, buffers.plan_scratch);
     return buffers;
   }
 
@@ -107,9 +138,10 @@ class RoutedMLP {
     const std::size_t plan_bytes = RoutePlan::bytes_required(n, c);
     auto* plan_memory = cursor.take<std::byte>(plan_bytes);
     if (plan_memory != nullptr) buffers.plan = RoutePlan::carve(Workspace{plan_memory, plan_bytes}, n, c);
-    const std::size_t scratch =
-        std::max(executor.plan_routes_workspace_bytes(n, c), mlp_.add_to_rows_workspace_bytes(executor, tokens));
-    buffers.scratch = Workspace{cursor.take<std::byte>(scratch), scratch};
+    const std::size_t plan_scratch = executor.plan_routes_workspace_bytes(n, c);
+    buffers.plan_scratch = Workspace{cursor.take<std::byte>(plan_scratch), plan_scratch};
+    const std::size_t mlp_scratch = mlp_.add_to_rows_workspace_bytes(executor, tokens);
+    buffers.mlp_scratch = Workspace{cursor.take<std::byte>(mlp_scratch), mlp_scratch};
     return buffers;
   }
 
@@ -122,7 +154,7 @@ class RoutedMLP {
       const int* indices = buffers.plan.permutation + offset;
       offset += count;
       if (widths_[c] == 0 || count == 0) continue;
-      mlp_.add_to_rows(executor, widths_[c], residual, input, indices, count, buffers.scratch);
+      mlp_.add_to_rows(executor, widths_[c], residual, input, indices, count, buffers.mlp_scratch);
     }
   }
 
