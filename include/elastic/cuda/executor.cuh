@@ -29,9 +29,12 @@
 // host values, the only routing call that does) throws the host executor's
 // error. Read a plan's counts before its plan_routes workspace is reused.
 // gather_rows, scatter_add_rows, gather_swiglu and linear_scatter_add skip
-// rows whose index is out of range (the host throws instead): indices must come from a plan or be known to be
-// valid. Every other routing call is asynchronous, and all but load_indices
-// (a copy from pageable host memory) can be captured in a CUDA graph.
+// rows whose index is out of range (the host throws instead): nothing is
+// read or written outside the indexed matrix, though gather_swiglu above
+// decode sizes writes an unspecified output row for such a token. Indices
+// must come from a plan or be known to be valid. Every other routing call is
+// asynchronous, and all but load_indices (a copy from pageable host memory)
+// can be captured in a CUDA graph.
 #pragma once
 
 #include <cublasLt.h>
@@ -299,7 +302,7 @@ class Executor {
     detail::check_gather_swiglu(h, x, indices, gate, up);
     const index_t tokens = h.rows();
     check_workspace(workspace, gather_swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "gather_swiglu");
-    if (h.empty()) return;
+    if (h.empty() || x.rows() == 0) return;  // no row to read: every index is out of range
     if (is_decode(tokens)) {
       RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
       params.tokens = static_cast<int>(tokens);
@@ -324,7 +327,7 @@ class Executor {
                      Workspace /*workspace*/ = {}) {
     detail::check_gather_swiglu(h, x, group.permutation, gate, up);
     detail::check_route_group(group, h.rows(), group_max_rows, "gather_swiglu");
-    if (h.empty()) return;
+    if (h.empty() || x.rows() == 0) return;
     RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
     params.tokens = static_cast<int>(h.rows());
     params.source_rows = group.permutation;

@@ -23,6 +23,7 @@
 // kept rows' indices are copied to the executor with load_indices.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -50,7 +51,7 @@ class SkippableAttention {
   template <RoutingExecutorFor<T> E>
   std::size_t workspace_bytes(const E& executor, const AttentionBatch& batch, const KVCacheShape& cache) const {
     WorkspaceCursor cursor;
-    carve(cursor, batch.tokens(), attention_.workspace_bytes(executor, batch, cache));
+    carve(cursor, batch.tokens(), attention_bytes(executor, batch, cache));
     return cursor.bytes_used();
   }
 
@@ -108,6 +109,23 @@ class SkippableAttention {
   }
 
  private:
+  // The attention workspace any set of kept tokens needs. Under the dropped
+  // policy the kept tokens form a batch of their own; no such batch needs more
+  // than the whole one, except that keeping one token per sequence makes a
+  // decode batch (split partials) out of one that is not.
+  template <class E>
+  std::size_t attention_bytes(const E& executor, const AttentionBatch& batch, const KVCacheShape& cache) const {
+    std::size_t bytes = attention_.workspace_bytes(executor, batch, cache);
+    const bool one_each_possible =
+        std::all_of(batch.new_lengths.begin(), batch.new_lengths.end(), [](int length) { return length >= 1; });
+    if (policy_ == SkippedTokenKV::dropped && one_each_possible && !batch.is_decode()) {
+      const std::vector<int> ones(batch.sequences(), 1);
+      const AttentionBatch one_each{batch.cache_slots, batch.cached_lengths, ones, {}};
+      bytes = std::max(bytes, attention_.workspace_bytes(executor, one_each, cache));
+    }
+    return bytes;
+  }
+
   struct Kept {
     std::vector<int> indices;      // packed rows of the kept tokens
     std::vector<int> positions;    // their RoPE positions
