@@ -112,16 +112,20 @@ inline void measure_gemm_rate(Gpu& gpu) {
 // Times call(copy) for the benchmark's iterations: a warm-up over every copy
 // (which also builds any cuBLASLt plans of the shape), then batches of whole
 // cycles over the copies between a pair of events, reported per call.
+// Returns the mean seconds per call over the iterations.
 template <class Call>
-void time_rotating_calls(benchmark::State& state, Gpu& gpu, std::size_t copies, Call&& call) {
+double time_rotating_calls(benchmark::State& state, Gpu& gpu, std::size_t copies, Call&& call) {
   for (std::size_t copy = 0; copy < copies; ++copy) call(copy);
   const std::size_t batch = (min_batch + copies - 1) / copies * copies;
+  double total = 0.0;
   for (auto _ : state) {
     const double seconds = gpu.timer.seconds(gpu.stream.get(), [&] {
       for (std::size_t i = 0; i < batch; ++i) call(i % copies);
     });
     state.SetIterationTime(seconds / static_cast<double>(batch));
+    total += seconds / static_cast<double>(batch);
   }
+  return total / static_cast<double>(state.iterations());
 }
 
 inline std::string format_rate(double value, const char* unit) {

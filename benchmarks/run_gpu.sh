@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds (when needed) and runs the CUDA MLP, attention and routing benchmarks
-# on a GPU machine. Writes into OUT_DIR: cuda_mlp.json, cuda_attention.json and
-# cuda_routing.json (Google Benchmark JSON, medians over the repetitions),
-# their console output (cuda_*.txt), summary.md (mlp_table.py on the MLP run:
-# scaling, ceiling fractions, ratio to cuBLAS) and nvidia-smi.txt. With
+# Builds (when needed) and runs the CUDA MLP, attention, routing and routed MLP
+# benchmarks on a GPU machine. Writes into OUT_DIR: cuda_mlp.json,
+# cuda_attention.json, cuda_routing.json and cuda_routed_mlp.json (Google
+# Benchmark JSON, medians over the repetitions), their console output
+# (cuda_*.txt), summary.md (mlp_table.py on the MLP run: scaling, ceiling
+# fractions, ratio to cuBLAS) and nvidia-smi.txt. With
 # SKIP_BUILD=1 the binaries of BUILD_DIR are used as they are (a build carried
 # from another machine; put libbenchmark's shared library on LD_LIBRARY_PATH
 # if the GPU machine lacks Google Benchmark).
@@ -44,7 +45,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     -DELASTIC_BUILD_BENCHMARKS=ON \
     "${extra_cmake_args[@]}"
   cmake --build "$build_dir" --target elastic_cuda_mlp_benchmark elastic_cuda_attention_benchmark \
-    elastic_cuda_routing_benchmark -j "$(nproc)"
+    elastic_cuda_routing_benchmark elastic_cuda_routed_mlp_benchmark -j "$(nproc)"
 fi
 
 mkdir -p "$out_dir"
@@ -54,7 +55,7 @@ if ! git -C "$repo" diff --quiet HEAD 2>/dev/null; then
 fi
 nvidia-smi >"$out_dir/nvidia-smi.txt" 2>&1 || true
 
-for name in mlp attention routing; do
+for name in mlp attention routing routed_mlp; do
   "$build_dir/benchmarks/elastic_cuda_${name}_benchmark" \
     --benchmark_repetitions="${REPETITIONS:-5}" \
     --benchmark_report_aggregates_only=true \
