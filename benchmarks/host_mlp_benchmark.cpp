@@ -33,13 +33,6 @@ constexpr auto input_count = static_cast<std::size_t>(max_tokens * hidden);
 // Host memory the weight copies of one element type may take.
 constexpr double weight_budget_bytes = 512.0 * (1 << 20);
 
-// The largest CPU cache, as Google Benchmark reads it (sysfs on Linux).
-double last_level_cache_bytes() {
-  int largest = 0;
-  for (const auto& cache : benchmark::CPUInfo::Get().caches) largest = std::max(largest, cache.size);
-  return largest > 0 ? largest : 32.0 * (1 << 20);  // not reported: assume a typical desktop L3
-}
-
 host::Executor& executor() {
   static host::Executor instance(0);
   return instance;
@@ -54,7 +47,7 @@ class HostMlpCopies {
     constexpr int full = HostWidths::max;
     const std::size_t weight_count = support::mlp_weight_count(hidden, full);
     copies_ = bench::rotation_copies(support::mlp_bytes(hidden, HostWidths::min, 1, sizeof(T)),
-                                     last_level_cache_bytes(), static_cast<double>(weight_count * sizeof(T)),
+                                     bench::last_level_cache_bytes(), static_cast<double>(weight_count * sizeof(T)),
                                      weight_budget_bytes);
     weights_ = support::HostBuffer<T>(copies_ * weight_count);
     inputs_ = support::HostBuffer<T>(copies_ * input_count);
@@ -100,7 +93,7 @@ void run_case(benchmark::State& state, const bench::MlpCase& mlp_case) {
       benchmark::ClobberMemory();
       copy = (copy + 1) % set.copies();
     }
-    bench::set_mlp_counters(state, mlp_case, set.copies(), last_level_cache_bytes());
+    bench::set_mlp_counters(state, mlp_case, set.copies(), bench::last_level_cache_bytes());
   });
 }
 
@@ -122,7 +115,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("executor_threads", std::to_string(executor().threads()));
   benchmark::AddCustomContext("last_level_cache_bytes",
-                              std::to_string(static_cast<long long>(last_level_cache_bytes())));
+                              std::to_string(static_cast<long long>(bench::last_level_cache_bytes())));
   benchmark::AddCustomContext("widths", HostWidths::describe());
   register_cases<float>();
   register_cases<bfloat16_t>();

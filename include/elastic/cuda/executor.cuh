@@ -247,7 +247,7 @@ class Executor {
     RouteStatus status{};
     ELASTIC_CUDA_CHECK(cudaMemcpyAsync(&status, entry->status, sizeof status, cudaMemcpyDeviceToHost, stream_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    check_route_status(status, entry->tag, plan);
+    check_route_status(status, route_status_, entry->tag, plan);
     ELASTIC_CUDA_CHECK(
         cudaMemcpyAsync(counts.data(), plan.counts, counts.size_bytes(), cudaMemcpyDeviceToHost, stream_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));

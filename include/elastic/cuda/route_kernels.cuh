@@ -40,7 +40,10 @@
 // the call's tag, and the first invalid token with its choice (or -1).
 // RouteStatusLog remembers, on the host, where the executor's recent calls
 // left their status; read_route_counts, which synchronises anyway, reads it
-// back and throws the host executor's error for an invalid choice.
+// back and throws the host executor's error for an invalid choice. A status
+// is accepted from any of the logged calls that planned the same plan, so a
+// plan_routes call replayed from a CUDA graph (which writes its capture-time
+// tag) reads back as well as an eager one.
 #pragma once
 
 #include <cub/block/block_radix_sort.cuh>
@@ -398,21 +401,36 @@ class RouteStatusLog {
   const Entry* find(const RoutePlan& plan) const {
     for (std::uint64_t age = 0; age < capacity && age < last_tag_; ++age) {
       const Entry& entry = entries_[(last_tag_ - age) % capacity];
-      if (entry.counts == plan.counts && entry.tokens == plan.tokens && entry.choices == plan.choices) return &entry;
+      if (plans(entry, plan)) return &entry;
     }
     return nullptr;
   }
 
+  // Whether the call tagged `tag`, one of the last `capacity`, planned `plan`:
+  // a CUDA graph replays a captured call with its capture-time tag, so the
+  // status of a replayed plan may carry an older tag than the newest call's.
+  bool planned(const RoutePlan& plan, std::uint64_t tag) const {
+    if (tag == 0 || tag > last_tag_ || last_tag_ - tag >= capacity) return false;
+    return plans(entries_[tag % capacity], plan);
+  }
+
  private:
+  static bool plans(const Entry& entry, const RoutePlan& plan) {
+    return entry.counts == plan.counts && entry.tokens == plan.tokens && entry.choices == plan.choices;
+  }
+
   std::array<Entry, capacity> entries_{};
   std::uint64_t last_tag_ = 0;
 };
 
-// Throws when the status read back for `plan` is not its call's (the
-// workspace was reused before the read) or reports an invalid choice.
-inline void check_route_status(const RouteStatus& status, std::uint64_t tag, const RoutePlan& plan) {
-  require(status.tag == tag, "read_route_counts: the status plan_routes left in its workspace was overwritten ",
-          "(found call ", status.tag, ", expected ", tag, "); read a plan's counts before reusing that workspace");
+// Throws when the status read back for `plan` was not written by one of its
+// logged calls (the workspace was reused before the read; `newest` is the
+// newest call's tag) or reports an invalid choice.
+inline void check_route_status(const RouteStatus& status, const RouteStatusLog& log, std::uint64_t newest,
+                               const RoutePlan& plan) {
+  require(log.planned(plan, status.tag), "read_route_counts: the status plan_routes left in its workspace was ",
+          "overwritten (found call ", status.tag, ", expected ", newest,
+          "); read a plan's counts before reusing that workspace");
   require(status.bad_token < 0, "plan_routes: token ", status.bad_token, " chose ", status.bad_choice,
           ", expected 0 <= choice < ", plan.choices, " (the plan was left unwritten)");
 }
