@@ -65,46 +65,16 @@ constexpr index_t max_tokens = std::ranges::max(token_counts);
 static_assert(std::ranges::max(decode_tokens) <= cuda::Executor::group_max_rows &&
                   read_counts_tokens <= cuda::Executor::group_max_rows,
               "the forward_decode and fused/unfused cases are at decode sizes");
-constexpr auto activation_count = static_cast<std::size_t>(max_tokens * hidden);
 
-// Copies of one full-width MLP and of the inputs and residuals, a workspace
-// that grows to the largest case seen, and the times of the cases run.
+// The device, the routed layers' copies, a workspace that grows to the
+// largest case seen, and the times of the cases run.
 class Harness {
  public:
-  Harness() {
-    measure_copy_bandwidth(gpu_);
-    measure_gemm_rate(gpu_);
-    constexpr int full = BenchWidths::max;
-    const std::size_t weight_count = support::mlp_weight_count(hidden, full);
-    copies_ = rotation_copies(support::mlp_bytes(hidden, BenchWidths::min, 1, sizeof(T)), gpu_.l2_bytes(),
-                              static_cast<double>(weight_count * sizeof(T)), gpu_.free_bytes() / 2);
-    const auto fill = [&](T* data, std::size_t count, std::uint64_t seed, float scale) {
-      support::fill_random_on_device(data, count, seed, scale, gpu_.stream.get());
-    };
-    weights_ = support::DeviceBuffer<T>(copies_ * weight_count);
-    inputs_ = support::DeviceBuffer<T>(copies_ * activation_count);
-    residuals_ = support::DeviceBuffer<T>(copies_ * activation_count);
-    for (std::size_t copy = 0; copy < copies_; ++copy) {
-      T* base = weights_.data() + copy * weight_count;
-      support::fill_mlp_weights(base, hidden, full, 3 * copy + 1, fill);
-      mlps_.emplace_back(support::mlp_weights_at<T>(base, hidden, full));
-    }
-    fill(inputs_.data(), inputs_.size(), 1000, 1.0f);
-    fill(residuals_.data(), residuals_.size(), 2000, 1.0f);
-    ELASTIC_CUDA_CHECK(cudaStreamSynchronize(gpu_.stream.get()));
-  }
+  Harness() : copies_(make_copies(gpu_)) {}
 
   Gpu& gpu() { return gpu_; }
-  std::size_t copies() const { return copies_; }
-  std::span<const ElasticMLP<T, BenchWidths>> mlps() const { return mlps_; }
+  const RoutedCopies<T, BenchWidths, support::DeviceBuffer>& data() const { return copies_; }
   ReferenceTimes& references() { return references_; }
-
-  ConstMatrixView<T> input(std::size_t copy, index_t tokens) const {
-    return {inputs_.data() + copy * activation_count, tokens, hidden};
-  }
-  MatrixView<T> residual(std::size_t copy, index_t tokens) const {
-    return {residuals_.data() + copy * activation_count, tokens, hidden};
-  }
 
   Workspace workspace(std::size_t bytes) {
     if (workspace_.bytes() < bytes) {
@@ -115,10 +85,24 @@ class Harness {
   }
 
  private:
+  // Measures the ceilings, then fills as many copies as the L2 rotation needs.
+  static RoutedCopies<T, BenchWidths, support::DeviceBuffer> make_copies(Gpu& gpu) {
+    measure_copy_bandwidth(gpu);
+    measure_gemm_rate(gpu);
+    const std::size_t weight_count = support::mlp_weight_count(hidden, BenchWidths::max);
+    const std::size_t copies = rotation_copies(support::mlp_bytes(hidden, BenchWidths::min, 1, sizeof(T)),
+                                               gpu.l2_bytes(), static_cast<double>(weight_count * sizeof(T)),
+                                               gpu.free_bytes() / 2);
+    RoutedCopies<T, BenchWidths, support::DeviceBuffer> result(
+        copies, hidden, max_tokens, [&](T* data, std::size_t count, std::uint64_t seed, float scale) {
+          support::fill_random_on_device(data, count, seed, scale, gpu.stream.get());
+        });
+    ELASTIC_CUDA_CHECK(cudaStreamSynchronize(gpu.stream.get()));
+    return result;
+  }
+
   Gpu gpu_;
-  std::size_t copies_ = 0;
-  support::DeviceBuffer<T> weights_, inputs_, residuals_;
-  std::vector<ElasticMLP<T, BenchWidths>> mlps_;
+  RoutedCopies<T, BenchWidths, support::DeviceBuffer> copies_;
   cuda::WorkspaceBuffer workspace_;
   ReferenceTimes references_;
 };
@@ -126,13 +110,14 @@ class Harness {
 void run_case(benchmark::State& state, Harness& harness, const RoutedCase& routed_case) {
   run_or_skip(state, [&] {
     Gpu& gpu = harness.gpu();
-    RoutedLayers<T, BenchWidths> layers(routed_case, harness.mlps());
+    const auto& copies = harness.data();
+    RoutedLayers<T, BenchWidths> layers(routed_case, copies.mlps());
     layers.bind(gpu.executor, harness.workspace(layers.workspace_bytes(gpu.executor)));
     const index_t tokens = routed_case.tokens;
-    const double seconds = time_rotating_calls(state, gpu, harness.copies(), [&](std::size_t copy) {
-      layers.call(gpu.executor, copy, harness.residual(copy, tokens), harness.input(copy, tokens));
+    const double seconds = time_rotating_calls(state, gpu, copies.copies(), [&](std::size_t copy) {
+      layers.call(gpu.executor, copy, copies.residual(copy, tokens), copies.input(copy, tokens));
     });
-    set_routed_counters(state, routed_case, seconds, harness.copies(), gpu.l2_bytes(), harness.references());
+    set_routed_counters(state, routed_case, seconds, copies.copies(), gpu.l2_bytes(), harness.references());
     if (cuda::Executor::is_decode(tokens))
       set_ceiling_fraction(state, "frac_copy_bw", routed_case.bytes(), gpu.copy_bytes_per_second);
     else
@@ -159,7 +144,7 @@ int main(int argc, char** argv) {
     elastic::bench::Harness harness;
     elastic::bench::add_device_context(harness.gpu());
     benchmark::AddCustomContext("widths", elastic::bench::BenchWidths::describe());
-    benchmark::AddCustomContext("weight_copies", std::to_string(harness.copies()));
+    benchmark::AddCustomContext("weight_copies", std::to_string(harness.data().copies()));
     elastic::bench::register_cases(harness);
     benchmark::RunSpecifiedBenchmarks();
   });

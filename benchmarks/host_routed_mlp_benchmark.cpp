@@ -51,7 +51,6 @@ constexpr index_t token_counts[] = {1, 16, 64};
 constexpr index_t decode_tokens[] = {1, 16};
 constexpr index_t read_counts_tokens = 16;
 constexpr index_t max_tokens = std::ranges::max(token_counts);
-constexpr auto activation_count = static_cast<std::size_t>(max_tokens * hidden);
 // Host memory the weight copies may take.
 constexpr double weight_budget_bytes = 512.0 * (1 << 20);
 
@@ -60,42 +59,23 @@ host::Executor& executor() {
   return instance;
 }
 
-// Copies of one full-width MLP and of the inputs and residuals, a workspace
-// that grows to the largest case seen, and the times of the cases run.
+// The routed layers' copies, a workspace that grows to the largest case
+// seen, and the times of the cases run.
 class HostCopies {
  public:
-  HostCopies() {
-    constexpr int full = HostWidths::max;
-    const std::size_t weight_count = support::mlp_weight_count(hidden, full);
-    copies_ = rotation_copies(support::mlp_bytes(hidden, HostWidths::min, 1, sizeof(T)), last_level_cache_bytes(),
-                              static_cast<double>(weight_count * sizeof(T)), weight_budget_bytes);
-    weights_ = support::HostBuffer<T>(copies_ * weight_count);
-    inputs_ = support::HostBuffer<T>(copies_ * activation_count);
-    residuals_ = support::HostBuffer<T>(copies_ * activation_count);
-    for (std::size_t copy = 0; copy < copies_; ++copy) {
-      T* base = weights_.data() + copy * weight_count;
-      support::fill_mlp_weights(base, hidden, full, 3 * copy + 1, support::fill_random<T>);
-      mlps_.emplace_back(support::mlp_weights_at<T>(base, hidden, full));
-    }
-    support::fill_random(inputs_.data(), inputs_.size(), 1000, 1.0f);
-    support::fill_random(residuals_.data(), residuals_.size(), 2000, 1.0f);
-  }
+  HostCopies()
+      : copies_(rotation_copies(support::mlp_bytes(hidden, HostWidths::min, 1, sizeof(T)), last_level_cache_bytes(),
+                                static_cast<double>(support::mlp_weight_count(hidden, HostWidths::max) * sizeof(T)),
+                                weight_budget_bytes),
+                hidden, max_tokens, support::fill_random<T>) {}
 
   static HostCopies& get() {
     static HostCopies instance;
     return instance;
   }
 
-  std::size_t copies() const { return copies_; }
-  std::span<const ElasticMLP<T, HostWidths>> mlps() const { return mlps_; }
+  const RoutedCopies<T, HostWidths, support::HostBuffer>& data() const { return copies_; }
   ReferenceTimes& references() { return references_; }
-
-  ConstMatrixView<T> input(std::size_t copy, index_t tokens) const {
-    return {inputs_.data() + copy * activation_count, tokens, hidden};
-  }
-  MatrixView<T> residual(std::size_t copy, index_t tokens) const {
-    return {residuals_.data() + copy * activation_count, tokens, hidden};
-  }
 
   Workspace workspace(std::size_t bytes) {
     if (workspace_.bytes() < bytes) workspace_ = host::WorkspaceBuffer(bytes);
@@ -103,9 +83,7 @@ class HostCopies {
   }
 
  private:
-  std::size_t copies_ = 0;
-  support::HostBuffer<T> weights_, inputs_, residuals_;
-  std::vector<ElasticMLP<T, HostWidths>> mlps_;
+  RoutedCopies<T, HostWidths, support::HostBuffer> copies_;
   host::WorkspaceBuffer workspace_;
   ReferenceTimes references_;
 };
@@ -113,21 +91,22 @@ class HostCopies {
 void run_case(benchmark::State& state, const RoutedCase& routed_case) {
   run_or_skip(state, [&] {
     HostCopies& set = HostCopies::get();
-    RoutedLayers<T, HostWidths> layers(routed_case, set.mlps());
+    const auto& copies = set.data();
+    RoutedLayers<T, HostWidths> layers(routed_case, copies.mlps());
     layers.bind(executor(), set.workspace(layers.workspace_bytes(executor())));
     const index_t tokens = routed_case.tokens;
     double total_seconds = 0.0;
     std::size_t copy = 0;
     for (auto _ : state) {
       const auto start = std::chrono::steady_clock::now();
-      layers.call(executor(), copy, set.residual(copy, tokens), set.input(copy, tokens));
+      layers.call(executor(), copy, copies.residual(copy, tokens), copies.input(copy, tokens));
       benchmark::ClobberMemory();
       const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
       state.SetIterationTime(seconds.count());
       total_seconds += seconds.count();
-      copy = (copy + 1) % set.copies();
+      copy = (copy + 1) % copies.copies();
     }
-    set_routed_counters(state, routed_case, total_seconds / static_cast<double>(state.iterations()), set.copies(),
+    set_routed_counters(state, routed_case, total_seconds / static_cast<double>(state.iterations()), copies.copies(),
                         last_level_cache_bytes(), set.references());
   });
 }
@@ -151,7 +130,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("last_level_cache_bytes",
                               std::to_string(static_cast<long long>(elastic::bench::last_level_cache_bytes())));
   benchmark::AddCustomContext("widths", elastic::bench::HostWidths::describe());
-  benchmark::AddCustomContext("weight_copies", std::to_string(elastic::bench::HostCopies::get().copies()));
+  benchmark::AddCustomContext("weight_copies", std::to_string(elastic::bench::HostCopies::get().data().copies()));
   elastic::bench::register_cases();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -429,4 +429,46 @@ class RoutedLayers {
   Buffers buffers_;
 };
 
+// Copies of one full-width MLP and of a routed layer's inputs and residuals
+// (max_tokens rows each) in Buffer memory, host or device, filled by
+// fill(data, count, seed, scale): what a routed benchmark cycles through.
+template <ElementType T, WidthSet WidthsT, template <class> class Buffer>
+class RoutedCopies {
+ public:
+  template <class Fill>
+  RoutedCopies(std::size_t copies, index_t hidden, index_t max_tokens, Fill&& fill)
+      : copies_(copies),
+        hidden_(hidden),
+        activation_count_(static_cast<std::size_t>(max_tokens * hidden)),
+        weights_(copies * support::mlp_weight_count(hidden, WidthsT::max)),
+        inputs_(copies * activation_count_),
+        residuals_(copies * activation_count_) {
+    const std::size_t weight_count = support::mlp_weight_count(hidden, WidthsT::max);
+    for (std::size_t copy = 0; copy < copies_; ++copy) {
+      T* base = weights_.data() + copy * weight_count;
+      support::fill_mlp_weights(base, hidden, WidthsT::max, 3 * copy + 1, fill);
+      mlps_.emplace_back(support::mlp_weights_at<T>(base, hidden, WidthsT::max));
+    }
+    fill(inputs_.data(), inputs_.size(), 1000, 1.0f);
+    fill(residuals_.data(), residuals_.size(), 2000, 1.0f);
+  }
+
+  std::size_t copies() const { return copies_; }
+  std::span<const ElasticMLP<T, WidthsT>> mlps() const { return mlps_; }
+
+  ConstMatrixView<T> input(std::size_t copy, index_t tokens) const {
+    return {inputs_.data() + copy * activation_count_, tokens, hidden_};
+  }
+  MatrixView<T> residual(std::size_t copy, index_t tokens) const {
+    return {residuals_.data() + copy * activation_count_, tokens, hidden_};
+  }
+
+ private:
+  std::size_t copies_;
+  index_t hidden_;
+  std::size_t activation_count_;
+  Buffer<T> weights_, inputs_, residuals_;
+  std::vector<ElasticMLP<T, WidthsT>> mlps_;
+};
+
 }  // namespace elastic::bench

@@ -288,10 +288,10 @@ class Executor {
   }
 
   template <ElementType T>
-  std::size_t linear_scatter_add_workspace_bytes(index_t tokens, index_t out, index_t in) const {
+  std::size_t linear_scatter_add_workspace_bytes(index_t tokens, index_t out, index_t /*in*/) const {
     if (is_decode(tokens)) return 0;
     WorkspaceCursor cursor;
-    carve_linear_scatter_add<T>(cursor, tokens, out, in);
+    carve_linear_scatter_add<T>(cursor, tokens, out);
     return cursor.bytes_used();
   }
 
@@ -304,50 +304,13 @@ class Executor {
     check_workspace(workspace, gather_swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "gather_swiglu");
     if (h.empty() || x.rows() == 0) return;  // no row to read: every index is out of range
     if (is_decode(tokens)) {
-      RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
-      params.tokens = static_cast<int>(tokens);
-      params.source_rows = indices;
-      params.source_row_count = x.rows();
-      launch_row_dots<T, 2, dynamic_extent, true>(params, math::SwiGLU{}, stream_);
+      launch_gathered_swiglu(h, x, indices, gate, up, nullptr);
       return;
     }
     WorkspaceCursor cursor(workspace);
     const IndexedScratch<T> scratch = carve_gather_swiglu<T>(cursor, tokens, gate.rows(), gate.cols());
     launch_gather_rows(scratch.rows, x, indices, stream_);
     swiglu(h, ConstMatrixView<T>(scratch.rows), gate, up, scratch.rest);
-  }
-
-  // Route groups sized in device memory run the decode kernels, so a group
-  // holds at most decode_max_tokens rows; they need no workspace.
-  static constexpr index_t group_max_rows = decode_max_tokens;
-
-  template <ElementType T>
-  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const RouteGroup& group,
-                     std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
-                     Workspace /*workspace*/ = {}) {
-    detail::check_gather_swiglu(h, x, group.permutation, gate, up);
-    detail::check_route_group(group, h.rows(), group_max_rows, "gather_swiglu");
-    if (h.empty() || x.rows() == 0) return;
-    RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
-    params.tokens = static_cast<int>(h.rows());
-    params.source_rows = group.permutation;
-    params.source_row_count = x.rows();
-    size_by_group(params, group);
-    launch_row_dots<T, 2, dynamic_extent, true>(params, math::SwiGLU{}, stream_);
-  }
-
-  template <ElementType T, int StaticLength = dynamic_extent>
-  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
-                          std::type_identity_t<ConstMatrixView<T>> w, const RouteGroup& group,
-                          Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
-    detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
-    detail::check_route_group(group, x.rows(), group_max_rows, "linear_scatter_add");
-    if (x.rows() == 0 || y.cols() == 0) return;
-    RowDotParams<T, 1> params = row_dot_params<T, 1>(y, x, {w});
-    params.output_rows = group.permutation;
-    params.output_row_count = y.rows();
-    size_by_group(params, group);
-    launch_row_dots<T, 1, StaticLength, false>(params, math::Identity{}, stream_);
   }
 
   // The indices must be distinct (as a route plan's are): two tokens added
@@ -362,16 +325,37 @@ class Executor {
                     "linear_scatter_add");
     if (tokens == 0 || y.cols() == 0) return;
     if (is_decode(tokens)) {
-      RowDotParams<T, 1> params = row_dot_params<T, 1>(y, x, {w});
-      params.output_rows = indices;
-      params.output_row_count = y.rows();
-      launch_row_dots<T, 1, StaticLength, false>(params, math::Identity{}, stream_);
+      launch_scattered_linear<T, StaticLength>(y, x, w, indices, nullptr);
       return;
     }
     WorkspaceCursor cursor(workspace);
-    const IndexedScratch<T> scratch = carve_linear_scatter_add<T>(cursor, tokens, w.rows(), w.cols());
+    const IndexedScratch<T> scratch = carve_linear_scatter_add<T>(cursor, tokens, w.rows());
     gemm_->run(scratch.rows, x, w, scratch.rest, stream_);
     launch_scatter_add_rows(y, ConstMatrixView<T>(scratch.rows), indices, stream_);
+  }
+
+  // Route groups sized in device memory run the decode kernels, so a group
+  // holds at most decode_max_tokens rows; they need no workspace.
+  static constexpr index_t group_max_rows = decode_max_tokens;
+
+  template <ElementType T>
+  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const RouteGroup& group,
+                     std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
+                     Workspace /*workspace*/ = {}) {
+    detail::check_gather_swiglu(h, x, group.permutation, gate, up);
+    detail::check_route_group(group, h.rows(), group_max_rows, "gather_swiglu");
+    if (h.empty() || x.rows() == 0) return;
+    launch_gathered_swiglu(h, x, group.permutation, gate, up, &group);
+  }
+
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
+                          std::type_identity_t<ConstMatrixView<T>> w, const RouteGroup& group,
+                          Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
+    detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
+    detail::check_route_group(group, x.rows(), group_max_rows, "linear_scatter_add");
+    if (x.rows() == 0 || y.cols() == 0) return;
+    launch_scattered_linear<T, StaticLength>(y, x, w, group.permutation, &group);
   }
 
   template <ElementType T>
@@ -466,8 +450,7 @@ class Executor {
   }
 
   template <class T>
-  static IndexedScratch<T> carve_linear_scatter_add(WorkspaceCursor& cursor, index_t tokens, index_t out,
-                                                    index_t /*in*/) {
+  static IndexedScratch<T> carve_linear_scatter_add(WorkspaceCursor& cursor, index_t tokens, index_t out) {
     const MatrixView<T> rows = take_rows<T>(cursor, tokens, out);
     return {rows, Workspace{cursor.take<std::byte>(gemm_workspace_bytes), gemm_workspace_bytes}};
   }
@@ -510,11 +493,36 @@ class Executor {
     return params;
   }
 
+  // The decode kernels over rows picked by `indices`: h.rows() tokens read by
+  // index, or x.rows() results added into rows of y; with a group, only the
+  // group's own size (read on the device) of them, starting at its offset.
+  template <class T>
+  void launch_gathered_swiglu(MatrixView<T> h, ConstMatrixView<T> x, const int* indices, ConstMatrixView<T> gate,
+                              ConstMatrixView<T> up, const RouteGroup* group) {
+    RowDotParams<T, 2> params = row_dot_params<T, 2>(h, x, {gate, up});
+    params.tokens = static_cast<int>(h.rows());
+    params.source_rows = indices;
+    params.source_row_count = x.rows();
+    size_by_group(params, group);
+    launch_row_dots<T, 2, dynamic_extent, true>(params, math::SwiGLU{}, stream_);
+  }
+
+  template <class T, int StaticLength>
+  void launch_scattered_linear(MatrixView<T> y, ConstMatrixView<T> x, ConstMatrixView<T> w, const int* indices,
+                               const RouteGroup* group) {
+    RowDotParams<T, 1> params = row_dot_params<T, 1>(y, x, {w});
+    params.output_rows = indices;
+    params.output_row_count = y.rows();
+    size_by_group(params, group);
+    launch_row_dots<T, 1, StaticLength, false>(params, math::Identity{}, stream_);
+  }
+
   template <class T, int NumRows>
-  static void size_by_group(RowDotParams<T, NumRows>& params, const RouteGroup& group) {
-    params.group_first = group.first;
-    params.group_count = group.count;
-    params.group_plan_tokens = group.plan_tokens;
+  static void size_by_group(RowDotParams<T, NumRows>& params, const RouteGroup* group) {
+    if (group == nullptr) return;
+    params.group_first = group->first;
+    params.group_count = group->count;
+    params.group_plan_tokens = group->plan_tokens;
   }
 
   cudaStream_t stream_;
