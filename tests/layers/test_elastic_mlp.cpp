@@ -151,7 +151,7 @@ TEST_CASE("bad MLP input is rejected before anything is written") {
                        ("ElasticMLP width 100 is not in the width set " + test::TestWidths::describe()).c_str(),
                        WidthError);
   CHECK_THROWS_WITH_AS(mlp.forward(executor, test::TestWidths::max, y.view(), x.view().first_rows(2), workspace.get()),
-                       "ElasticMLP: output must be [2 x 72], found [3 x 72, stride 72]", Error);
+                       "ElasticMLP::forward: output y must be [2 x 72], found [3 x 72, stride 72]", Error);
   CHECK_THROWS_AS(mlp.forward(executor, test::TestWidths::max, y.view().first_cols(64), x.view(), workspace.get()),
                   Error);
   CHECK_THROWS_AS(mlp.forward(executor, test::TestWidths::max, y.view(), ConstMatrixView<bfloat16_t>(nullptr, 3, kHidden),

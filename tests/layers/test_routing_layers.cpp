@@ -104,7 +104,7 @@ TEST_CASE("capacity routing processes exactly k tokens with static group sizes")
   const std::vector<int> wrong = {tokens - k + 1, k};
   CHECK_THROWS_WITH_AS(routed.forward_with_counts(executor, residual.view(), input.view(), choices.data(), wrong,
                                                   workspace.get()),
-                       "RoutedMLP: group sizes add up to 41 but the batch has 40 tokens", Error);
+                       "RoutedMLP::forward_with_counts: group sizes add up to 41 but the batch has 40 tokens", Error);
   const std::vector<int> bad_widths = {0, 100};
   CHECK_THROWS_AS((RoutedMLP<float, test::TestWidths>(mlp, bad_widths)), WidthError);
 }
@@ -131,7 +131,7 @@ TEST_CASE("bad routed input is rejected before the residual is written") {
                   WorkspaceError);
   CHECK_THROWS_WITH_AS(routed.forward(executor, residual.view(), ConstMatrixView<bfloat16_t>(residual.view()),
                                       choices.data(), workspace.get()),
-                       "RoutedMLP: the residual overlaps the input", Error);
+                       "RoutedMLP::forward: the residual overlaps the input", Error);
   CHECK_THROWS_AS(routed.forward(executor, residual.view().first_rows(8), input.view(), choices.data(),
                                  workspace.get()),
                   Error);

@@ -146,5 +146,5 @@ TEST_CASE("attention skip: the dropped policy grows the cache by kept tokens onl
   const std::vector<int> short_skip = {0, 0};
   CHECK_THROWS_WITH_AS(
       layer.forward(executor, 4, residual.view(), x.view(), cache, batch, short_skip, appended, workspace.get()),
-      "SkippableAttention: 2 skip flags for 5 tokens", Error);
+      "SkippableAttention::forward: 2 skip flags for 5 tokens", Error);
 }

@@ -9,14 +9,18 @@
 // anything between, all in one call. positions[t] is the RoPE position of
 // packed token t; empty means cached_lengths[s] + j. The arrays are host
 // memory: executors validate them here and upload what their kernels need.
+// Lengths are int (the kernels' index type); validate() does its sums in
+// 64 bits, so no length, however large, wraps around past its checks.
 #pragma once
 
 #include <cstddef>
 #include <span>
 #include <vector>
 
+#include "elastic/core/counts.hpp"
 #include "elastic/core/error.hpp"
 #include "elastic/core/kv_cache.hpp"
+#include "elastic/core/tensor.hpp"
 
 namespace elastic {
 
@@ -28,8 +32,9 @@ struct AttentionBatch {
 
   std::size_t sequences() const { return new_lengths.size(); }
 
-  int tokens() const {
-    int total = 0;
+  // The packed token count (summed in 64 bits; validate() bounds it).
+  index_t tokens() const {
+    index_t total = 0;
     for (int length : new_lengths) total += length;
     return total;
   }
@@ -47,13 +52,15 @@ struct AttentionBatch {
 
   // Checks the description against a cache and a token count; throws
   // elastic::Error saying what is inconsistent. Called before any write.
-  void validate(const KVCacheShape& cache, int packed_tokens, int max_positions) const {
+  void validate(const KVCacheShape& cache, index_t packed_tokens, int max_positions) const {
     const std::size_t n = sequences();
     require(cache_slots.size() == n && cached_lengths.size() == n,
             "attention batch: cache_slots, cached_lengths and new_lengths must have one entry per sequence, found ",
             cache_slots.size(), ", ", cached_lengths.size(), " and ", n);
+    require(cache.slots >= 0 && cache.capacity >= 0, "attention batch: the cache shape must be non-negative, found ",
+            cache.slots, " slots of capacity ", cache.capacity);
     std::vector<bool> slot_used(static_cast<std::size_t>(cache.slots), false);
-    int total = 0;
+    index_t total = 0;
     for (std::size_t s = 0; s < n; ++s) {
       const int slot = cache_slots[s];
       require(slot >= 0 && slot < cache.slots, "attention batch: sequence ", s, " uses cache slot ", slot,
@@ -63,15 +70,17 @@ struct AttentionBatch {
       slot_used[static_cast<std::size_t>(slot)] = true;
       require(cached_lengths[s] >= 0 && new_lengths[s] >= 0, "attention batch: sequence ", s,
               " has negative lengths (cached ", cached_lengths[s], ", new ", new_lengths[s], ")");
-      require(cached_lengths[s] + new_lengths[s] <= cache.capacity, "attention batch: sequence ", s, " needs ",
-              cached_lengths[s] + new_lengths[s], " cache positions (", cached_lengths[s], " cached + ",
-              new_lengths[s], " new), but the cache holds ", cache.capacity);
+      const index_t needed = index_t{cached_lengths[s]} + new_lengths[s];
+      require(needed <= cache.capacity, "attention batch: sequence ", s, " needs ", needed, " cache positions (",
+              cached_lengths[s], " cached + ", new_lengths[s], " new), but the cache holds ", cache.capacity);
       total += new_lengths[s];
     }
+    require(total <= detail::int_max, "attention batch: new_lengths add up to ", total,
+            " tokens, more than the ", detail::int_max, " one call can take");
     require(total == packed_tokens, "attention batch: new_lengths add up to ", total,
             " tokens but the activations have ", packed_tokens, " rows");
-    require(positions.empty() || static_cast<int>(positions.size()) == total, "attention batch: ", positions.size(),
-            " positions given for ", total, " tokens (expected one per token, or none)");
+    require(positions.empty() || static_cast<index_t>(positions.size()) == total, "attention batch: ",
+            positions.size(), " positions given for ", total, " tokens (expected one per token, or none)");
     int first = 0;
     for (std::size_t s = 0; s < n; ++s) {
       for (int j = 0; j < new_lengths[s]; ++j) {

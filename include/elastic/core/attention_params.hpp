@@ -10,6 +10,8 @@
 // i / group_size with group_size = ceil(heads / kv_heads) for the layer (see
 // ElasticAttention). The primitive rotates k and appends k, v to the cache,
 // then rotates q and attends causally over each sequence's cache positions.
+// check_rope rejects a RoPE configuration that would give non-finite angles
+// (theta <= 0, NaN or infinite factors, an empty frequency band) up front.
 #pragma once
 
 #include <array>
@@ -19,6 +21,7 @@
 #include "elastic/core/attention_batch.hpp"
 #include "elastic/core/checks.hpp"
 #include "elastic/core/kv_cache.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/math/rope.hpp"
 
@@ -53,6 +56,37 @@ struct AttentionParams {
 
 namespace detail {
 
+inline void check_rope(const RopeConfig& rope, std::string_view op) {
+  require(std::isfinite(rope.theta) && rope.theta > 0.0f, op, ": rope.theta must be finite and positive, found ",
+          rope.theta);
+  require(rope.layout == RopeLayout::rotate_half || rope.layout == RopeLayout::interleaved, op,
+          ": rope.layout must be rotate_half or interleaved, found ", static_cast<int>(rope.layout));
+  require(rope.max_positions > 0, op, ": rope.max_positions must be positive, found ", rope.max_positions);
+  if (!rope.llama3_scaling) return;
+  const Llama3RopeScaling& s = rope.llama3;
+  require(std::isfinite(s.factor) && s.factor > 0.0f, op, ": rope.llama3.factor must be finite and positive, found ",
+          s.factor);
+  require(std::isfinite(s.low_freq_factor) && s.low_freq_factor > 0.0f && std::isfinite(s.high_freq_factor) &&
+              s.high_freq_factor > s.low_freq_factor,
+          op, ": rope.llama3 needs finite frequency factors with 0 < low_freq_factor < high_freq_factor, found ",
+          s.low_freq_factor, " and ", s.high_freq_factor);
+  require(s.original_max_positions > 0, op, ": rope.llama3.original_max_positions must be positive, found ",
+          s.original_max_positions);
+}
+
+// Parameters built other than by AttentionParams::make are checked too.
+template <int HeadDim>
+void check_attention_params(const AttentionParams<HeadDim>& params, std::string_view op) {
+  require(std::isfinite(params.scale) && params.scale > 0.0f, op, ": the softmax scale must be finite and positive, found ",
+          params.scale);
+  require(params.rope_layout == RopeLayout::rotate_half || params.rope_layout == RopeLayout::interleaved, op,
+          ": the RoPE layout must be rotate_half or interleaved, found ", static_cast<int>(params.rope_layout));
+  require(params.max_positions > 0, op, ": max_positions must be positive, found ", params.max_positions);
+  for (float frequency : params.rope_inverse_frequencies)
+    require(std::isfinite(frequency) && frequency >= 0.0f, op,
+            ": RoPE inverse frequencies must be finite and non-negative, found ", frequency);
+}
+
 template <class T, int HeadDim>
 void check_attention(const MatrixView<T>& out, const ConstMatrixView<T>& q, const ConstMatrixView<T>& k,
                      const ConstMatrixView<T>& v, const KVCacheView<T>& cache, const AttentionBatch& batch,
@@ -74,10 +108,14 @@ void check_attention(const MatrixView<T>& out, const ConstMatrixView<T>& q, cons
           ", expected ", HeadDim);
   require(params.kv_heads <= cache.shape().kv_heads, op, ": ", params.kv_heads,
           " KV heads requested but the cache holds ", cache.shape().kv_heads);
-  for (const auto* view : {&q, &k, &v}) check_view(*view, op, "input");
+  check_attention_params(params, op);
+  check_view(q, op, "queries");
+  check_view(k, op, "keys");
+  check_view(v, op, "values");
   check_view(out, op, "output");
-  for (const auto* view : {&q, &k, &v}) check_disjoint(out, *view, op, "inputs");
-  batch.validate(cache.shape(), static_cast<int>(tokens), params.max_positions);
+  check_disjoint(op, {region("output", out), region("KV cache", cache)},
+                 {region("queries", q), region("keys", k), region("values", v)});
+  batch.validate(cache.shape(), tokens, params.max_positions);
 }
 
 }  // namespace detail

@@ -5,14 +5,18 @@
 // The data contract of every primitive: views are non-null when non-empty;
 // every row starts on a 16-byte boundary (the data pointer and the row stride
 // in bytes are multiples of 16), and every reduction length is a whole number
-// of 16-byte vectors; outputs do not overlap inputs.
+// of 16-byte vectors; outputs overlap no input, weight or index array
+// (core/overlap.hpp). The kernels index rows and reduction lengths with int,
+// so weights are checked to have at most INT_MAX rows and columns.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
+#include "elastic/core/counts.hpp"
 #include "elastic/core/dtype.hpp"
 #include "elastic/core/error.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/math/row_dot.hpp"
 
@@ -45,10 +49,11 @@ void check_reduction_length(index_t length, std::string_view op) {
           math::vector_width<T>, " ", dtype_name(dtype_of<T>), " elements (16 bytes), found ", length);
 }
 
-template <class T, class U>
-void check_disjoint(const MatrixView<T>& output, const MatrixView<U>& input, std::string_view op,
-                    std::string_view input_name) {
-  require(!overlaps(output, input), op, ": the output overlaps the ", input_name);
+// A weight the kernels index with int rows and reduction positions.
+template <class T>
+void check_weight_extents(const MatrixView<T>& weight, std::string_view op, std::string_view name) {
+  require(weight.rows() <= int_max && weight.cols() <= int_max, op, ": the ", name, " ", weight.describe(),
+          " has more than ", int_max, " rows or columns");
 }
 
 // y[t, o] = sum_i x[t, i] * w[o, i]; static_length is the Extent the caller
@@ -63,11 +68,11 @@ void check_linear_operands(const MatrixView<T>& y, const ConstMatrixView<T>& x, 
   require(x.cols() == w.cols(), op, ": the input has ", x.cols(), " columns but the weight has ",
           w.cols(), " (expected equal)");
   check_reduction_length<T>(w.cols(), op);
+  check_weight_extents(w, op, "weight");
   check_view(y, op, "output");
   check_view(x, op, "input");
   check_view(w, op, "weight");
-  check_disjoint(y, x, op, "input");
-  check_disjoint(y, w, op, "weight");
+  check_disjoint(op, {region("output", y)}, {region("input", x), region("weight", w)});
 }
 
 template <class T>
@@ -85,13 +90,12 @@ void check_swiglu_operands(const MatrixView<T>& h, const ConstMatrixView<T>& x, 
   require(x.cols() == gate.cols(), op, ": the input has ", x.cols(),
           " columns but the gate weight has ", gate.cols(), " (expected equal)");
   check_reduction_length<T>(gate.cols(), op);
+  check_weight_extents(gate, op, "gate weight");
   check_view(h, op, "output");
   check_view(x, op, "input");
   check_view(gate, op, "gate weight");
   check_view(up, op, "up weight");
-  check_disjoint(h, x, op, "input");
-  check_disjoint(h, gate, op, "gate weight");
-  check_disjoint(h, up, op, "up weight");
+  check_disjoint(op, {region("output", h)}, {region("input", x), region("gate weight", gate), region("up weight", up)});
 }
 
 template <class T>

@@ -74,6 +74,7 @@ concept RoutingExecutorFor =
       ex.decide_routes(choices, x, rule, workspace);
       ex.plan_routes(plan, indices, workspace);
       const_ex.read_route_counts(plan, counts);
+      ex.check_route_counts(plan, std::span<const int>(counts), workspace, "caller");
       ex.load_indices(choices, std::span<const int>(indices, 1));
       ex.gather_rows(y, x, indices);
       ex.scatter_add_rows(y, x, indices);

@@ -26,16 +26,28 @@ struct KVCacheShape {
   int capacity = 0;   // positions per sequence
   int head_dim = 0;
 
+  // Elements of the keys (or of the values); throws WorkspaceError when the
+  // count does not fit in std::size_t, and Error for a negative extent.
   std::size_t elements_per_tensor() const {
-    return static_cast<std::size_t>(slots) * static_cast<std::size_t>(kv_heads) *
-           static_cast<std::size_t>(capacity) * static_cast<std::size_t>(head_dim);
+    require(slots >= 0 && kv_heads >= 0 && capacity >= 0 && head_dim >= 0,
+            "KV cache shape must be non-negative, found slots ", slots, ", kv_heads ", kv_heads, ", capacity ",
+            capacity, ", head_dim ", head_dim);
+    constexpr auto what = "KV cache size";
+    return detail::checked_product(
+        detail::checked_product(static_cast<std::size_t>(slots), static_cast<std::size_t>(kv_heads), what),
+        detail::checked_product(static_cast<std::size_t>(capacity), static_cast<std::size_t>(head_dim), what),
+        what);
   }
 
   // Bytes of keys plus values, each part aligned to workspace_alignment.
   template <ElementType T>
   std::size_t bytes_required() const {
+    const std::size_t elements = elements_per_tensor();
     if (kv_heads == 0) return 0;
-    return 2 * align_up(elements_per_tensor() * sizeof(T), workspace_alignment);
+    WorkspaceCursor cursor;
+    cursor.take<T>(elements);
+    cursor.take<T>(elements);
+    return cursor.bytes_used();
   }
 };
 
@@ -47,9 +59,6 @@ class KVCacheView {
   // Splits `memory` (host or device, as the executor expects) into keys and
   // values for `shape`.
   KVCacheView(Workspace memory, const KVCacheShape& shape) : shape_(shape) {
-    require(shape.slots >= 0 && shape.kv_heads >= 0 && shape.capacity >= 0 && shape.head_dim >= 0,
-            "KV cache shape must be non-negative, found slots ", shape.slots, ", kv_heads ", shape.kv_heads,
-            ", capacity ", shape.capacity, ", head_dim ", shape.head_dim);
     const std::size_t needed = shape.bytes_required<T>();
     require<WorkspaceError>(memory.bytes >= needed, "KV cache memory too small: need at least ", needed,
                             " bytes, found ", memory.bytes);

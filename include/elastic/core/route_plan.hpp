@@ -11,6 +11,7 @@
 // arrays out in a caller block.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 
 #include "elastic/core/error.hpp"
@@ -107,11 +108,14 @@ struct RouteRule {
   // `tokens` tokens.
   void validate(int choices, int tokens) const {
     auto in_range = [&](int c) { return c >= 0 && c < choices; };
+    require(mode == Mode::argmax || mode == Mode::threshold || mode == Mode::capacity,
+            "route rule: unknown mode ", static_cast<int>(mode));
     switch (mode) {
       case Mode::argmax: break;
       case Mode::threshold:
         require(in_range(skip_choice), "route rule: skip choice ", skip_choice, " is not in [0, ", choices, ")");
         require(choices >= 2, "route rule: a threshold needs at least 2 choices, found ", choices);
+        require(!std::isnan(threshold), "route rule: the skip threshold is NaN (every comparison with it is false)");
         break;
       case Mode::capacity:
         require(in_range(target) && in_range(fallback) && target != fallback, "route rule: target ", target,

@@ -89,7 +89,7 @@ class AttentionStaging {
   // have passed AttentionBatch::validate.
   AttentionMetadata upload(int* device, const AttentionBatch& batch, const AttentionPlan& plan, cudaStream_t stream) {
     const int sequences = static_cast<int>(batch.sequences());
-    const int tokens = batch.tokens();
+    const int tokens = static_cast<int>(batch.tokens());
     AttentionMetadata metadata;
     metadata.sequences = sequences;
     metadata.tokens = tokens;

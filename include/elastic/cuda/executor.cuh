@@ -45,6 +45,7 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <type_traits>
 
 #include "elastic/core/attention_batch.hpp"
@@ -247,10 +248,25 @@ class Executor {
     RouteStatus status{};
     ELASTIC_CUDA_CHECK(cudaMemcpyAsync(&status, entry->status, sizeof status, cudaMemcpyDeviceToHost, stream_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    check_route_status(status, route_status_, entry->tag, plan);
+    check_route_status(status, route_status_, entry->tag, plan, entry->counts_caller);
     ELASTIC_CUDA_CHECK(
         cudaMemcpyAsync(counts.data(), plan.counts, counts.size_bytes(), cudaMemcpyDeviceToHost, stream_));
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // The group sizes a caller claims for a plan, compared on the device with
+  // the plan plan_routes built (no synchronisation): a mismatch is recorded
+  // in the status word of that plan_routes call (`plan_workspace` is its
+  // workspace) and read_route_counts throws it, naming `caller`. Captures in
+  // a CUDA graph (the sizes travel as kernel arguments).
+  void check_route_counts(const RoutePlan& plan, std::span<const int> counts, Workspace plan_workspace,
+                          std::string_view caller) {
+    detail::check_claimed_counts(plan, counts, caller);
+    check_workspace(plan_workspace, plan_routes_workspace_bytes(plan.tokens, plan.choices), "check_route_counts");
+    WorkspaceCursor cursor(plan_workspace);
+    const PlanScratch scratch = carve_plan(cursor, plan.tokens, plan.choices);
+    route_status_.note_counts_check(plan, caller);
+    launch_check_route_counts(plan, counts, scratch.status, stream_);
   }
 
   // Copies host indices into device memory, in stream order. The source is
@@ -258,7 +274,7 @@ class Executor {
   // (so `indices` may change at once) and may block the host briefly; like
   // attention's metadata upload it is not meant for graph capture.
   void load_indices(int* destination, std::span<const int> indices) {
-    detail::check_load_indices(destination, indices.size());
+    detail::check_load_indices(destination, indices);
     if (indices.empty()) return;
     ELASTIC_CUDA_CHECK(
         cudaMemcpyAsync(destination, indices.data(), indices.size_bytes(), cudaMemcpyHostToDevice, stream_));
@@ -266,13 +282,13 @@ class Executor {
 
   template <ElementType T>
   void gather_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
-    detail::check_rows_op(dst, src, indices, "gather_rows");
+    detail::check_rows_op(dst, src, indices, dst.rows(), "gather_rows");
     launch_gather_rows(dst, src, indices, stream_);
   }
 
   template <ElementType T>
   void scatter_add_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
-    detail::check_rows_op(dst, src, indices, "scatter_add_rows");
+    detail::check_rows_op(dst, src, indices, src.rows(), "scatter_add_rows");
     launch_scatter_add_rows(dst, src, indices, stream_);
   }
 
@@ -343,7 +359,7 @@ class Executor {
                      std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
                      Workspace /*workspace*/ = {}) {
     detail::check_gather_swiglu(h, x, group.permutation, gate, up);
-    detail::check_route_group(group, h.rows(), group_max_rows, "gather_swiglu");
+    detail::check_route_group(group, h.rows(), group_max_rows, h, "gather_swiglu");
     if (h.empty() || x.rows() == 0) return;
     launch_gathered_swiglu(h, x, group.permutation, gate, up, &group);
   }
@@ -353,7 +369,7 @@ class Executor {
                           std::type_identity_t<ConstMatrixView<T>> w, const RouteGroup& group,
                           Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
     detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
-    detail::check_route_group(group, x.rows(), group_max_rows, "linear_scatter_add");
+    detail::check_route_group(group, x.rows(), group_max_rows, y, "linear_scatter_add");
     if (x.rows() == 0 || y.cols() == 0) return;
     launch_scattered_linear<T, StaticLength>(y, x, w, group.permutation, &group);
   }
@@ -361,7 +377,7 @@ class Executor {
   template <ElementType T>
   void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
                 std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
-    detail::check_rms_norm(y, x, weight);
+    detail::check_rms_norm(y, x, weight, epsilon);
     launch_rms_norm(y, x, weight, epsilon, stream_);
   }
 
@@ -401,11 +417,7 @@ class Executor {
   }
 
   // A routing call's token count as an int (route plans count in int).
-  static int route_tokens(index_t tokens, const char* op) {
-    require(tokens >= 0 && tokens <= std::numeric_limits<int>::max(), op, ": the token count must be in [0, ",
-            std::numeric_limits<int>::max(), "], found ", tokens);
-    return static_cast<int>(tokens);
-  }
+  static int route_tokens(index_t tokens, const char* op) { return detail::narrow_to_int(tokens, op, "the token count"); }
 
   static void check_workspace(Workspace workspace, std::size_t needed, const char* op) {
     require<WorkspaceError>(workspace.bytes >= needed, op, ": workspace too small: need at least ",

@@ -43,7 +43,9 @@
 // back and throws the host executor's error for an invalid choice. A status
 // is accepted from any of the logged calls that planned the same plan, so a
 // plan_routes call replayed from a CUDA graph (which writes its capture-time
-// tag) reads back as well as an eager one.
+// tag) reads back as well as an eager one. check_route_counts compares group
+// sizes a caller claims with the plan in a later kernel and records the
+// first mismatch in the same status, which read_route_counts reports too.
 #pragma once
 
 #include <cub/block/block_radix_sort.cuh>
@@ -52,12 +54,15 @@
 #include <cub/util_type.cuh>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <climits>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string_view>
 
 #include "elastic/core/dtype.hpp"
 #include "elastic/core/error.hpp"
@@ -79,11 +84,25 @@ inline constexpr int plan_block_max_choices = 16;
 
 // What plan_routes leaves in its workspace: the tag of the call that wrote
 // it, and the first token whose choice was out of range with that choice
-// (bad_token = -1: every choice was valid and the plan was written).
+// (bad_token = -1: every choice was valid and the plan was written); then,
+// from check_route_counts, the first choice whose claimed group size differs
+// from the plan's, with both sizes (mismatched_choice = -1: none).
 struct RouteStatus {
   std::uint64_t tag;
   int bad_token;
   int bad_choice;
+  int mismatched_choice = -1;
+  int claimed_count = 0;
+  int planned_count = 0;
+};
+
+// Claimed group sizes for choices [first_choice, first_choice + count),
+// passed to the comparing kernel by value (so the launch captures in a graph).
+struct ClaimedCounts {
+  static constexpr int capacity = 64;
+  int first_choice = 0;
+  int count = 0;
+  int values[capacity] = {};
 };
 
 namespace kernels {
@@ -182,6 +201,24 @@ __global__ void __launch_bounds__(Threads)
   if (thread == 0) *status = RouteStatus{tag, -1, 0};
   __syncthreads();  // write_plan_group reads the entries place_run advances
   math::place_run(plan.permutation, table, choices, run, thread, Threads);
+}
+
+// Compares one chunk of claimed group sizes with the plan's counts and
+// records the first mismatch, unless the plan was not written (invalid
+// choice) or an earlier chunk already recorded one. One thread: a chunk is
+// at most ClaimedCounts::capacity comparisons.
+__global__ void __launch_bounds__(32) compare_claimed_counts(const int* plan_counts, const ClaimedCounts claimed,
+                                                             RouteStatus* status) {
+  if (threadIdx.x != 0 || status->bad_token >= 0 || status->mismatched_choice >= 0) return;
+  for (int i = 0; i < claimed.count; ++i) {
+    const int choice = claimed.first_choice + i;
+    if (plan_counts[choice] != claimed.values[i]) {
+      status->mismatched_choice = choice;
+      status->claimed_count = claimed.values[i];
+      status->planned_count = plan_counts[choice];
+      return;
+    }
+  }
 }
 
 // keys[t] = choices[t], or num_choices for a choice outside [0, num_choices)
@@ -375,6 +412,20 @@ inline void launch_plan_routes(const RoutePlan& plan, const int* choices, PlanSc
   ELASTIC_CUDA_CHECK_LAUNCH();
 }
 
+// Enqueues the comparison of `counts` (one per choice, host memory) with the
+// plan's counts, chunk by chunk, into the status of the plan's plan_routes call.
+inline void launch_check_route_counts(const RoutePlan& plan, std::span<const int> counts, RouteStatus* status,
+                                      cudaStream_t stream) {
+  for (int first = 0; first < plan.choices; first += ClaimedCounts::capacity) {
+    ClaimedCounts claimed;
+    claimed.first_choice = first;
+    claimed.count = std::min(ClaimedCounts::capacity, plan.choices - first);
+    for (int i = 0; i < claimed.count; ++i) claimed.values[i] = counts[static_cast<std::size_t>(first + i)];
+    kernels::compare_claimed_counts<<<1, 32, 0, stream>>>(plan.counts, claimed, status);
+    ELASTIC_CUDA_CHECK_LAUNCH();
+  }
+}
+
 // Where the executor's most recent plan_routes calls left their status, so
 // read_route_counts can find the status of a plan from the plan alone.
 class RouteStatusLog {
@@ -387,6 +438,7 @@ class RouteStatusLog {
     int choices = 0;
     const RouteStatus* status = nullptr;
     std::uint64_t tag = 0;  // 0: unused
+    std::string_view counts_caller;  // who last claimed the plan's counts (check_route_counts)
   };
 
   // Notes a plan_routes call for `plan` that writes its status to `status`;
@@ -395,6 +447,12 @@ class RouteStatusLog {
     const std::uint64_t tag = ++last_tag_;
     entries_[tag % capacity] = Entry{plan.counts, plan.tokens, plan.choices, status, tag};
     return tag;
+  }
+
+  // Notes that `caller` (a string with static storage, such as a literal)
+  // claimed the counts of the newest logged call that planned `plan`.
+  void note_counts_check(const RoutePlan& plan, std::string_view caller) {
+    if (const Entry* entry = find(plan)) entries_[entry->tag % capacity].counts_caller = caller;
   }
 
   // The newest of the last `capacity` calls that planned `plan`, or null.
@@ -425,14 +483,18 @@ class RouteStatusLog {
 
 // Throws when the status read back for `plan` was not written by one of its
 // logged calls (the workspace was reused before the read; `newest` is the
-// newest call's tag) or reports an invalid choice.
+// newest call's tag) or reports an invalid choice or mismatched claimed
+// counts (claimed by `counts_caller`).
 inline void check_route_status(const RouteStatus& status, const RouteStatusLog& log, std::uint64_t newest,
-                               const RoutePlan& plan) {
+                               const RoutePlan& plan, std::string_view counts_caller) {
   require(log.planned(plan, status.tag), "read_route_counts: the status plan_routes left in its workspace was ",
           "overwritten (found call ", status.tag, ", expected ", newest,
           "); read a plan's counts before reusing that workspace");
   require(status.bad_token < 0, "plan_routes: token ", status.bad_token, " chose ", status.bad_choice,
           ", expected 0 <= choice < ", plan.choices, " (the plan was left unwritten)");
+  require(status.mismatched_choice < 0, counts_caller.empty() ? std::string_view("check_route_counts") : counts_caller,
+          ": ", status.claimed_count, " tokens given for choice ", status.mismatched_choice, ", but the plan routed ",
+          status.planned_count, " there (the groups ran on the sizes given)");
 }
 
 }  // namespace elastic::cuda

@@ -14,6 +14,7 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 
@@ -36,10 +37,15 @@ class Executor {
   // Tokens processed per pass over a weight row.
   static constexpr int token_tile = 16;
 
-  // threads = 0 uses every hardware thread.
-  explicit Executor(unsigned threads = 0)
-      : pool_(std::make_unique<ThreadPool>(threads != 0 ? threads
-                                                        : std::max(1u, std::thread::hardware_concurrency()))) {}
+  // threads = 0 uses every hardware thread, at most ThreadPool::max_threads.
+  // A count above ThreadPool::max_threads (such as a negative number converted
+  // to unsigned) throws elastic::Error before anything is allocated.
+  explicit Executor(unsigned threads = 0) {
+    require(threads <= ThreadPool::max_threads, "host::Executor(threads = ", threads,
+            "): expected 0 (every hardware thread) or 1 to ", ThreadPool::max_threads);
+    pool_ = std::make_unique<ThreadPool>(
+        threads != 0 ? threads : std::clamp(std::thread::hardware_concurrency(), 1u, ThreadPool::max_threads));
+  }
 
   unsigned threads() const { return pool_->size(); }
 
@@ -114,21 +120,32 @@ class Executor {
     std::copy_n(plan.counts, plan.choices, counts.begin());
   }
 
+  // The group sizes a caller claims for a plan (e.g. the capacity rule's),
+  // compared with the plan: a mismatch throws, naming the caller.
+  void check_route_counts(const RoutePlan& plan, std::span<const int> counts, Workspace /*plan_workspace*/,
+                          std::string_view caller) {
+    detail::check_claimed_counts(plan, counts, caller);
+    for (int c = 0; c < plan.choices; ++c)
+      require(counts[static_cast<std::size_t>(c)] == plan.counts[c], caller, ": ",
+              counts[static_cast<std::size_t>(c)], " tokens given for choice ", c, ", but the plan routed ",
+              plan.counts[c], " there");
+  }
+
   // Copies host indices into executor memory (here: host memory).
   void load_indices(int* destination, std::span<const int> indices) {
-    detail::check_load_indices(destination, indices.size());
+    detail::check_load_indices(destination, indices);
     std::copy(indices.begin(), indices.end(), destination);
   }
 
   template <ElementType T>
   void gather_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
-    detail::check_rows_op(dst, src, indices, "gather_rows");
+    detail::check_rows_op(dst, src, indices, dst.rows(), "gather_rows");
     kernels::gather_rows(*pool_, dst, src, indices);
   }
 
   template <ElementType T>
   void scatter_add_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
-    detail::check_rows_op(dst, src, indices, "scatter_add_rows");
+    detail::check_rows_op(dst, src, indices, src.rows(), "scatter_add_rows");
     kernels::scatter_add_rows(*pool_, dst, src, indices);
   }
 
@@ -170,7 +187,7 @@ class Executor {
                      std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
                      Workspace workspace = {}) {
     detail::check_gather_swiglu(h, x, group.permutation, gate, up);
-    const GroupRows rows = group_rows(group, h.rows(), "gather_swiglu");
+    const GroupRows rows = group_rows(group, h, h.rows(), "gather_swiglu");
     gather_swiglu(h.first_rows(rows.count), x, rows.indices, gate, up, workspace);
   }
 
@@ -179,14 +196,14 @@ class Executor {
                           std::type_identity_t<ConstMatrixView<T>> w, const RouteGroup& group,
                           Workspace workspace = {}, Extent<StaticLength> extent = {}) {
     detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
-    const GroupRows rows = group_rows(group, x.rows(), "linear_scatter_add");
+    const GroupRows rows = group_rows(group, y, x.rows(), "linear_scatter_add");
     linear_scatter_add(y, x.first_rows(rows.count), w, rows.indices, workspace, extent);
   }
 
   template <ElementType T>
   void rms_norm(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x,
                 std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
-    detail::check_rms_norm(y, x, weight);
+    detail::check_rms_norm(y, x, weight, epsilon);
     kernels::rms_norm(*pool_, y, x, weight, epsilon);
   }
 
@@ -211,9 +228,11 @@ class Executor {
     index_t count;
   };
 
-  // The group's indices and size, checked against the rows given and its plan.
-  static GroupRows group_rows(const RouteGroup& group, index_t max_rows, const char* op) {
-    detail::check_route_group(group, max_rows, group_max_rows, op);
+  // The group's indices and size, checked against the rows given, its plan
+  // and the call's output.
+  template <class T>
+  static GroupRows group_rows(const RouteGroup& group, const MatrixView<T>& output, index_t max_rows, const char* op) {
+    detail::check_route_group(group, max_rows, group_max_rows, output, op);
     if (max_rows == 0) return {nullptr, 0};
     const int first = *group.first;
     const int count = *group.count;

@@ -3,6 +3,9 @@
 // shared counter; it returns when every grain is done and rethrows the first
 // exception a grain threw. Calls from inside a grain run inline (no nested
 // parallelism, no deadlock); calls from several threads at once take turns.
+// A thread count outside [1, max_threads], or a worker thread that cannot
+// start, makes the constructor throw elastic::Error; the workers already
+// started are stopped and joined first.
 #pragma once
 
 #include <algorithm>
@@ -15,27 +18,38 @@
 #include <thread>
 #include <vector>
 
+#include "elastic/core/error.hpp"
+
 namespace elastic::host {
 
 class ThreadPool {
  public:
+  // The most threads a pool accepts: more than the hardware threads of the
+  // hosts this library targets, and few enough that a wrong count (such as
+  // a negative number converted to unsigned) is rejected instead of trying
+  // to start billions of threads.
+  static constexpr unsigned max_threads = 1024;
+
   // threads counts the calling thread: ThreadPool(2) starts one worker.
-  explicit ThreadPool(unsigned threads) : size_(std::max(1u, threads)) {
+  explicit ThreadPool(unsigned threads) : size_(threads) {
+    require(threads >= 1 && threads <= max_threads, "host::ThreadPool(threads = ", threads, "): expected 1 to ",
+            max_threads);
     workers_.reserve(size_ - 1);
-    for (unsigned i = 1; i < size_; ++i) workers_.emplace_back([this] { worker_loop(); });
+    for (unsigned i = 1; i < size_; ++i) {
+      try {
+        workers_.emplace_back([this] { worker_loop(); });
+      } catch (const std::exception& failure) {  // std::system_error, std::bad_alloc
+        stop_workers();
+        throw Error(elastic::detail::concat("host::ThreadPool: could not start worker thread ", i, " of ", size_ - 1,
+                                            ": ", failure.what()));
+      }
+    }
   }
 
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  ~ThreadPool() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    work_ready_.notify_all();
-    for (auto& worker : workers_) worker.join();
-  }
+  ~ThreadPool() { stop_workers(); }
 
   unsigned size() const { return size_; }
 
@@ -103,6 +117,16 @@ class ThreadPool {
       }
     }
     inside_flag() = false;
+  }
+
+  // Wakes every started worker to return, and joins them.
+  void stop_workers() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    work_ready_.notify_all();
+    for (auto& worker : workers_) worker.join();
   }
 
   void worker_loop() {

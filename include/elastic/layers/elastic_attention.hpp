@@ -65,8 +65,9 @@ class ElasticAttention {
     detail::check_shape(weights.o, hidden, index_t{config.heads} * HeadDim, op, "o weight");
     for (const auto* w : {&weights.q, &weights.k, &weights.v, &weights.o}) detail::check_view(*w, op, "weight");
     detail::check_reduction_length<T>(hidden, op);
-    require(config.rope.max_positions > 0, op, ": rope.max_positions must be positive, found ",
-            config.rope.max_positions);
+    detail::check_rope(config.rope, op);
+    require(std::isfinite(config.scale) && config.scale >= 0.0f, op,
+            ": scale must be finite and positive (or 0 for 1/sqrt(head_dim)), found ", config.scale);
     if constexpr (requires { HeadCounts::values; })
       for (int heads : HeadCounts::values) check_heads(heads);
     const float scale = config.scale != 0.0f ? config.scale : 1.0f / std::sqrt(static_cast<float>(HeadDim));
@@ -91,37 +92,47 @@ class ElasticAttention {
     return cursor.bytes_used();
   }
 
+  // The weights a forward over the first `heads` query heads reads (slices,
+  // not copies).
+  AttentionWeights<T> weights_at(int heads) const {
+    const index_t q_rows = index_t{heads} * HeadDim;
+    const index_t kv_rows = index_t{kv_heads_for(heads)} * HeadDim;
+    return {weights_.q.first_rows(q_rows), weights_.k.first_rows(kv_rows), weights_.v.first_rows(kv_rows),
+            weights_.o.first_cols(q_rows)};
+  }
+
+  // Throws WidthError unless `heads` is in the set and at most the stored heads.
+  void check_heads(int heads) const {
+    require<WidthError>(HeadCounts::contains(heads), "ElasticAttention head count ", heads,
+                        " is not in the head-count set ", HeadCounts::describe());
+    require<WidthError>(heads >= 1 && heads <= config_.heads, "ElasticAttention head count ", heads,
+                        " must be between 1 and the stored ", config_.heads, " heads");
+  }
+
   // y = o_h(attention(rope(q_h x), rope(k_g x), v_g x)) over the first `heads`
   // query heads; x, y: [tokens x hidden], tokens packed per sequence as
   // AttentionBatch describes. Appends the new keys and values to `cache`.
+  // y may be x itself; nothing else the call writes (y, the KV cache, the
+  // workspace) may overlap anything it reads.
   template <ExecutorFor<T> E>
   void forward(E& executor, int heads, MatrixView<T> y, ConstMatrixView<T> x, const KVCacheView<T>& cache,
                const AttentionBatch& batch, Workspace workspace) const {
-    constexpr auto op = "ElasticAttention";
-    check_heads(heads);
-    detail::check_shape(x, x.rows(), hidden(), op, "input");
-    detail::check_shape(y, x.rows(), hidden(), op, "output");
-    require(y.data() == x.data() || !overlaps(y, x), op, ": the output partly overlaps the input");
-    require(cache.shape().kv_heads == config_.kv_heads && cache.shape().head_dim == HeadDim, op,
-            ": the KV cache has ", cache.shape().kv_heads, " heads of ", cache.shape().head_dim,
-            " dimensions, expected ", config_.kv_heads, " of ", HeadDim);
-    batch.validate(cache.shape(), static_cast<int>(x.rows()), config_.rope.max_positions);
-
+    check_forward(executor, heads, y, x, cache, batch, workspace, "ElasticAttention::forward");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, batch, cache.shape(), heads);
+    const AttentionWeights<T> sliced = weights_at(heads);
     const int kv_heads = kv_heads_for(heads);
     AttentionParams<HeadDim> params = params_;
     params.heads = heads;
     params.kv_heads = kv_heads;
     HeadCounts::dispatch(heads, [&]<int Heads>() {
-      executor.linear(buffers.q, x, weights_.q.first_rows(index_t{heads} * HeadDim), buffers.scratch);
-      executor.linear(buffers.k, x, weights_.k.first_rows(index_t{kv_heads} * HeadDim), buffers.scratch);
-      executor.linear(buffers.v, x, weights_.v.first_rows(index_t{kv_heads} * HeadDim), buffers.scratch);
+      executor.linear(buffers.q, x, sliced.q, buffers.scratch);
+      executor.linear(buffers.k, x, sliced.k, buffers.scratch);
+      executor.linear(buffers.v, x, sliced.v, buffers.scratch);
       executor.attention(buffers.attended, ConstMatrixView<T>(buffers.q), ConstMatrixView<T>(buffers.k),
                          ConstMatrixView<T>(buffers.v), cache, batch, params, buffers.scratch);
       constexpr int kLength = Heads == dynamic_extent ? dynamic_extent : Heads * HeadDim;
-      executor.linear(y, ConstMatrixView<T>(buffers.attended), weights_.o.first_cols(index_t{heads} * HeadDim),
-                      buffers.scratch, Extent<kLength>{});
+      executor.linear(y, ConstMatrixView<T>(buffers.attended), sliced.o, buffers.scratch, Extent<kLength>{});
     });
   }
 
@@ -131,11 +142,30 @@ class ElasticAttention {
     Workspace scratch;
   };
 
-  void check_heads(int heads) const {
-    require<WidthError>(HeadCounts::contains(heads), "ElasticAttention head count ", heads,
-                        " is not in the head-count set ", HeadCounts::describe());
-    require<WidthError>(heads >= 1 && heads <= config_.heads, "ElasticAttention head count ", heads,
-                        " must be between 1 and the stored ", config_.heads, " heads");
+  // What forward() checks before it computes: the head count, the shapes, the
+  // cache, the batch and the overlap contract (against the workspace bytes
+  // this head count uses).
+  template <class E>
+  void check_forward(const E& executor, int heads, const MatrixView<T>& y, const ConstMatrixView<T>& x,
+                     const KVCacheView<T>& cache, const AttentionBatch& batch, const Workspace& workspace,
+                     const char* op) const {
+    check_heads(heads);
+    detail::check_shape(x, x.rows(), hidden(), op, "input x");
+    detail::check_shape(y, x.rows(), hidden(), op, "output y");
+    require(cache.shape().kv_heads == config_.kv_heads && cache.shape().head_dim == HeadDim, op,
+            ": the KV cache has ", cache.shape().kv_heads, " heads of ", cache.shape().head_dim,
+            " dimensions, expected ", config_.kv_heads, " of ", HeadDim);
+    batch.validate(cache.shape(), x.rows(), config_.rope.max_positions);
+    const AttentionWeights<T> read = weights_at(heads);
+    WorkspaceCursor measure;
+    carve(measure, executor, batch, cache.shape(), heads);
+    detail::check_disjoint(op,
+                           {detail::region("output y", y).allow_in_place(),
+                            detail::region("workspace", workspace, measure.bytes_used()),
+                            detail::region("KV cache", cache)},
+                           {detail::region("input x", x), detail::region("q weight", read.q),
+                            detail::region("k weight", read.k), detail::region("v weight", read.v),
+                            detail::region("o weight", read.o)});
   }
 
   template <class E>
@@ -144,15 +174,13 @@ class ElasticAttention {
     const index_t tokens = batch.tokens();
     const index_t q_width = index_t{heads} * HeadDim;
     const index_t kv_width = index_t{kv_heads_for(heads)} * HeadDim;
-    auto matrix = [&](index_t cols) {
-      return MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * cols)), tokens, cols);
-    };
+    auto matrix = [&](index_t cols) { return cursor.take_matrix<T>(tokens, cols); };
     Buffers buffers{matrix(q_width), matrix(kv_width), matrix(kv_width), matrix(q_width), {}};
     const std::size_t scratch_bytes =
         std::max({executor.template linear_workspace_bytes<T>(tokens, q_width, hidden()),
                   executor.template linear_workspace_bytes<T>(tokens, hidden(), q_width),
                   executor.template attention_workspace_bytes<T>(batch, heads, HeadDim, cache)});
-    buffers.scratch = Workspace{cursor.take<std::byte>(scratch_bytes), scratch_bytes};
+    buffers.scratch = cursor.take_workspace(scratch_bytes);
     return buffers;
   }
 

@@ -11,6 +11,7 @@
 
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
@@ -44,15 +45,22 @@ class ElasticLinear {
     return executor.template linear_workspace_bytes<T>(tokens, out_features(), in_features());
   }
 
-  // y[t, :out_width] = x[t, :in_width] . W[:out_width, :in_width]^T
+  // y[t, :out_width] = x[t, :in_width] . W[:out_width, :in_width]^T; neither y
+  // nor the workspace may overlap x or the weight slice.
   template <ExecutorFor<T> E>
   void forward(E& executor, int out_width, int in_width, MatrixView<T> y, ConstMatrixView<T> x,
                Workspace workspace) const {
+    constexpr auto op = "ElasticLinear::forward";
     detail::check_width<OutWidths, T>(out_width, out_features(), "ElasticLinear output width");
     detail::check_width<InWidths, T>(in_width, in_features(), "ElasticLinear input width");
-    detail::check_shape(x, x.rows(), in_width, "ElasticLinear", "input");
-    detail::check_shape(y, x.rows(), out_width, "ElasticLinear", "output");
+    detail::check_shape(x, x.rows(), in_width, op, "input x");
+    detail::check_shape(y, x.rows(), out_width, op, "output y");
     const ConstMatrixView<T> weight = weight_at(out_width, in_width);
+    const std::size_t used = executor.template linear_workspace_bytes<T>(x.rows(), out_width, in_width);
+    require<WorkspaceError>(workspace.bytes >= used, op, ": workspace too small: need at least ", used,
+                            " bytes, found ", workspace.bytes);
+    detail::check_disjoint(op, {detail::region("output y", y), detail::region("workspace", workspace, used)},
+                           {detail::region("input x", x), detail::region("weight", weight)});
     InWidths::dispatch(in_width, [&]<int InWidth>() {
       executor.linear(y, x, weight, workspace, Extent<InWidth>{});
     });

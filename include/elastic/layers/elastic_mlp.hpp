@@ -17,9 +17,10 @@
 #include <cstddef>
 
 #include "elastic/core/checks.hpp"
+#include "elastic/core/executor.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/route_plan.hpp"
 #include "elastic/core/routing_checks.hpp"
-#include "elastic/core/executor.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
@@ -74,18 +75,23 @@ class ElasticMLP {
   }
 
   // y = down_k(silu(gate_k(x)) * up_k(x)) with x, y: [tokens x hidden]. y may
-  // be x itself (in-place); it may not partly overlap x.
+  // be x itself (in-place); neither y nor the workspace may otherwise overlap
+  // x or the weights the width reads.
   template <ExecutorFor<T> E>
   void forward(E& executor, int width, MatrixView<T> y, ConstMatrixView<T> x,
                Workspace workspace) const {
-    constexpr auto op = "ElasticMLP";
+    constexpr auto op = "ElasticMLP::forward";
     detail::check_width<WidthsT, T>(width, intermediate(), "ElasticMLP width");
-    detail::check_shape(x, x.rows(), hidden(), op, "input");
-    detail::check_shape(y, x.rows(), hidden(), op, "output");
-    require(y.data() == x.data() || !overlaps(y, x), op, ": the output partly overlaps the input");
+    detail::check_shape(x, x.rows(), hidden(), op, "input x");
+    detail::check_shape(y, x.rows(), hidden(), op, "output y");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, x.rows(), width);
     const Weights sliced = weights_at(width);
+    detail::check_disjoint(op,
+                           {detail::region("output y", y).allow_in_place(),
+                            detail::region("workspace", workspace, cursor.bytes_used())},
+                           {detail::region("input x", x), detail::region("gate weight", sliced.gate),
+                            detail::region("up weight", sliced.up), detail::region("down weight", sliced.down)});
     WidthsT::dispatch(width, [&]<int Width>() {
       executor.swiglu(buffers.activation, x, sliced.gate, sliced.up, buffers.scratch);
       executor.linear(y, ConstMatrixView<T>(buffers.activation), sliced.down, buffers.scratch,
@@ -108,7 +114,7 @@ class ElasticMLP {
   template <RoutingExecutorFor<T> E>
   void add_to_rows(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const int* indices,
                    index_t rows, Workspace workspace) const {
-    add_to_selected_rows(executor, width, residual, x, indices, rows, workspace);
+    add_to_selected_rows(executor, width, residual, x, indices, rows, workspace, "ElasticMLP::add_to_rows");
   }
 
   // As add_to_rows for the tokens of a route group, whose size the executor
@@ -117,7 +123,7 @@ class ElasticMLP {
   template <RoutingExecutorFor<T> E>
   void add_to_group(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const RouteGroup& group,
                     index_t max_rows, Workspace workspace) const {
-    add_to_selected_rows(executor, width, residual, x, group, max_rows, workspace);
+    add_to_selected_rows(executor, width, residual, x, group, max_rows, workspace, "ElasticMLP::add_to_group");
   }
 
  private:
@@ -126,19 +132,30 @@ class ElasticMLP {
     Workspace scratch;         // for the executor's primitives
   };
 
+  static detail::Region rows_region(const int* indices, index_t rows) {
+    return detail::region("row indices", indices, rows);
+  }
+  static detail::Region rows_region(const RouteGroup& group, index_t /*max_rows*/) {
+    return detail::region("route group's permutation", group.permutation, group.plan_tokens);
+  }
+
   // Rows: the indices (const int*) or a RouteGroup, as the primitives take them.
   template <class E, class Rows>
   void add_to_selected_rows(E& executor, int width, MatrixView<T> residual, ConstMatrixView<T> x, const Rows& rows,
-                            index_t max_rows, Workspace workspace) const {
-    constexpr auto op = "ElasticMLP::add_to_rows";
+                            index_t max_rows, Workspace workspace, const char* op) const {
     detail::check_width<WidthsT, T>(width, intermediate(), "ElasticMLP width");
-    detail::check_shape(x, x.rows(), hidden(), op, "input");
+    detail::check_shape(x, x.rows(), hidden(), op, "input x");
     detail::check_shape(residual, x.rows(), hidden(), op, "residual");
     require(max_rows >= 0 && max_rows <= x.rows(), op, ": ", max_rows, " rows requested from a batch of ", x.rows());
-    require(!overlaps(residual, x), op, ": the residual overlaps the input");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve_add_to_rows(cursor, executor, max_rows, width);
     const Weights sliced = weights_at(width);
+    detail::check_disjoint(op,
+                           {detail::region("residual", residual),
+                            detail::region("workspace", workspace, cursor.bytes_used())},
+                           {detail::region("input x", x), rows_region(rows, max_rows),
+                            detail::region("gate weight", sliced.gate), detail::region("up weight", sliced.up),
+                            detail::region("down weight", sliced.down)});
     WidthsT::dispatch(width, [&]<int Width>() {
       executor.gather_swiglu(buffers.activation, x, rows, sliced.gate, sliced.up, buffers.scratch);
       executor.linear_scatter_add(residual, ConstMatrixView<T>(buffers.activation), sliced.down, rows,
@@ -164,11 +181,8 @@ class ElasticMLP {
   // The [tokens x width] activation (rows padded to whole 16-byte vectors),
   // then the primitives' scratch.
   Buffers carve_buffers(WorkspaceCursor& cursor, index_t tokens, int width, std::size_t scratch_bytes) const {
-    const index_t stride = static_cast<index_t>(
-        align_up(static_cast<std::size_t>(width), static_cast<std::size_t>(math::vector_width<T>)));
-    T* activation = cursor.take<T>(static_cast<std::size_t>(tokens * stride));
-    auto* scratch = cursor.take<std::byte>(scratch_bytes);
-    return {MatrixView<T>(activation, tokens, width, stride), Workspace{scratch, scratch_bytes}};
+    const MatrixView<T> activation = cursor.take_matrix<T>(tokens, width);
+    return {activation, cursor.take_workspace(scratch_bytes)};
   }
 
   Weights weights_;

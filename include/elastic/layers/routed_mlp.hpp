@@ -12,17 +12,23 @@
 // forward_with_counts() takes them from the caller instead — with the
 // capacity rule they are known in advance (capacity for the target, the rest
 // for the fallback), so the whole layer has static shapes and can be
-// captured in a CUDA graph. forward_decode() leaves the sizes in executor
+// captured in a CUDA graph. The given sizes are checked against the plan
+// (executor.check_route_counts): the host executor throws before the groups
+// run; the CUDA executor compares them on the device, without a
+// synchronisation, and read_counts then reports a mismatch. forward_decode() leaves the sizes in executor
 // memory, where the decode kernels read them: for batches of at most
 // E::group_max_rows tokens (16 on CUDA) any route rule runs without a
 // synchronisation and captures in a CUDA graph.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
 
+#include "elastic/core/counts.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/route_plan.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
@@ -39,8 +45,10 @@ class RoutedMLP {
   RoutedMLP(const ElasticMLP<T, WidthsT>& mlp, std::span<const int> choice_widths)
       : mlp_(mlp), widths_(choice_widths.begin(), choice_widths.end()) {
     require(!widths_.empty(), "RoutedMLP: at least one choice is needed");
-    for (int width : widths_)
+    for (int width : widths_) {
       if (width != 0) detail::check_width<WidthsT, T>(width, mlp.intermediate(), "RoutedMLP width");
+      widest_ = std::max(widest_, width);
+    }
   }
 
   int choices() const { return static_cast<int>(widths_.size()); }
@@ -53,32 +61,29 @@ class RoutedMLP {
     return cursor.bytes_used();
   }
 
-  // residual, input: [tokens x hidden], not overlapping; choices: [tokens] in
-  // the executor's memory.
+  // residual, input: [tokens x hidden]; choices: [tokens] in the executor's
+  // memory. The residual and the workspace overlap nothing the call reads
+  // (input, choices, weights).
   template <RoutingExecutorFor<T> E>
   void forward(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                Workspace workspace) const {
-    const Buffers buffers = plan(executor, residual, input, choices, workspace);
+    const Buffers buffers = plan(executor, residual, input, choices, workspace, "RoutedMLP::forward");
     std::vector<int> counts(widths_.size());
     executor.read_route_counts(buffers.plan, counts);
     run_groups(executor, residual, input, buffers, counts);
   }
 
   // As forward(), with the group sizes known on the host (e.g. the capacity
-  // rule's); they must equal what the choices produce.
+  // rule's); they must equal what the choices produce. The host executor
+  // throws before any group runs when they do not; the CUDA executor runs the
+  // groups on the given sizes (within the plan's bounds) and read_counts
+  // reports the mismatch.
   template <RoutingExecutorFor<T> E>
   void forward_with_counts(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                            std::span<const int> counts, Workspace workspace) const {
-    require(counts.size() == widths_.size(), "RoutedMLP: ", counts.size(), " counts given for ", widths_.size(),
-            " choices");
-    index_t total = 0;
-    for (int count : counts) {
-      require(count >= 0, "RoutedMLP: group sizes must be non-negative, found ", count);
-      total += count;
-    }
-    require(total == input.rows(), "RoutedMLP: group sizes add up to ", total, " but the batch has ", input.rows(),
-            " tokens");
-    const Buffers buffers = plan(executor, residual, input, choices, workspace);
+    constexpr auto op = "RoutedMLP::forward_with_counts";
+    const Buffers buffers = plan(executor, residual, input, choices, workspace, op);
+    executor.check_route_counts(buffers.plan, counts, buffers.plan_scratch, op);
     run_groups(executor, residual, input, buffers, counts);
   }
 
@@ -92,9 +97,10 @@ class RoutedMLP {
   template <RoutingExecutorFor<T> E>
   void forward_decode(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                       Workspace workspace) const {
-    require(input.rows() <= E::group_max_rows, "RoutedMLP::forward_decode: at most ", E::group_max_rows,
-            " tokens on this executor, found ", input.rows());
-    const Buffers buffers = plan(executor, residual, input, choices, workspace);
+    constexpr auto op = "RoutedMLP::forward_decode";
+    require(input.rows() <= E::group_max_rows, op, ": at most ", E::group_max_rows, " tokens on this executor, found ",
+            input.rows());
+    const Buffers buffers = plan(executor, residual, input, choices, workspace, op);
     for (std::size_t c = 0; c < widths_.size(); ++c)
       if (widths_[c] != 0)
         mlp_.add_to_group(executor, widths_[c], residual, input, RouteGroup::of(buffers.plan, static_cast<int>(c)),
@@ -120,28 +126,33 @@ class RoutedMLP {
   // Checks the activations, carves the workspace and builds the route plan.
   template <class E>
   Buffers plan(E& executor, const MatrixView<T>& residual, const ConstMatrixView<T>& input, const int* choices,
-               Workspace workspace) const {
-    detail::check_shape(input, input.rows(), mlp_.hidden(), "RoutedMLP", "input");
-    detail::check_shape(residual, input.rows(), mlp_.hidden(), "RoutedMLP", "residual");
-    require(!overlaps(residual, input), "RoutedMLP: the residual overlaps the input");
+               Workspace workspace, const char* op) const {
+    detail::check_shape(input, input.rows(), mlp_.hidden(), op, "input");
+    detail::check_shape(residual, input.rows(), mlp_.hidden(), op, "residual");
+    require(choices != nullptr || input.rows() == 0, op, ": the choices are a null pointer");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, input.rows());
+    const typename ElasticMLP<T, WidthsT>::Weights read = mlp_.weights_at(widest_);
+    detail::check_disjoint(op,
+                           {detail::region("residual", residual),
+                            detail::region("workspace", workspace, cursor.bytes_used())},
+                           {detail::region("input", input), detail::region("choices", choices, input.rows()),
+                            detail::region("gate weight", read.gate), detail::region("up weight", read.up),
+                            detail::region("down weight", read.down)});
     executor.plan_routes(buffers.plan, choices, buffers.plan_scratch);
     return buffers;
   }
 
   template <class E>
   Buffers carve(WorkspaceCursor& cursor, const E& executor, index_t tokens) const {
-    const int n = static_cast<int>(tokens);
+    const int n = detail::narrow_to_int(tokens, "RoutedMLP", "the token count");
     const int c = choices();
     Buffers buffers;
     const std::size_t plan_bytes = RoutePlan::bytes_required(n, c);
-    auto* plan_memory = cursor.take<std::byte>(plan_bytes);
-    if (plan_memory != nullptr) buffers.plan = RoutePlan::carve(Workspace{plan_memory, plan_bytes}, n, c);
-    const std::size_t plan_scratch = executor.plan_routes_workspace_bytes(n, c);
-    buffers.plan_scratch = Workspace{cursor.take<std::byte>(plan_scratch), plan_scratch};
-    const std::size_t mlp_scratch = mlp_.add_to_rows_workspace_bytes(executor, tokens);
-    buffers.mlp_scratch = Workspace{cursor.take<std::byte>(mlp_scratch), mlp_scratch};
+    const Workspace plan_memory = cursor.take_workspace(plan_bytes);
+    if (plan_memory.data != nullptr) buffers.plan = RoutePlan::carve(plan_memory, n, c);
+    buffers.plan_scratch = cursor.take_workspace(executor.plan_routes_workspace_bytes(n, c));
+    buffers.mlp_scratch = cursor.take_workspace(mlp_.add_to_rows_workspace_bytes(executor, tokens));
     return buffers;
   }
 
@@ -160,6 +171,7 @@ class RoutedMLP {
 
   ElasticMLP<T, WidthsT> mlp_;  // views of the caller's weights
   std::vector<int> widths_;
+  int widest_ = 0;  // the widest width a choice runs (0: every choice skips)
 };
 
 }  // namespace elastic

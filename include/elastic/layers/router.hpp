@@ -8,10 +8,14 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstddef>
 
 #include "elastic/core/checks.hpp"
+#include "elastic/core/counts.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/route_plan.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/workspace.hpp"
@@ -46,6 +50,7 @@ class Router {
     if (!weights.hidden.empty()) detail::check_reduction_length<T>(weights.hidden.cols(), op);
     detail::check_reduction_length<T>(in, op);
     require(hidden() > 0, op, ": the router needs its input width (give a norm or hidden weight, or an output weight)");
+    require(std::isfinite(epsilon) && epsilon >= 0.0f, op, ": epsilon must be finite and non-negative, found ", epsilon);
   }
 
   index_t hidden() const {
@@ -64,10 +69,14 @@ class Router {
   // logits: [tokens x Choices] with row stride logits_stride; x: [tokens x hidden].
   template <ExecutorFor<T> E>
   void logits(E& executor, MatrixView<T> logits, ConstMatrixView<T> x, Workspace workspace) const {
-    detail::check_shape(x, x.rows(), hidden(), "Router", "input");
-    detail::check_shape(logits, x.rows(), Choices, "Router", "logits");
+    constexpr auto op = "Router::logits";
+    detail::check_shape(x, x.rows(), hidden(), op, "input x");
+    detail::check_shape(logits, x.rows(), Choices, op, "logits");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, x.rows());
+    const std::array written{detail::region("logits", logits),
+                             detail::region("workspace", workspace, cursor.bytes_used())};
+    detail::check_disjoint(op, written, read_regions(x));
     ConstMatrixView<T> input = x;
     if (!weights_.norm.empty()) {
       executor.rms_norm(buffers.normed, x, weights_.norm, epsilon_);
@@ -81,26 +90,29 @@ class Router {
     executor.linear(logits, input, weights_.output, buffers.scratch);
   }
 
-  // choices[t] for every token of x under `rule`; the logits live in the workspace.
+  // choices[t] for every token of x under `rule` (choices: [tokens] in the
+  // executor's memory); the logits live in the workspace.
   template <ExecutorFor<T> E>
   void route(E& executor, int* choices, ConstMatrixView<T> x, const RouteRule& rule, Workspace workspace) const {
-    rule.validate(Choices, static_cast<int>(x.rows()));
+    constexpr auto op = "Router::route";
+    detail::check_shape(x, x.rows(), hidden(), op, "input x");
+    rule.validate(Choices, detail::narrow_to_int(x.rows(), op, "the token count"));
+    require(choices != nullptr || x.rows() == 0, op, ": the choices output is a null pointer");
     WorkspaceCursor cursor(workspace);
-    const MatrixView<T> logits_buffer(cursor.take<T>(static_cast<std::size_t>(x.rows() * logits_stride)), x.rows(),
-                                      Choices, logits_stride);
-    const std::size_t rest = workspace.bytes - cursor.bytes_used();
-    auto* rest_data = static_cast<std::byte*>(workspace.data) + cursor.bytes_used();
-    logits(executor, logits_buffer, x, Workspace{rest_data, rest});
-    executor.decide_routes(choices, ConstMatrixView<T>(logits_buffer), rule, Workspace{rest_data, rest});
+    const RouteBuffers buffers = carve_route(cursor, executor, x.rows());
+    const std::array written{detail::region("choices output", choices, x.rows()),
+                             detail::region("workspace", workspace, cursor.bytes_used())};
+    detail::check_disjoint(op, written, read_regions(x));
+    logits(executor, buffers.logits, x, buffers.rest);
+    executor.decide_routes(choices, ConstMatrixView<T>(buffers.logits), rule, buffers.rest);
   }
 
   // Workspace for route(): the logits plus logits()'s own.
   template <ExecutorFor<T> E>
   std::size_t route_workspace_bytes(const E& executor, index_t tokens) const {
     WorkspaceCursor cursor;
-    cursor.take<T>(static_cast<std::size_t>(tokens * logits_stride));
-    return cursor.bytes_used() +
-           std::max(workspace_bytes(executor, tokens), executor.template decide_routes_workspace_bytes<T>(tokens, Choices));
+    carve_route(cursor, executor, tokens);
+    return cursor.bytes_used();
   }
 
  private:
@@ -110,18 +122,33 @@ class Router {
     Workspace scratch;
   };
 
+  struct RouteBuffers {
+    MatrixView<T> logits;  // [tokens x Choices], row stride logits_stride
+    Workspace rest;        // logits()'s and decide_routes' workspace
+  };
+
+  // What a call reads: the input and the router's weights.
+  std::array<detail::Region, 4> read_regions(const ConstMatrixView<T>& x) const {
+    return {detail::region("input x", x), detail::region("norm weight", weights_.norm),
+            detail::region("hidden weight", weights_.hidden), detail::region("output weight", weights_.output)};
+  }
+
   template <class E>
   Buffers carve(WorkspaceCursor& cursor, const E& executor, index_t tokens) const {
     Buffers buffers;
-    if (!weights_.norm.empty())
-      buffers.normed = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * hidden())), tokens, hidden());
-    if (!weights_.hidden.empty()) {
-      const index_t width = weights_.hidden.rows();
-      buffers.hidden = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens * width)), tokens, width);
-    }
+    if (!weights_.norm.empty()) buffers.normed = cursor.take_matrix<T>(tokens, hidden());
+    if (!weights_.hidden.empty()) buffers.hidden = cursor.take_matrix<T>(tokens, weights_.hidden.rows());
     const std::size_t scratch = executor.template linear_workspace_bytes<T>(tokens, weights_.output.cols(), hidden());
-    buffers.scratch = Workspace{cursor.take<std::byte>(scratch), scratch};
+    buffers.scratch = cursor.take_workspace(scratch);
     return buffers;
+  }
+
+  template <class E>
+  RouteBuffers carve_route(WorkspaceCursor& cursor, const E& executor, index_t tokens) const {
+    const MatrixView<T> logits = cursor.take_matrix<T>(tokens, Choices);
+    const std::size_t rest =
+        std::max(workspace_bytes(executor, tokens), executor.template decide_routes_workspace_bytes<T>(tokens, Choices));
+    return {logits, cursor.take_workspace(rest)};
   }
 
   RouterWeights<T> weights_;

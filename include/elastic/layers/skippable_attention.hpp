@@ -29,8 +29,10 @@
 #include <vector>
 
 #include "elastic/core/attention_batch.hpp"
+#include "elastic/core/counts.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/kv_cache.hpp"
+#include "elastic/core/overlap.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/workspace.hpp"
 #include "elastic/layers/elastic_attention.hpp"
@@ -57,18 +59,38 @@ class SkippableAttention {
 
   // residual[t] += attention(input)[t] for tokens with skip[t] == 0. appended[s]
   // receives how many positions sequence s's cache grew by at this layer.
+  // Everything is checked before anything is computed, whatever the flags:
+  // the head count, the shapes, the batch, the workspace and the overlap
+  // contract (residual, cache, workspace and appended overlap nothing read).
   template <RoutingExecutorFor<T> E>
   void forward(E& executor, int heads, MatrixView<T> residual, ConstMatrixView<T> input, const KVCacheView<T>& cache,
                const AttentionBatch& batch, std::span<const int> skip, std::span<int> appended,
                Workspace workspace) const {
-    constexpr auto op = "SkippableAttention";
-    const int tokens = static_cast<int>(input.rows());
+    constexpr auto op = "SkippableAttention::forward";
+    attention_.check_heads(heads);
+    const int tokens = detail::narrow_to_int(input.rows(), op, "the token count");
+    detail::check_shape(input, input.rows(), attention_.hidden(), op, "input");
     detail::check_shape(residual, input.rows(), attention_.hidden(), op, "residual");
     require(skip.size() == static_cast<std::size_t>(tokens), op, ": ", skip.size(), " skip flags for ", tokens,
             " tokens");
     require(appended.size() == batch.sequences(), op, ": appended has ", appended.size(), " entries for ",
             batch.sequences(), " sequences");
+    require(cache.shape().kv_heads == attention_.config().kv_heads && cache.shape().head_dim == HeadDim, op,
+            ": the KV cache has ", cache.shape().kv_heads, " heads of ", cache.shape().head_dim,
+            " dimensions, expected ", attention_.config().kv_heads, " of ", HeadDim);
     batch.validate(cache.shape(), tokens, attention_.config().rope.max_positions);
+    const std::size_t workspace_needed = workspace_bytes(executor, batch, cache.shape());
+    require<WorkspaceError>(workspace.bytes >= workspace_needed, op, ": workspace too small: need at least ",
+                            workspace_needed, " bytes, found ", workspace.bytes);
+    const AttentionWeights<T> read = attention_.weights_at(heads);
+    detail::check_disjoint(
+        op,
+        {detail::region("residual", residual), detail::region("KV cache", cache),
+         detail::region("workspace", workspace, workspace_needed),
+         detail::region("appended lengths", appended.data(), static_cast<index_t>(appended.size()))},
+        {detail::region("input", input), detail::region("q weight", read.q), detail::region("k weight", read.k),
+         detail::region("v weight", read.v), detail::region("o weight", read.o),
+         detail::region("skip flags", skip.data(), static_cast<index_t>(skip.size()))});
 
     // The kept tokens, and the batch they form with their true positions.
     Kept kept;
@@ -139,13 +161,14 @@ class SkippableAttention {
     Workspace scratch;      // the attention layer's
   };
 
-  Buffers carve(WorkspaceCursor& cursor, int tokens, std::size_t attention_bytes) const {
+  Buffers carve(WorkspaceCursor& cursor, index_t tokens, std::size_t attention_bytes) const {
     const index_t hidden = attention_.hidden();
     Buffers buffers{};
-    buffers.indices = cursor.take<int>(static_cast<std::size_t>(tokens));
-    buffers.rows = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens) * hidden), tokens, hidden);
-    buffers.output = MatrixView<T>(cursor.take<T>(static_cast<std::size_t>(tokens) * hidden), tokens, hidden);
-    buffers.scratch = Workspace{cursor.take<std::byte>(attention_bytes), attention_bytes};
+    buffers.indices =
+        cursor.take<int>(static_cast<std::size_t>(detail::narrow_to_int(tokens, "SkippableAttention", "the token count")));
+    buffers.rows = cursor.take_matrix<T>(tokens, hidden);
+    buffers.output = cursor.take_matrix<T>(tokens, hidden);
+    buffers.scratch = cursor.take_workspace(attention_bytes);
     return buffers;
   }
 
