@@ -5,13 +5,17 @@
 // an argmax-routed decode step captured in a CUDA graph and replayed on new
 // logits, inputs and residuals (so the groups change size between replays)
 // equals the eager step on those inputs; an out-of-range choice leaves the
-// residual as it was and read_counts reports it; and a batch past
-// group_max_rows is rejected before anything runs.
+// residual as it was and read_counts reports it; a batch past
+// group_max_rows is rejected before anything runs; and forward_with_counts
+// with group sizes that differ from the plan is flagged on the device and
+// reported by read_counts, while the right sizes match forward().
 #include <doctest/doctest.h>
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <random>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -182,6 +186,47 @@ TEST_CASE("cuda forward_decode: an invalid choice changes nothing and read_count
                                                         device_picks.data(), workspace.get()),
                        "RoutedMLP::forward_decode: at most 16 tokens on this executor, found 17", Error);
   CHECK(bitwise_equal(untouched.to_host().values, residual.values));
+}
+
+TEST_CASE("cuda forward_with_counts: claimed group sizes are checked on the device and read_counts reports a mismatch") {
+  const RoutedPair pair;
+  cuda::Executor executor;
+  const int choices = static_cast<int>(pair.widths.size());
+  constexpr int tokens = 40;  // above the decode bucket: the groups run through cuBLASLt
+  const DeviceMatrix<T> input(random_matrix<T>(tokens, kHidden, 8));
+  const HostMatrix<T> residual = random_matrix<T>(tokens, kHidden, 9);
+  const std::vector<int> picks = random_choices(tokens, choices, 10);
+  std::vector<int> right(static_cast<std::size_t>(choices));
+  for (int c : picks) ++right[static_cast<std::size_t>(c)];
+  const DeviceArray<int> device_picks(picks);
+  const cuda::WorkspaceBuffer workspace(pair.device_layer.workspace_bytes(executor, tokens));
+
+  DeviceMatrix<T> expected(residual);
+  pair.device_layer.forward(executor, expected.view(), input.view(), device_picks.data(), workspace.get());
+  DeviceMatrix<T> claimed(residual);
+  pair.device_layer.forward_with_counts(executor, claimed.view(), input.view(), device_picks.data(), right,
+                                        workspace.get());
+  std::vector<int> counts(static_cast<std::size_t>(choices));
+  pair.device_layer.read_counts(executor, tokens, workspace.get(), counts);
+  CHECK(counts == right);
+  CHECK(bitwise_equal(claimed.to_host().values, expected.to_host().values));
+
+  // The right total, split wrongly: the first differing choice is reported.
+  std::vector<int> wrong = right;
+  const auto moved = static_cast<std::size_t>(std::find_if(wrong.begin(), wrong.end(), [](int n) { return n > 0; }) -
+                                              wrong.begin());
+  const std::size_t other = (moved + 1) % wrong.size();
+  --wrong[moved];
+  ++wrong[other];
+  DeviceMatrix<T> mismatched(residual);
+  pair.device_layer.forward_with_counts(executor, mismatched.view(), input.view(), device_picks.data(), wrong,
+                                        workspace.get());
+  const std::size_t first = std::min(moved, other);
+  const std::string reported = "RoutedMLP::forward_with_counts: " + std::to_string(wrong[first]) +
+                               " tokens given for choice " + std::to_string(first) + ", but the plan routed " +
+                               std::to_string(right[first]) + " there";
+  CHECK_THROWS_WITH_AS(pair.device_layer.read_counts(executor, tokens, workspace.get(), counts),
+                       doctest::Contains(reported.c_str()), Error);
 }
 
 }  // namespace elastic::test

@@ -143,6 +143,7 @@ void check_rms_norm(const MatrixView<T>& y, const ConstMatrixView<T>& x, const C
   check_shape(y, x.rows(), x.cols(), op, "output");
   check_shape(weight, 1, x.cols(), op, "weight");
   check_reduction_length<T>(x.cols(), op);
+  check_weight_extents(weight, op, "weight");
   check_view(y, op, "output");
   check_view(x, op, "input");
   check_view(weight, op, "weight");

@@ -207,8 +207,9 @@ __global__ void __launch_bounds__(Threads)
 // records the first mismatch, unless the plan was not written (invalid
 // choice) or an earlier chunk already recorded one. One thread: a chunk is
 // at most ClaimedCounts::capacity comparisons.
-__global__ void __launch_bounds__(32) compare_claimed_counts(const int* plan_counts, const ClaimedCounts claimed,
-                                                             RouteStatus* status) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    compare_claimed_counts(const int* plan_counts, const ClaimedCounts claimed, RouteStatus* status) {
   if (threadIdx.x != 0 || status->bad_token >= 0 || status->mismatched_choice >= 0) return;
   for (int i = 0; i < claimed.count; ++i) {
     const int choice = claimed.first_choice + i;
@@ -421,7 +422,8 @@ inline void launch_check_route_counts(const RoutePlan& plan, std::span<const int
     claimed.first_choice = first;
     claimed.count = std::min(ClaimedCounts::capacity, plan.choices - first);
     for (int i = 0; i < claimed.count; ++i) claimed.values[i] = counts[static_cast<std::size_t>(first + i)];
-    kernels::compare_claimed_counts<<<1, 32, 0, stream>>>(plan.counts, claimed, status);
+    constexpr int kThreads = 32;
+    kernels::compare_claimed_counts<kThreads><<<1, kThreads, 0, stream>>>(plan.counts, claimed, status);
     ELASTIC_CUDA_CHECK_LAUNCH();
   }
 }

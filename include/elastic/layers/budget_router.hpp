@@ -6,6 +6,7 @@
 // fallback.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <span>
 #include <utility>
@@ -30,6 +31,8 @@ class BudgetRouter {
     require(!entries_.empty(), "BudgetRouter: the table needs at least one entry");
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const Entry& entry = entries_[i];
+      require(std::isfinite(entry.budget), "BudgetRouter: entry ", i, " has budget ", entry.budget,
+              ", expected a finite number");
       require(i == 0 || entries_[i - 1].budget < entry.budget, "BudgetRouter: budgets must increase strictly, entry ",
               i, " has ", entry.budget, " after ", i == 0 ? 0.0 : entries_[i - 1].budget);
       require(entry.choices.size() == static_cast<std::size_t>(layers), "BudgetRouter: entry ", i, " has ",
@@ -44,6 +47,7 @@ class BudgetRouter {
 
   // The per-layer choices for a request with this budget.
   const std::vector<int>& lookup(double budget) const {
+    require(!std::isnan(budget), "BudgetRouter: the budget is NaN");
     require(budget >= entries_.front().budget, "BudgetRouter: budget ", budget, " is below the smallest entry ",
             entries_.front().budget);
     std::size_t best = 0;

@@ -92,8 +92,9 @@ class ElasticAttention {
     return cursor.bytes_used();
   }
 
-  // The weights a forward over the first `heads` query heads reads (slices,
-  // not copies).
+  // The full weights, and those a forward over the first `heads` query heads
+  // reads (slices, not copies).
+  const AttentionWeights<T>& weights() const { return weights_; }
   AttentionWeights<T> weights_at(int heads) const {
     const index_t q_rows = index_t{heads} * HeadDim;
     const index_t kv_rows = index_t{kv_heads_for(heads)} * HeadDim;
@@ -113,7 +114,7 @@ class ElasticAttention {
   // query heads; x, y: [tokens x hidden], tokens packed per sequence as
   // AttentionBatch describes. Appends the new keys and values to `cache`.
   // y may be x itself; nothing else the call writes (y, the KV cache, the
-  // workspace) may overlap anything it reads.
+  // workspace) may overlap anything it reads (x, the layer's weights).
   template <ExecutorFor<T> E>
   void forward(E& executor, int heads, MatrixView<T> y, ConstMatrixView<T> x, const KVCacheView<T>& cache,
                const AttentionBatch& batch, Workspace workspace) const {
@@ -156,16 +157,15 @@ class ElasticAttention {
             ": the KV cache has ", cache.shape().kv_heads, " heads of ", cache.shape().head_dim,
             " dimensions, expected ", config_.kv_heads, " of ", HeadDim);
     batch.validate(cache.shape(), x.rows(), config_.rope.max_positions);
-    const AttentionWeights<T> read = weights_at(heads);
     WorkspaceCursor measure;
     carve(measure, executor, batch, cache.shape(), heads);
     detail::check_disjoint(op,
                            {detail::region("output y", y).allow_in_place(),
                             detail::region("workspace", workspace, measure.bytes_used()),
                             detail::region("KV cache", cache)},
-                           {detail::region("input x", x), detail::region("q weight", read.q),
-                            detail::region("k weight", read.k), detail::region("v weight", read.v),
-                            detail::region("o weight", read.o)});
+                           {detail::region("input x", x), detail::region("q weight", weights_.q),
+                            detail::region("k weight", weights_.k), detail::region("v weight", weights_.v),
+                            detail::region("o weight", weights_.o)});
   }
 
   template <class E>

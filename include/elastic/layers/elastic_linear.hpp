@@ -46,7 +46,7 @@ class ElasticLinear {
   }
 
   // y[t, :out_width] = x[t, :in_width] . W[:out_width, :in_width]^T; neither y
-  // nor the workspace may overlap x or the weight slice.
+  // nor the workspace may overlap x or the weight.
   template <ExecutorFor<T> E>
   void forward(E& executor, int out_width, int in_width, MatrixView<T> y, ConstMatrixView<T> x,
                Workspace workspace) const {
@@ -60,7 +60,7 @@ class ElasticLinear {
     require<WorkspaceError>(workspace.bytes >= used, op, ": workspace too small: need at least ", used,
                             " bytes, found ", workspace.bytes);
     detail::check_disjoint(op, {detail::region("output y", y), detail::region("workspace", workspace, used)},
-                           {detail::region("input x", x), detail::region("weight", weight)});
+                           {detail::region("input x", x), detail::region("weight", weight_)});
     InWidths::dispatch(in_width, [&]<int InWidth>() {
       executor.linear(y, x, weight, workspace, Extent<InWidth>{});
     });

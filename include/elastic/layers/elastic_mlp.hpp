@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 
 #include "elastic/core/checks.hpp"
@@ -60,7 +61,9 @@ class ElasticMLP {
   index_t hidden() const { return weights_.gate.cols(); }
   index_t intermediate() const { return weights_.gate.rows(); }
 
-  // The views a forward at this width reads (slices, not copies).
+  // The full-width weights, and the views a forward at this width reads
+  // (slices, not copies).
+  const Weights& weights() const { return weights_; }
   Weights weights_at(int width) const {
     return {weights_.gate.first_rows(width), weights_.up.first_rows(width),
             weights_.down.first_cols(width)};
@@ -76,7 +79,7 @@ class ElasticMLP {
 
   // y = down_k(silu(gate_k(x)) * up_k(x)) with x, y: [tokens x hidden]. y may
   // be x itself (in-place); neither y nor the workspace may otherwise overlap
-  // x or the weights the width reads.
+  // x or the layer's weights.
   template <ExecutorFor<T> E>
   void forward(E& executor, int width, MatrixView<T> y, ConstMatrixView<T> x,
                Workspace workspace) const {
@@ -87,11 +90,9 @@ class ElasticMLP {
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, x.rows(), width);
     const Weights sliced = weights_at(width);
-    detail::check_disjoint(op,
-                           {detail::region("output y", y).allow_in_place(),
-                            detail::region("workspace", workspace, cursor.bytes_used())},
-                           {detail::region("input x", x), detail::region("gate weight", sliced.gate),
-                            detail::region("up weight", sliced.up), detail::region("down weight", sliced.down)});
+    const std::array written{detail::region("output y", y).allow_in_place(),
+                             detail::region("workspace", workspace, cursor.bytes_used())};
+    detail::check_disjoint(op, written, weight_regions(x));
     WidthsT::dispatch(width, [&]<int Width>() {
       executor.swiglu(buffers.activation, x, sliced.gate, sliced.up, buffers.scratch);
       executor.linear(y, ConstMatrixView<T>(buffers.activation), sliced.down, buffers.scratch,
@@ -132,6 +133,12 @@ class ElasticMLP {
     Workspace scratch;         // for the executor's primitives
   };
 
+  // What a call reads: x, the layer's weights and, for add_to_rows, its rows.
+  std::array<detail::Region, 5> weight_regions(const ConstMatrixView<T>& x, detail::Region rows = {}) const {
+    return {detail::region("input x", x), detail::region("gate weight", weights_.gate),
+            detail::region("up weight", weights_.up), detail::region("down weight", weights_.down), rows};
+  }
+
   static detail::Region rows_region(const int* indices, index_t rows) {
     return detail::region("row indices", indices, rows);
   }
@@ -150,12 +157,9 @@ class ElasticMLP {
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve_add_to_rows(cursor, executor, max_rows, width);
     const Weights sliced = weights_at(width);
-    detail::check_disjoint(op,
-                           {detail::region("residual", residual),
-                            detail::region("workspace", workspace, cursor.bytes_used())},
-                           {detail::region("input x", x), rows_region(rows, max_rows),
-                            detail::region("gate weight", sliced.gate), detail::region("up weight", sliced.up),
-                            detail::region("down weight", sliced.down)});
+    const std::array written{detail::region("residual", residual),
+                             detail::region("workspace", workspace, cursor.bytes_used())};
+    detail::check_disjoint(op, written, weight_regions(x, rows_region(rows, max_rows)));
     WidthsT::dispatch(width, [&]<int Width>() {
       executor.gather_swiglu(buffers.activation, x, rows, sliced.gate, sliced.up, buffers.scratch);
       executor.linear_scatter_add(residual, ConstMatrixView<T>(buffers.activation), sliced.down, rows,

@@ -21,7 +21,6 @@
 // synchronisation and captures in a CUDA graph.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -45,10 +44,8 @@ class RoutedMLP {
   RoutedMLP(const ElasticMLP<T, WidthsT>& mlp, std::span<const int> choice_widths)
       : mlp_(mlp), widths_(choice_widths.begin(), choice_widths.end()) {
     require(!widths_.empty(), "RoutedMLP: at least one choice is needed");
-    for (int width : widths_) {
+    for (int width : widths_)
       if (width != 0) detail::check_width<WidthsT, T>(width, mlp.intermediate(), "RoutedMLP width");
-      widest_ = std::max(widest_, width);
-    }
   }
 
   int choices() const { return static_cast<int>(widths_.size()); }
@@ -63,7 +60,7 @@ class RoutedMLP {
 
   // residual, input: [tokens x hidden]; choices: [tokens] in the executor's
   // memory. The residual and the workspace overlap nothing the call reads
-  // (input, choices, weights).
+  // (input, choices, the MLP's weights).
   template <RoutingExecutorFor<T> E>
   void forward(E& executor, MatrixView<T> residual, ConstMatrixView<T> input, const int* choices,
                Workspace workspace) const {
@@ -132,7 +129,7 @@ class RoutedMLP {
     require(choices != nullptr || input.rows() == 0, op, ": the choices are a null pointer");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, input.rows());
-    const typename ElasticMLP<T, WidthsT>::Weights read = mlp_.weights_at(widest_);
+    const MLPWeights<T>& read = mlp_.weights();
     detail::check_disjoint(op,
                            {detail::region("residual", residual),
                             detail::region("workspace", workspace, cursor.bytes_used())},
@@ -171,7 +168,6 @@ class RoutedMLP {
 
   ElasticMLP<T, WidthsT> mlp_;  // views of the caller's weights
   std::vector<int> widths_;
-  int widest_ = 0;  // the widest width a choice runs (0: every choice skips)
 };
 
 }  // namespace elastic

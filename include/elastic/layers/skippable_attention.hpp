@@ -82,7 +82,7 @@ class SkippableAttention {
     const std::size_t workspace_needed = workspace_bytes(executor, batch, cache.shape());
     require<WorkspaceError>(workspace.bytes >= workspace_needed, op, ": workspace too small: need at least ",
                             workspace_needed, " bytes, found ", workspace.bytes);
-    const AttentionWeights<T> read = attention_.weights_at(heads);
+    const AttentionWeights<T>& read = attention_.weights();
     detail::check_disjoint(
         op,
         {detail::region("residual", residual), detail::region("KV cache", cache),
