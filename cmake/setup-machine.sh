@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian (bookworm) machine is missing to build and test
-# Elastic: CMake, g++, make, doctest, Google Benchmark, CLI11 and nlohmann/json.
+# Elastic: CMake, g++, make, doctest, Google Benchmark, CLI11 and nlohmann/json,
+# and clang with its runtime libraries for the libFuzzer harnesses.
 # Packages already installed are skipped; the package lists are refreshed only
 # when they are empty or an install fails for want of them. Safe to run again.
 #
@@ -15,6 +16,8 @@ packages=(
   libbenchmark-dev
   libcli11-dev
   nlohmann-json3-dev
+  clang
+  libclang-rt-dev
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -6,9 +6,10 @@
 // part of the workspace it uses) and what it reads (activations, weights,
 // index arrays). check_disjoint throws elastic::Error naming the call and
 // both arguments when a written region meets another region, before anything
-// is written. An output marked in_place may coincide exactly with an input
-// (the MLP and attention layers may write y over x); a partial overlap is
-// still an error. Host and device pointers are compared alike.
+// is written. An output marked in place of one named input may coincide
+// exactly with that input (the MLP and attention layers may write y over x),
+// and with nothing else; a partial overlap is still an error. Host and device
+// pointers are compared alike.
 #pragma once
 
 #include <cstddef>
@@ -27,12 +28,12 @@ struct Region {
   std::string_view name;
   const std::byte* first = nullptr;  // [first, last); empty when first == last
   const std::byte* last = nullptr;
-  bool in_place = false;  // may coincide exactly with a read region
+  std::string_view in_place_of = {};  // the read region it may coincide with exactly
 
   bool empty() const { return first == last; }
-  Region allow_in_place() const {
+  Region allow_in_place_of(std::string_view input) const {
     Region copy = *this;
-    copy.in_place = true;
+    copy.in_place_of = input;
     return copy;
   }
 };
@@ -79,9 +80,10 @@ inline void check_disjoint(std::string_view op, std::span<const Region> written,
     for (auto other = w + 1; other != written.end(); ++other)
       require(!regions_meet(*w, *other), op, ": the ", w->name, " overlaps the ", other->name);
     for (const Region& r : read) {
+      const bool may_alias = !w->in_place_of.empty() && w->in_place_of == r.name;
       const bool exact = w->first == r.first && w->last == r.last;
-      require(!regions_meet(*w, r) || (w->in_place && exact), op, ": the ", w->name, " overlaps the ", r.name,
-              w->in_place ? " (only an exact in-place alias is allowed)" : "");
+      require(!regions_meet(*w, r) || (may_alias && exact), op, ": the ", w->name, " overlaps the ", r.name,
+              may_alias ? " (only an exact in-place alias is allowed)" : "");
     }
   }
 }

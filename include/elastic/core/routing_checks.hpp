@@ -149,7 +149,7 @@ void check_rms_norm(const MatrixView<T>& y, const ConstMatrixView<T>& x, const C
   check_view(weight, op, "weight");
   require(y.data() != x.data() || y.row_stride() == x.row_stride(), op,
           ": an in-place output must have the input's row stride, found ", y.row_stride(), " and ", x.row_stride());
-  check_disjoint(op, {region("output", y).allow_in_place()}, {region("input", x), region("weight", weight)});
+  check_disjoint(op, {region("output", y).allow_in_place_of("input")}, {region("input", x), region("weight", weight)});
 }
 
 template <class T>

@@ -160,7 +160,7 @@ class ElasticAttention {
     WorkspaceCursor measure;
     carve(measure, executor, batch, cache.shape(), heads);
     detail::check_disjoint(op,
-                           {detail::region("output y", y).allow_in_place(),
+                           {detail::region("output y", y).allow_in_place_of("input x"),
                             detail::region("workspace", workspace, measure.bytes_used()),
                             detail::region("KV cache", cache)},
                            {detail::region("input x", x), detail::region("q weight", weights_.q),

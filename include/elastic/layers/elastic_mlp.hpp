@@ -90,7 +90,7 @@ class ElasticMLP {
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, x.rows(), width);
     const Weights sliced = weights_at(width);
-    const std::array written{detail::region("output y", y).allow_in_place(),
+    const std::array written{detail::region("output y", y).allow_in_place_of("input x"),
                              detail::region("workspace", workspace, cursor.bytes_used())};
     detail::check_disjoint(op, written, weight_regions(x));
     WidthsT::dispatch(width, [&]<int Width>() {
