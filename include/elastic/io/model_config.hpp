@@ -47,8 +47,8 @@ inline std::optional<std::int64_t> integer_in(const nlohmann::json& value, std::
   return integer >= min && integer <= max ? std::optional(integer) : std::nullopt;
 }
 
-// Typed access to one JSON object's keys; `where` prefixes the key in
-// errors ("block_configs[3].attention.").
+// Typed access to one JSON object's keys; `where` names the object in errors
+// ("block_configs[3].attention"; empty for the config itself).
 class ConfigObject {
  public:
   ConfigObject(const nlohmann::json& object, std::string_view path, std::string where)
@@ -110,7 +110,7 @@ class ConfigObject {
     return *value;
   }
 
-  std::string name(std::string_view key) const { return where_ + std::string(key); }
+  std::string name(std::string_view key) const { return where_.empty() ? std::string(key) : where_ + "." + std::string(key); }
   std::string_view path() const { return path_; }
 
  private:
@@ -144,8 +144,8 @@ inline std::optional<ConfigObject> rope_parameters(const ConfigObject& config) {
   const nlohmann::json* older = config.find("rope_scaling");
   require_file(newer == nullptr || older == nullptr || *newer == *older, config.path(),
                "rope_parameters and rope_scaling disagree: expected one of them, or the same value in both");
-  if (newer != nullptr) return ConfigObject(*newer, config.path(), "rope_parameters.");
-  if (older != nullptr) return ConfigObject(*older, config.path(), "rope_scaling.");
+  if (newer != nullptr) return ConfigObject(*newer, config.path(), "rope_parameters");
+  if (older != nullptr) return ConfigObject(*older, config.path(), "rope_scaling");
   return std::nullopt;
 }
 
@@ -261,7 +261,7 @@ inline std::vector<LayerPlan> nemotron_layers(const ConfigObject& config, int he
                blocks.is_array() ? std::to_string(blocks.size()) + " blocks" : describe_json(blocks));
   std::vector<LayerPlan> layers;
   for (std::size_t i = 0; i < blocks.size(); ++i)
-    layers.push_back(nemotron_layer({blocks[i], config.path(), "block_configs[" + std::to_string(i) + "]."},
+    layers.push_back(nemotron_layer({blocks[i], config.path(), "block_configs[" + std::to_string(i) + "]"},
                                     heads, hidden));
   return layers;
 }
