@@ -119,8 +119,12 @@ class ConfigObject {
   std::string where_;
 };
 
-inline constexpr std::int64_t max_config_count = 1 << 24;  // sizes and heads: far above any model
-inline constexpr std::int64_t max_config_layers = 1 << 16;
+// Bounds far above any real model that keep every derived size (weights,
+// KV-cache bytes per token) well inside 64 bits.
+inline constexpr std::int64_t max_config_hidden = 1 << 20;
+inline constexpr std::int64_t max_config_heads = 1 << 16;  // query heads, KV heads, head size
+inline constexpr std::int64_t max_config_width = 1 << 26;  // FFN width
+inline constexpr std::int64_t max_config_layers = 1 << 14;
 
 // Rejects keys whose presence (true, non-null, not silu) asks for something
 // the layers do not compute.
@@ -199,8 +203,8 @@ inline std::vector<int> parse_eos_ids(const ConfigObject& config) {
 // Every layer alike: GQA with the config's KV heads, SwiGLU of its width.
 inline std::vector<LayerPlan> llama_layers(const ConfigObject& config, int heads, std::int64_t layer_count) {
   const LayerPlan layer{AttentionKind::gqa,
-                        static_cast<int>(config.integer_or("num_key_value_heads", 1, max_config_count, heads)),
-                        FfnKind::swiglu, config.integer("intermediate_size", 1, max_config_count * 64)};
+                        static_cast<int>(config.integer_or("num_key_value_heads", 1, max_config_heads, heads)),
+                        FfnKind::swiglu, config.integer("intermediate_size", 1, max_config_width)};
   return std::vector<LayerPlan>(static_cast<std::size_t>(layer_count), layer);
 }
 
@@ -208,8 +212,8 @@ inline std::vector<LayerPlan> llama_layers(const ConfigObject& config, int heads
 inline std::int64_t nemotron_ffn_width(const ConfigObject& ffn, std::int64_t hidden) {
   const double ffn_mult = ffn.number("ffn_mult");
   const double width = 2.0 * ffn_mult * static_cast<double>(hidden) / 3.0;
-  require_file(ffn_mult > 0.0 && width < static_cast<double>(max_config_count * 64), ffn.path(), "expected ",
-               ffn.name("ffn_mult"), " to give a positive FFN width below ", max_config_count * 64, ", found ",
+  require_file(ffn_mult > 0.0 && width <= static_cast<double>(max_config_width - 255), ffn.path(), "expected ",
+               ffn.name("ffn_mult"), " to give a positive FFN width of at most ", max_config_width, ", found ",
                ffn_mult);
   const auto truncated = static_cast<std::int64_t>(width);
   return (truncated + 255) / 256 * 256;
@@ -282,12 +286,11 @@ inline ModelDescription parse_model_config(std::string_view json_text, std::stri
   if (const nlohmann::json* name = config.find("_name_or_path"); name != nullptr && name->is_string())
     model.name = name->get<std::string>();
 
-  constexpr std::int64_t count_max = detail::max_config_count;
-  model.hidden = config.integer("hidden_size", 1, count_max);
+  model.hidden = config.integer("hidden_size", 1, detail::max_config_hidden);
   model.vocab = config.integer("vocab_size", 1, INT32_MAX);
-  model.heads = static_cast<int>(config.integer("num_attention_heads", 1, count_max));
+  model.heads = static_cast<int>(config.integer("num_attention_heads", 1, detail::max_config_heads));
   if (config.has("head_dim")) {
-    model.head_dim = static_cast<int>(config.integer("head_dim", 1, count_max));
+    model.head_dim = static_cast<int>(config.integer("head_dim", 1, detail::max_config_heads));
   } else {
     require_file(model.hidden % model.heads == 0, path, "without head_dim, expected num_attention_heads ", model.heads,
                  " to divide hidden_size ", model.hidden);
