@@ -21,12 +21,12 @@ class FileError : public Error {
 // Throws FileError "<path>: <parts...>" when the condition is false.
 template <class... Parts>
 void require_file(bool condition, std::string_view path, Parts&&... parts) {
-  if (!condition) throw FileError(detail::concat(path, ": ", std::forward<Parts>(parts)...));
+  if (!condition) throw FileError(elastic::detail::concat(path, ": ", std::forward<Parts>(parts)...));
 }
 
 template <class... Parts>
 [[noreturn]] void fail_file(std::string_view path, Parts&&... parts) {
-  throw FileError(detail::concat(path, ": ", std::forward<Parts>(parts)...));
+  throw FileError(elastic::detail::concat(path, ": ", std::forward<Parts>(parts)...));
 }
 
 }  // namespace elastic::io

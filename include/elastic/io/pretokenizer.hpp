@@ -75,7 +75,7 @@ class Pretokenizer {
   static Pretokenizer named(std::string_view name) {
     for (const NamedPretokenizer& entry : named_pretokenizers())
       if (entry.name == name) return Pretokenizer(entry.patterns);
-    throw Error(detail::concat("unknown pre-tokenizer '", name, "'; supported: ", supported_pretokenizer_names()));
+    throw Error(elastic::detail::concat("unknown pre-tokenizer '", name, "'; supported: ", supported_pretokenizer_names()));
   }
 
   // The pieces of `text`, in order, covering all of it.

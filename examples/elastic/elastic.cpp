@@ -1,0 +1,62 @@
+// elastic: the example command-line tool built only from the public headers,
+// one binary with subcommands in the manner of llama.cpp's tools.
+//
+//   elastic inspect [--model PATH]    what a model file holds: layer plan,
+//                                     tensor types, sizes, tokenizer
+//
+// --model takes a .gguf file, or a folder (or its config.json) with
+// safetensors weights and tokenizer.json. Without it, $ELASTIC_MODEL, else
+// the default model the set-up step installs (SmolLM2-135M-Instruct GGUF).
+// Any failure is one line on stderr, "elastic: <what went wrong>", and a
+// non-zero exit status.
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "inspect.hpp"
+
+namespace {
+
+std::string default_model() {
+  if (const char* from_environment = std::getenv("ELASTIC_MODEL"); from_environment && *from_environment)
+    return from_environment;
+  return ELASTIC_DEFAULT_MODEL;
+}
+
+void add_model_option(CLI::App& command, std::string& model) {
+  command.add_option("-m,--model", model, "a .gguf file, or a folder with config.json, safetensors and tokenizer.json")
+      ->default_str(model.empty() ? "(none installed: run cmake/setup-machine.sh)" : model);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"elastic: run and inspect elastic LLMs", "elastic"};
+  app.require_subcommand(1);
+  std::string model = default_model();
+
+  CLI::App* inspect = app.add_subcommand("inspect", "print what a model file holds");
+  add_model_option(*inspect, model);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    if (error.get_exit_code() == 0) return app.exit(error);  // --help
+    std::fprintf(stderr, "elastic: %s (see elastic --help)\n", error.what());
+    return error.get_exit_code();
+  }
+  try {
+    if (model.empty()) {
+      std::fprintf(stderr, "elastic: no model given and no default model installed (--model PATH)\n");
+      return 2;
+    }
+    if (inspect->parsed()) return elastic::cli::run_inspect(model);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "elastic: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}
