@@ -181,6 +181,11 @@ TEST_CASE("model config: the newer rope_parameters spelling, theta inside") {
   // The older "type" key, and both spellings given the same value.
   CHECK_FALSE(parse(with(smollm2_config, "/rope_scaling", {{"type", "default"}})).rope.llama3_scaling);
   CHECK(parse(with(llama3_config, "/rope_parameters", llama3_config["rope_scaling"])).rope.llama3_scaling);
+  json parameters = llama3_config["rope_scaling"];
+  parameters["rope_theta"] = 500000.0;
+  const ModelDescription both = parse(with(llama3_config, "/rope_parameters", parameters));
+  CHECK(both.rope.llama3_scaling);
+  CHECK(both.rope.theta == 500000.0f);
 }
 
 TEST_CASE("model config: Nemotron-NAS with every block kind") {

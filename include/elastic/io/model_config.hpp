@@ -142,11 +142,16 @@ inline void require_supported_features(const ConfigObject& config) {
 }
 
 // `rope_parameters` (newer) or `rope_scaling` (older): either may be absent;
-// if both are given they must agree.
+// if both are given they must agree on the scaling (only the newer may also
+// hold rope_theta).
 inline std::optional<ConfigObject> rope_parameters(const ConfigObject& config) {
   const nlohmann::json* newer = config.find("rope_parameters");
   const nlohmann::json* older = config.find("rope_scaling");
-  require_file(newer == nullptr || older == nullptr || *newer == *older, config.path(),
+  const auto scaling = [](nlohmann::json value) {
+    if (value.is_object()) value.erase("rope_theta");
+    return value;
+  };
+  require_file(newer == nullptr || older == nullptr || scaling(*newer) == scaling(*older), config.path(),
                "rope_parameters and rope_scaling disagree: expected one of them, or the same value in both");
   if (newer != nullptr) return ConfigObject(*newer, config.path(), "rope_parameters");
   if (older != nullptr) return ConfigObject(*older, config.path(), "rope_scaling");
