@@ -318,7 +318,7 @@ inline constexpr std::uintmax_t max_model_config_bytes = 16u << 20;
 
 // Reads `path`: a config.json, or a folder holding one.
 inline ModelDescription read_model_config(const std::filesystem::path& path) {
-  const std::filesystem::path file = std::filesystem::is_directory(path) ? path / "config.json" : path;
+  const std::filesystem::path file = is_folder(path) ? path / "config.json" : path;
   const MappedFile mapped(file.string());
   require_file(mapped.size() <= max_model_config_bytes, mapped.path(), "expected a config of at most ",
                max_model_config_bytes, " bytes, found ", mapped.size());

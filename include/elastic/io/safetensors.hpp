@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -264,6 +265,13 @@ class SafetensorsFile {
 
 // ---------------------------------------------------------- one model ----
 
+// Whether `path` names a folder (false when it cannot be inspected: opening
+// it as a file then reports the reason).
+inline bool is_folder(const std::filesystem::path& path) {
+  std::error_code ignored;
+  return std::filesystem::is_directory(path, ignored);
+}
+
 inline constexpr std::string_view safetensors_single_name = "model.safetensors";
 inline constexpr std::string_view safetensors_index_name = "model.safetensors.index.json";
 inline constexpr std::uint64_t max_safetensors_index_bytes = 100'000'000;
@@ -277,10 +285,11 @@ class SafetensorsModel {
  public:
   explicit SafetensorsModel(const std::filesystem::path& path) {
     std::filesystem::path file = path;
-    if (std::filesystem::is_directory(path)) {
+    if (is_folder(path)) {
+      std::error_code ignored;  // an unreadable entry counts as absent; opening it reports why
       file = path / safetensors_index_name;
-      if (!std::filesystem::exists(file)) file = path / safetensors_single_name;
-      require_file(std::filesystem::exists(file), path.string(), "expected a folder holding ", safetensors_index_name,
+      if (!std::filesystem::exists(file, ignored)) file = path / safetensors_single_name;
+      require_file(std::filesystem::exists(file, ignored), path.string(), "expected a folder holding ", safetensors_index_name,
                    " or ", safetensors_single_name, ", found neither");
     }
     path_ = file.string();
