@@ -73,6 +73,21 @@ TEST_CASE("byte-level BPE merges by rank inside pre-tokenizer pieces") {
   CHECK(tokenizer.decode(tokenizer.encode("hello world 😀")) == "hello world 😀");
 }
 
+TEST_CASE("every named pre-tokenizer compiles and splits as its family does") {
+  const auto pieces = [](std::string_view name, std::string_view text) {
+    std::vector<std::string> out;
+    for (const elastic::io::TextSpan& span : elastic::io::Pretokenizer::named(name).split(text))
+      out.emplace_back(text.substr(span.begin, span.size));
+    return out;
+  };
+  using Pieces = std::vector<std::string>;
+  CHECK(pieces("gpt2", "I'm 12345  ok") == Pieces{"I", "'m", " 12345", " ", " ok"});
+  CHECK(pieces("smollm", "x 123") == Pieces{"x", " ", "1", "2", "3"});
+  CHECK(pieces("llama-bpe", "I'M 12345\n\nok") == Pieces{"I", "'M", " ", "123", "45", "\n\n", "ok"});
+  CHECK(pieces("qwen2", "ab 12") == Pieces{"ab", " ", "1", "2"});
+  CHECK(pieces("default", "a+b 1234") == Pieces{"a", "+", "b", " ", "123", "4"});
+}
+
 TEST_CASE("byte-level BPE is lossless on any bytes, invalid UTF-8 included") {
   const Tokenizer tokenizer = Tokenizer::from_spec(elastic::test::small_byte_level_spec());
   const std::vector<std::string> texts = {"", "\xff\xfe", "a\x80" "b", "\xF0\x9F\x98", "\xE2\x82", "x\xC3(y",
