@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "elastic/io/chat_template.hpp"
+#include "support/error_message.hpp"
 #include "support/python.hpp"
 
 using elastic::io::ChatMessage;
@@ -24,14 +25,7 @@ constexpr std::string_view smollm2_template =
     "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-std::string error_of(const auto& action) {
-  try {
-    action();
-  } catch (const elastic::Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
+using elastic::test::error_of;
 
 }  // namespace
 

@@ -50,7 +50,7 @@ class TinyModel {
     writer.add(prefix_ + "rope.freq_base", {100000.0f});
     writer.add(prefix_ + "rope.dimension_count", {std::uint32_t{head_dim}});
     std::vector<std::string> tokens;
-    for (int i = 0; i < vocab; ++i) tokens.push_back("t" + std::to_string(i));
+    for (int i = 0; i < vocab; ++i) tokens.push_back(std::string(1, 't').append(std::to_string(i)));
     writer.add("tokenizer.ggml.model", {std::string("gpt2")});
     writer.add("tokenizer.ggml.pre", {std::string("smollm")});
     writer.add("tokenizer.ggml.tokens", gguf_array(tokens));
@@ -425,12 +425,12 @@ TEST_CASE("model and tokenizer descriptions reject wrong shapes, architectures a
   check("shape", [](TinyModel& t) {
     t.layers({{2, 256}});
     t.tensor("output.weight", TensorType::f32, {vocab + 1, hidden});
-  }, "tensor 'output.weight': expected shape [32, 256], found [33, 256]");
+  }, "tensor \"output.weight\" (LM head) must have shape [32, 256] for this model, found [33, 256]");
   check("missing tensor", [](TinyModel& t) {
     t.writer.add("llama.block_count", {std::uint32_t{1}});
     t.writer.add("llama.attention.head_count", {std::uint32_t{heads}});
     t.writer.add("llama.feed_forward_length", {std::uint32_t{256}});
-  }, "missing tensor 'blk.0.attn_norm.weight'");
+  }, "expected the attention norm tensor \"blk.0.attn_norm.weight\", found none");
   check("kv heads", [](TinyModel& t) {
     t.layers({{3, 256}});
   }, "3 KV heads do not divide the 4 query heads");

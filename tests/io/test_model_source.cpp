@@ -15,6 +15,7 @@
 #include "elastic/io/gguf_writer.hpp"
 #include "elastic/io/model_source.hpp"
 #include "elastic/io/safetensors_writer.hpp"
+#include "support/error_message.hpp"
 #include "support/python.hpp"
 
 using namespace elastic;
@@ -78,17 +79,6 @@ void write_hugging_face_folder(const std::filesystem::path& folder, const Shapes
   write_safetensors(folder / "model.safetensors", tensors);
 }
 
-template <class Call>
-std::string error_of(Call&& call) {
-  try {
-    call();
-  } catch (const FileError& error) {
-    return error.what();
-  }
-  FAIL("expected a FileError");
-  return {};
-}
-
 }  // namespace
 
 TEST_CASE("ModelSource opens a Hugging Face folder and binds every role to its tensor") {
@@ -123,20 +113,20 @@ TEST_CASE("ModelSource names the file, the tensor and both shapes when the weigh
   Shapes shapes = llama_shapes(false);
   shapes.by_name.erase("model.layers.1.mlp.up_proj.weight");
   write_hugging_face_folder(folder.path(), shapes, false);
-  std::string message = error_of([&] { (void)ModelSource::open(folder.path()); });
+  std::string message = test::error_of<FileError>([&] { (void)ModelSource::open(folder.path()); });
   CHECK(message.find("model.layers.1.mlp.up_proj.weight") != std::string::npos);
   CHECK(message.find("FFN up") != std::string::npos);
 
   shapes = llama_shapes(false);
   shapes.by_name["model.layers.0.self_attn.k_proj.weight"] = {64, kHidden};  // 4 KV heads' rows for 2
   write_hugging_face_folder(folder.path(), shapes, false);
-  message = error_of([&] { (void)ModelSource::open(folder.path()); });
+  message = test::error_of<FileError>([&] { (void)ModelSource::open(folder.path()); });
   CHECK(message.find(folder.path().string()) == 0);
   CHECK(message.find("model.layers.0.self_attn.k_proj.weight") != std::string::npos);
   CHECK(message.find("[32, 64]") != std::string::npos);
   CHECK(message.find("found [64, 64]") != std::string::npos);
 
-  message = error_of([&] { (void)ModelSource::open(folder / "absent"); });
+  message = test::error_of<FileError>([&] { (void)ModelSource::open(folder / "absent"); });
   CHECK(message.find("no such file") != std::string::npos);
 }
 

@@ -13,6 +13,7 @@
 #include "elastic/io/tokenizer.hpp"
 #include "elastic/io/tokenizer_json.hpp"
 #include "io/tokenizer_fixtures.hpp"
+#include "support/error_message.hpp"
 #include "support/python.hpp"
 
 #if __has_include("elastic/io/gguf_model.hpp")
@@ -45,14 +46,7 @@ std::string streamed(const Tokenizer& tokenizer, const std::vector<int>& ids, bo
   return text + decoder.flush();
 }
 
-std::string error_of(const auto& action) {
-  try {
-    action();
-  } catch (const elastic::Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
+using elastic::test::error_of;
 
 std::string slurp(const std::filesystem::path& path) {
   std::ifstream file(path, std::ios::binary);
@@ -250,7 +244,8 @@ TEST_CASE("tokenizer.json errors name the file and what is supported") {
   const auto message = [](std::string_view text) {
     return error_of([&] { (void)elastic::io::parse_tokenizer_json(text, "m/tokenizer.json"); });
   };
-  CHECK(message("{").starts_with("m/tokenizer.json: invalid JSON"));
+  CHECK(message("{").starts_with("m/tokenizer.json: expected well-formed UTF-8 JSON"));
+  CHECK(message(std::string(100, '[') + std::string(100, ']')).find("nested deeper than") != std::string::npos);
   CHECK(message(R"({"model": {"type": "WordPiece", "vocab": {}}})").find("unsupported tokenizer model 'WordPiece'; supported: model BPE") != std::string::npos);
   CHECK(message(R"({"model": {"type": "Unigram", "vocab": []}})").find("'Unigram'") != std::string::npos);
   CHECK(message(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Whitespace"}})")

@@ -28,9 +28,10 @@ inline std::string shell_quote(std::string_view text) {
 // Runs `python tests/io/reference/<script> args...` and returns its standard
 // output; throws std::runtime_error with the command when it fails.
 inline std::string run_reference_script(std::string_view script, std::initializer_list<std::string> args = {}) {
-  std::string command = shell_quote(ELASTIC_TEST_PYTHON) + " " +
-                        shell_quote(std::string(ELASTIC_SOURCE_DIR) + "/tests/io/reference/" + std::string(script));
-  for (const std::string& arg : args) command += " " + shell_quote(arg);
+  std::string command = shell_quote(ELASTIC_TEST_PYTHON);
+  const std::string script_path = std::string(ELASTIC_SOURCE_DIR) + "/tests/io/reference/" + std::string(script);
+  command.append(" ").append(shell_quote(script_path));
+  for (const std::string& arg : args) command.append(" ").append(shell_quote(arg));
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
   std::string output;

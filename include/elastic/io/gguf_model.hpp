@@ -35,6 +35,7 @@
 #include "elastic/io/file_error.hpp"
 #include "elastic/io/gguf.hpp"
 #include "elastic/io/model_description.hpp"
+#include "elastic/io/tensor_roles.hpp"
 #include "elastic/io/tokenizer_spec.hpp"
 #include "elastic/math/rope.hpp"
 
@@ -65,18 +66,6 @@ inline std::vector<std::int64_t> per_layer(const GgufContents& gguf, const std::
   return values;
 }
 
-inline std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
-inline void expect_shape(const GgufContents& gguf, const std::string& name, const std::vector<std::int64_t>& expected) {
-  const StoredTensor& tensor = gguf.tensor(name);
-  require_file(tensor.shape == expected, gguf.path(), "tensor '", name, "': expected shape ", shape_text(expected),
-               ", found ", shape_text(tensor.shape));
-}
-
 inline bool has(const GgufContents& gguf, const std::string& name) { return gguf.find_tensor(name) != nullptr; }
 
 inline AttentionKind attention_kind(const GgufContents& gguf, const std::string& block, std::int64_t kv_heads) {
@@ -93,31 +82,6 @@ inline FfnKind ffn_kind(const GgufContents& gguf, const std::string& block, std:
     require_file(!has(gguf, block + part + ".weight"), gguf.path(), "tensor '", block, part,
                  ".weight' belongs to a layer with FFN width 0");
   return has(gguf, block + "ffn_down.weight") ? FfnKind::linear : FfnKind::none;
-}
-
-inline void check_layer_shapes(const GgufContents& gguf, const ModelDescription& model, std::size_t index) {
-  const std::string block = "blk." + std::to_string(index) + ".";
-  const LayerPlan& layer = model.layers[index];
-  const std::int64_t hidden = model.hidden;
-  const std::int64_t q_rows = std::int64_t{model.heads} * model.head_dim;
-  const std::int64_t kv_rows = std::int64_t{layer.kv_heads} * model.head_dim;
-  if (layer.attention != AttentionKind::none) expect_shape(gguf, block + "attn_norm.weight", {hidden});
-  if (layer.attention == AttentionKind::gqa) {
-    expect_shape(gguf, block + "attn_q.weight", {q_rows, hidden});
-    expect_shape(gguf, block + "attn_k.weight", {kv_rows, hidden});
-    expect_shape(gguf, block + "attn_v.weight", {kv_rows, hidden});
-    expect_shape(gguf, block + "attn_output.weight", {hidden, q_rows});
-  } else if (layer.attention == AttentionKind::linear) {
-    expect_shape(gguf, block + "attn_output.weight", {hidden, hidden});
-  }
-  if (layer.ffn != FfnKind::none) expect_shape(gguf, block + "ffn_norm.weight", {hidden});
-  if (layer.ffn == FfnKind::swiglu) {
-    expect_shape(gguf, block + "ffn_gate.weight", {layer.intermediate, hidden});
-    expect_shape(gguf, block + "ffn_up.weight", {layer.intermediate, hidden});
-    expect_shape(gguf, block + "ffn_down.weight", {hidden, layer.intermediate});
-  } else if (layer.ffn == FfnKind::linear) {
-    expect_shape(gguf, block + "ffn_down.weight", {hidden, hidden});
-  }
 }
 
 // Llama 3 scaling from metadata keys, or from the rope_freqs.weight factors.
@@ -237,10 +201,8 @@ inline ModelDescription describe_gguf_model(const GgufContents& gguf) {
   }
   model.validate(gguf.path());
 
-  expect_shape(gguf, "token_embd.weight", {model.vocab, model.hidden});
-  expect_shape(gguf, "output_norm.weight", {model.hidden});
-  if (!model.tied_embeddings) expect_shape(gguf, "output.weight", {model.vocab, model.hidden});
-  for (std::size_t i = 0; i < layers; ++i) check_layer_shapes(gguf, model, i);
+  bind_required_tensors(model, TensorNaming::gguf, [&](const std::string& name) { return gguf.find_tensor(name); },
+                        gguf.path());
   return model;
 }
 

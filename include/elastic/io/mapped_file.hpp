@@ -12,8 +12,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
 #include <span>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "elastic/io/file_error.hpp"
@@ -76,5 +78,12 @@ class MappedFile {
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
 };
+
+// Whether `path` names a folder (false when it cannot be inspected: opening
+// it as a file then reports the reason).
+inline bool is_folder(const std::filesystem::path& path) {
+  std::error_code ignored;
+  return std::filesystem::is_directory(path, ignored);
+}
 
 }  // namespace elastic::io

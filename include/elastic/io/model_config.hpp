@@ -27,7 +27,7 @@
 #include "elastic/io/file_error.hpp"
 #include "elastic/io/mapped_file.hpp"
 #include "elastic/io/model_description.hpp"
-#include "elastic/io/safetensors.hpp"
+#include "elastic/io/json_document.hpp"
 #include "elastic/math/rope.hpp"
 
 namespace elastic::io {

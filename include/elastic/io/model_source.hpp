@@ -112,24 +112,10 @@ class ModelSource {
     return source;
   }
 
-  // Finds every tensor the description needs and checks its shape.
   template <class Find>
   void bind_tensors(TensorNaming naming, Find&& find_named) {
-    for (const TensorSlot& slot : required_tensors(description_)) {
-      const std::string name = tensor_name(naming, slot.role, slot.layer);
-      const StoredTensor* tensor = find_named(name);
-      require_file(tensor != nullptr, path_, "expected the ", role_name(slot.role), " tensor \"", name,
-                   "\", found none");
-      require_file(tensor->shape == slot.shape, path_, "tensor \"", name, "\" (", role_name(slot.role),
-                   ") must have shape ", shape_text(slot.shape), " for this model, found ", shape_text(tensor->shape));
-      by_role_.emplace(std::pair{slot.role, slot.layer}, tensor);
-    }
-  }
-
-  static std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string text = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-    return text + "]";
+    for (const BoundTensor& bound : bind_required_tensors(description_, naming, find_named, path_))
+      by_role_.emplace(std::pair{bound.slot.role, bound.slot.layer}, bound.tensor);
   }
 
   std::string path_;

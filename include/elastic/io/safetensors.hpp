@@ -8,8 +8,8 @@
 // which nlohmann would silently drop), the dtypes, the shapes, every size
 // computed without overflow, every range inside the data section and no two
 // ranges overlapping. Tensors are views into the mapping; data need not be
-// aligned. The JSON checks are shared with the other JSON files of a model
-// folder (parse_json_document).
+// aligned. The JSON checks are those of every JSON file of a model folder
+// (json_document.hpp).
 #pragma once
 
 #include <algorithm>
@@ -32,53 +32,13 @@
 #include <nlohmann/json.hpp>
 
 #include "elastic/io/byte_reader.hpp"
+#include "elastic/io/json_document.hpp"
 #include "elastic/io/file_error.hpp"
 #include "elastic/io/mapped_file.hpp"
 #include "elastic/io/stored_tensor.hpp"
 #include "elastic/io/tensor_type.hpp"
 
 namespace elastic::io {
-
-// ---------------------------------------------------------------- JSON ----
-
-inline constexpr int max_json_depth = 64;
-
-// Parses `text` as one JSON value, or throws FileError naming `path`: on
-// malformed JSON or invalid UTF-8 (nlohmann's own message, which gives the
-// byte offset), on nesting deeper than `max_depth` (checked as the parser
-// enters each container, so depth never grows past it), and on a key that
-// appears twice in one object.
-inline nlohmann::json parse_json_document(std::string_view text, std::string_view path,
-                                          int max_depth = max_json_depth) {
-  std::vector<std::set<std::string>> open_objects;  // keys seen so far in each enclosing object
-  auto check = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using Event = nlohmann::json::parse_event_t;
-    if (event == Event::object_start || event == Event::array_start)
-      require_file(depth < max_depth, path, "JSON nested deeper than ", max_depth, " levels");
-    if (event == Event::object_start) open_objects.emplace_back();
-    if (event == Event::object_end) open_objects.pop_back();
-    if (event == Event::key) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      require_file(open_objects.back().insert(key).second, path, "duplicate JSON key \"", key,
-                   "\": expected each key once per object");
-    }
-    return true;
-  };
-  try {
-    return nlohmann::json::parse(text.begin(), text.end(), check);
-  } catch (const nlohmann::json::exception& error) {
-    fail_file(path, "expected well-formed UTF-8 JSON, found: ", error.what());
-  }
-}
-
-// A short description of a JSON value for error messages: its type, and the
-// value itself when it is a short scalar.
-inline std::string describe_json(const nlohmann::json& value) {
-  if (value.is_structured()) return value.type_name();
-  std::string text = value.dump();
-  if (text.size() > 40) text = text.substr(0, 40) + "...";
-  return std::string(value.type_name()) + " " + text;
-}
 
 // ----------------------------------------------------------- one file ----
 
@@ -265,13 +225,6 @@ class SafetensorsFile {
 
 // ---------------------------------------------------------- one model ----
 
-// Whether `path` names a folder (false when it cannot be inspected: opening
-// it as a file then reports the reason).
-inline bool is_folder(const std::filesystem::path& path) {
-  std::error_code ignored;
-  return std::filesystem::is_directory(path, ignored);
-}
-
 inline constexpr std::string_view safetensors_single_name = "model.safetensors";
 inline constexpr std::string_view safetensors_index_name = "model.safetensors.index.json";
 inline constexpr std::uint64_t max_safetensors_index_bytes = 100'000'000;
@@ -329,11 +282,7 @@ class SafetensorsModel {
   }
 
   void open_index(const std::filesystem::path& index) {
-    const MappedFile file(index.string());
-    require_file(file.size() <= max_safetensors_index_bytes, path_, "expected an index of at most ",
-                 max_safetensors_index_bytes, " bytes, found ", file.size());
-    const nlohmann::json document =
-        parse_json_document({reinterpret_cast<const char*>(file.bytes().data()), file.size()}, path_);
+    const nlohmann::json document = read_json_file(index, max_safetensors_index_bytes);
     require_file(document.is_object() && document.contains("weight_map") && document["weight_map"].is_object(), path_,
                  "expected an object with a \"weight_map\" object, found ", describe_json(document));
     std::map<std::string, std::size_t> shard_numbers;

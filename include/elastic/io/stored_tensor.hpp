@@ -33,4 +33,11 @@ struct StoredTensor {
   std::int64_t rows() const { return cols() == 0 ? 0 : elements() / cols(); }
 };
 
+// "[rows, cols]" for messages.
+inline std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
 }  // namespace elastic::io

@@ -2,7 +2,8 @@
 // them: Hugging Face names (model.layers.{i}.self_attn.q_proj.weight, ...)
 // and GGUF names (blk.{i}.attn_q.weight, ...). From a ModelDescription this
 // lists every tensor a model needs, with the shape it must have (outermost
-// first, as StoredTensor gives it), so one check serves both formats.
+// first, as StoredTensor gives it), and binds them, so one check serves both
+// formats.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "elastic/io/file_error.hpp"
 #include "elastic/io/model_description.hpp"
+#include "elastic/io/stored_tensor.hpp"
 
 namespace elastic::io {
 
@@ -102,6 +105,29 @@ inline std::vector<TensorSlot> required_tensors(const ModelDescription& model) {
   slots.push_back({TensorRole::output_norm, -1, {hidden}});
   if (!model.tied_embeddings) slots.push_back({TensorRole::lm_head, -1, {model.vocab, hidden}});
   return slots;
+}
+
+struct BoundTensor {
+  TensorSlot slot;
+  const StoredTensor* tensor;
+};
+
+// Every required tensor found by `find_named(name) -> const StoredTensor*`
+// and checked against its expected shape; FileError naming `path`, the
+// tensor, its role and both shapes otherwise.
+template <class Find>
+std::vector<BoundTensor> bind_required_tensors(const ModelDescription& model, TensorNaming naming, Find&& find_named,
+                                               std::string_view path) {
+  std::vector<BoundTensor> bound;
+  for (TensorSlot& slot : required_tensors(model)) {
+    const std::string name = tensor_name(naming, slot.role, slot.layer);
+    const StoredTensor* tensor = find_named(name);
+    require_file(tensor != nullptr, path, "expected the ", role_name(slot.role), " tensor \"", name, "\", found none");
+    require_file(tensor->shape == slot.shape, path, "tensor \"", name, "\" (", role_name(slot.role),
+                 ") must have shape ", shape_text(slot.shape), " for this model, found ", shape_text(tensor->shape));
+    bound.push_back({std::move(slot), tensor});
+  }
+  return bound;
 }
 
 }  // namespace elastic::io

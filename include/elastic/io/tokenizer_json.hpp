@@ -11,9 +11,8 @@
 // normalizers, other splits) is a FileError that says what is supported.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "elastic/io/file_error.hpp"
+#include "elastic/io/json_document.hpp"
+#include "elastic/io/mapped_file.hpp"
 #include "elastic/io/pretokenizer.hpp"
 #include "elastic/io/tokenizer_spec.hpp"
 
@@ -186,20 +187,12 @@ inline void apply_config(const json& config, TokenizerSpec& spec, std::string_vi
   spec.add_eos = flag(config, "add_eos_token", spec.add_eos);
 }
 
-inline json parse_json(std::string_view text, std::string_view path) {
-  try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::exception& error) {
-    fail_file(path, "invalid JSON: ", error.what());
-  }
-}
+inline constexpr std::uint64_t max_tokenizer_json_bytes = 256u << 20;
 
-inline std::string read_text(const std::filesystem::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  require_file(file.good(), path.string(), "cannot open");
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
+inline std::string text_of(const MappedFile& file) {
+  require_file(file.size() <= max_tokenizer_json_bytes, file.path(), "expected at most ", max_tokenizer_json_bytes,
+               " bytes, found ", file.size());
+  return {reinterpret_cast<const char*>(file.bytes().data()), file.size()};
 }
 
 }  // namespace tokenizer_json_detail
@@ -208,7 +201,7 @@ inline std::string read_text(const std::filesystem::path& path) {
 inline TokenizerSpec parse_tokenizer_json(std::string_view text, std::string_view path = "tokenizer.json") {
   using namespace tokenizer_json_detail;
   try {
-    return parse(parse_json(text, path), path);
+    return parse(parse_json_document(text, path), path);
   } catch (const json::exception& error) {
     fail_file(path, "malformed tokenizer.json: ", error.what());
   }
@@ -219,7 +212,7 @@ inline void apply_tokenizer_config_json(std::string_view text, TokenizerSpec& sp
                                         std::string_view path = "tokenizer_config.json") {
   using namespace tokenizer_json_detail;
   try {
-    apply_config(parse_json(text, path), spec, path);
+    apply_config(parse_json_document(text, path), spec, path);
   } catch (const json::exception& error) {
     fail_file(path, "malformed tokenizer_config.json: ", error.what());
   }
@@ -228,9 +221,13 @@ inline void apply_tokenizer_config_json(std::string_view text, TokenizerSpec& sp
 // Reads tokenizer.json and, when present beside it, tokenizer_config.json.
 inline TokenizerSpec read_tokenizer_json(const std::filesystem::path& path) {
   using namespace tokenizer_json_detail;
-  TokenizerSpec spec = parse_tokenizer_json(read_text(path), path.string());
+  const MappedFile tokenizer(path.string());
+  TokenizerSpec spec = parse_tokenizer_json(text_of(tokenizer), tokenizer.path());
   const std::filesystem::path config = path.parent_path() / "tokenizer_config.json";
-  if (std::filesystem::exists(config)) apply_tokenizer_config_json(read_text(config), spec, config.string());
+  if (std::filesystem::exists(config)) {
+    const MappedFile config_file(config.string());
+    apply_tokenizer_config_json(text_of(config_file), spec, config_file.path());
+  }
   return spec;
 }
 
