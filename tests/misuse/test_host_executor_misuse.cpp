@@ -190,7 +190,8 @@ TEST_CASE("load_indices and contribution_ratios reject null and overlapping argu
   host::Executor executor(1);
   std::vector<int> destination(4, -3);
   const std::vector<int> source = {1, 2, 3, 4};
-  check_rejected([&] { executor.load_indices(nullptr, source); }, {"load_indices", "destination", "null"},
+  std::vector<int> no_memory;  // data() is null, as the compiler cannot tell
+  check_rejected([&] { executor.load_indices(no_memory.data(), source); }, {"load_indices", "destination", "null"},
                  {bytes_of(destination)});
   std::vector<int> both = {1, 2, 3, 4, 5};
   check_rejected([&] { executor.load_indices(both.data() + 1, std::span<const int>(both).first(4)); },
