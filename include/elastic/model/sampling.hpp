@@ -134,8 +134,9 @@ class Sampler {
 
   // The distribution sample() draws from for these logits: the tokens that
   // survive the filters with their probabilities after temperature, in a
-  // deterministic order (descending probability when top-k or top-p is on,
-  // token order otherwise). Valid until the next call; draws nothing.
+  // deterministic order (descending probability when top-p is on or top-k
+  // cut the row, token order otherwise). Valid until the next call; draws
+  // nothing.
   std::span<const TokenCandidate> distribution(std::span<const float> logits) {
     const int best = detail::checked_argmax(logits, "Sampler");
     candidates_.clear();
@@ -158,21 +159,18 @@ class Sampler {
     return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
   }
 
-  bool sorted_by_top_k() const {
-    return config_.top_k > 0 && static_cast<std::size_t>(config_.top_k) < candidates_.size();
-  }
-
   void keep_top_k() {
-    if (!sorted_by_top_k()) return;
+    if (config_.top_k == 0 || static_cast<std::size_t>(config_.top_k) >= candidates_.size()) return;
     const auto k = static_cast<std::ptrdiff_t>(config_.top_k);
     std::partial_sort(candidates_.begin(), candidates_.begin() + k, candidates_.end(), more_likely);
     candidates_.resize(static_cast<std::size_t>(k));
   }
 
-  // Top-p on the temperature-1 probabilities of what top-k kept.
+  // Top-p on the temperature-1 probabilities of what top-k kept (the sort is
+  // cheap after a top-k cut, which leaves its k sorted).
   void keep_top_p(double top) {
     if (config_.top_p >= 1.0f) return;
-    if (!sorted_by_top_k()) std::sort(candidates_.begin(), candidates_.end(), more_likely);
+    std::sort(candidates_.begin(), candidates_.end(), more_likely);
     set_probabilities(top, 1.0);
     const double target = config_.top_p;
     double cumulative = 0.0;

@@ -1,0 +1,90 @@
+// The owner of a model's weights in host memory: every tensor the described
+// model reads (io::required_tensors), fetched by role from an io::ModelSource
+// (GGUF or Hugging Face folder) and dequantised once into one aligned
+// allocation as T (float or bfloat16_t, the caller's choice). The Decoder
+// and any sub-network of it read these through non-owning views, so the
+// weights exist once. Q/K rows are kept in the file's RoPE pair layout
+// (ModelDescription::rope.layout tells the attention which one).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "elastic/core/dtype.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/core/workspace.hpp"
+#include "elastic/host/workspace_buffer.hpp"
+#include "elastic/io/dequantize.hpp"
+#include "elastic/io/model_description.hpp"
+#include "elastic/io/model_source.hpp"
+#include "elastic/io/tensor_roles.hpp"
+#include "elastic/model/model_weights.hpp"
+
+namespace elastic::model {
+
+template <ElementType T>
+class HostWeights {
+ public:
+  // Dequantises every required tensor of `source`; the source may be closed
+  // afterwards. Throws elastic::Error for a tensor type that cannot be
+  // dequantised.
+  explicit HostWeights(const io::ModelSource& source) : description_(source.description()) {
+    const std::vector<io::TensorSlot> slots = io::required_tensors(description_);
+    WorkspaceCursor measure;
+    for (const io::TensorSlot& slot : slots) measure.take<T>(element_count(slot));
+    buffer_ = host::WorkspaceBuffer(measure.bytes_used());
+    WorkspaceCursor carve(buffer_.get());
+    views_.layers.resize(description_.layers.size());
+    for (const io::TensorSlot& slot : slots) {
+      const std::size_t count = element_count(slot);
+      T* data = carve.take<T>(count);
+      io::dequantize_tensor(source.tensor(slot.role, slot.layer), std::span<T>(data, count));
+      const index_t cols = slot.shape.back();
+      bind(slot, ConstMatrixView<T>(data, static_cast<index_t>(count) / cols, cols));
+    }
+    if (description_.tied_embeddings) views_.lm_head = views_.token_embedding;
+  }
+
+  const io::ModelDescription& description() const { return description_; }
+  const ModelWeights<T>& views() const { return views_; }
+  std::size_t bytes() const { return buffer_.bytes(); }
+
+ private:
+  static std::size_t element_count(const io::TensorSlot& slot) {
+    std::size_t count = 1;
+    for (std::int64_t dim : slot.shape) count *= static_cast<std::size_t>(dim);  // the source checked the sizes
+    return count;
+  }
+
+  void bind(const io::TensorSlot& slot, ConstMatrixView<T> view) {
+    using io::TensorRole;
+    if (slot.layer < 0) {
+      if (slot.role == TensorRole::token_embedding) views_.token_embedding = view;
+      if (slot.role == TensorRole::output_norm) views_.output_norm = view;
+      if (slot.role == TensorRole::lm_head) views_.lm_head = view;
+      return;
+    }
+    LayerWeights<T>& layer = views_.layers[static_cast<std::size_t>(slot.layer)];
+    switch (slot.role) {
+      case TensorRole::attention_norm: layer.attention_norm = view; break;
+      case TensorRole::attention_q: layer.attention.q = view; break;
+      case TensorRole::attention_k: layer.attention.k = view; break;
+      case TensorRole::attention_v: layer.attention.v = view; break;
+      case TensorRole::attention_output: layer.attention.o = view; break;
+      case TensorRole::linear_attention: layer.linear_attention = view; break;
+      case TensorRole::ffn_norm: layer.ffn_norm = view; break;
+      case TensorRole::ffn_gate: layer.mlp.gate = view; break;
+      case TensorRole::ffn_up: layer.mlp.up = view; break;
+      case TensorRole::ffn_down: layer.mlp.down = view; break;
+      case TensorRole::linear_ffn: layer.linear_ffn = view; break;
+      default: break;  // the model-wide roles come without a layer
+    }
+  }
+
+  io::ModelDescription description_;
+  host::WorkspaceBuffer buffer_;
+  ModelWeights<T> views_;
+};
+
+}  // namespace elastic::model

@@ -1,0 +1,798 @@
+// The heterogeneous decoder against an independent float64 reference.
+//
+// Each test writes a tiny random checkpoint with the library's writers (a
+// Hugging Face llama folder, tied or not, with or without Llama 3 RoPE
+// scaling; a nemotron-nas folder with every block kind; a GGUF llama with
+// quantised tensors and interleaved RoPE pairs), opens it with
+// io::ModelSource, runs it through model::Decoder, and compares the logits
+// with a plain-loop float64 model written here (embedding, RMSNorm, RoPE in
+// the file's pair layout, causal GQA softmax attention, SwiGLU, linear and
+// no-op blocks, final norm, LM head) that reads the same stored weights and
+// slices them as a SubnetworkConfig says. Error measure: max|a - b| / max|ref|.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numbers>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "elastic/io/gguf_writer.hpp"
+#include "elastic/io/model_source.hpp"
+#include "elastic/io/safetensors_writer.hpp"
+#include "elastic/model/decoder.hpp"
+#include "elastic/model/host_weights.hpp"
+#include "support/error_message.hpp"
+#include "support/python.hpp"
+#include "support/test_support.hpp"
+
+using namespace elastic;
+using elastic::io::AttentionKind;
+using elastic::io::FfnKind;
+using elastic::io::TensorRole;
+using elastic::model::LogitsFor;
+using elastic::model::SubnetworkConfig;
+
+namespace {
+
+// ---------------------------------------------------------------- checkpoints
+
+struct TinyLayer {
+  AttentionKind attention = AttentionKind::gqa;
+  int kv_heads = 2;
+  FfnKind ffn = FfnKind::swiglu;
+  double ffn_mult = 1.5;  // nemotron-nas: int(2 * mult * hidden / 3) rounded up to 256
+};
+
+struct TinyModel {
+  int hidden = 256;
+  int heads = 4;
+  int head_dim = 64;
+  int vocab = 96;
+  int intermediate = 192;  // llama: every layer
+  int kv_heads = 2;        // llama: every layer
+  int layers = 2;          // llama
+  bool tied = false;
+  bool llama3 = false;
+  std::vector<TinyLayer> blocks;  // nemotron-nas
+};
+
+class TensorWriter {
+ public:
+  explicit TensorWriter(std::uint64_t seed) : engine_(seed) {}
+
+  // Uniform in [center - spread, center + spread], never exactly zero.
+  void add(std::string name, std::vector<std::int64_t> shape, float center, float spread,
+           io::TensorType type = io::TensorType::f32) {
+    std::int64_t count = 1;
+    for (std::int64_t dim : shape) count *= dim;
+    std::uniform_real_distribution<float> uniform(center - spread, center + spread);
+    std::vector<std::byte>& bytes = storage_.emplace_back();
+    for (std::int64_t i = 0; i < count; ++i) {
+      float value = uniform(engine_);
+      if (value == 0.0f) value = spread / 2;
+      if (type == io::TensorType::bf16) append(bytes, from_float<bfloat16_t>(value));
+      else append(bytes, value);
+    }
+    tensors_.push_back({std::move(name), type, std::move(shape), bytes});
+  }
+
+  void write(const std::filesystem::path& path) const { io::write_safetensors(path, tensors_); }
+
+ private:
+  template <class V>
+  static void append(std::vector<std::byte>& bytes, V value) {
+    const auto* first = reinterpret_cast<const std::byte*>(&value);
+    bytes.insert(bytes.end(), first, first + sizeof value);
+  }
+
+  std::mt19937_64 engine_;
+  std::vector<std::vector<std::byte>> storage_;
+  std::vector<io::TensorToWrite> tensors_;
+};
+
+float inverse_sqrt(int n) { return 1.0f / std::sqrt(static_cast<float>(n)); }
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string rope_scaling_json(bool llama3) {
+  return llama3 ? R"(, "rope_scaling": {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32})"
+                : "";
+}
+
+std::string common_config_json(const TinyModel& m) {
+  return "\"hidden_size\": " + std::to_string(m.hidden) + ", \"num_attention_heads\": " + std::to_string(m.heads) +
+         ", \"head_dim\": " + std::to_string(m.head_dim) + ", \"vocab_size\": " + std::to_string(m.vocab) +
+         R"(, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256, "hidden_act": "silu",
+         "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": )" +
+         (m.tied ? "true" : "false") + rope_scaling_json(m.llama3);
+}
+
+// Random weights for one layer, Hugging Face names; widths as the plan says.
+void add_layer(TensorWriter& writer, const TinyModel& m, int i, const io::LayerPlan& plan, io::TensorType type) {
+  const std::string block = "model.layers." + std::to_string(i) + ".";
+  const std::int64_t q_rows = std::int64_t{m.heads} * m.head_dim, kv_rows = std::int64_t{plan.kv_heads} * m.head_dim;
+  const float in_scale = inverse_sqrt(m.hidden);
+  if (plan.attention != AttentionKind::none) writer.add(block + "input_layernorm.weight", {m.hidden}, 1.0f, 0.25f, type);
+  if (plan.attention == AttentionKind::gqa) {
+    writer.add(block + "self_attn.q_proj.weight", {q_rows, m.hidden}, 0.0f, 2 * in_scale, type);
+    writer.add(block + "self_attn.k_proj.weight", {kv_rows, m.hidden}, 0.0f, 2 * in_scale, type);
+    writer.add(block + "self_attn.v_proj.weight", {kv_rows, m.hidden}, 0.0f, in_scale, type);
+    writer.add(block + "self_attn.o_proj.weight", {m.hidden, q_rows}, 0.0f, inverse_sqrt(static_cast<int>(q_rows)), type);
+  } else if (plan.attention == AttentionKind::linear) {
+    writer.add(block + "self_attn.linear_attn.weight", {m.hidden, m.hidden}, 0.0f, in_scale, type);
+  }
+  if (plan.ffn != FfnKind::none) writer.add(block + "post_attention_layernorm.weight", {m.hidden}, 1.0f, 0.25f, type);
+  if (plan.ffn == FfnKind::swiglu) {
+    writer.add(block + "mlp.gate_proj.weight", {plan.intermediate, m.hidden}, 0.0f, 2 * in_scale, type);
+    writer.add(block + "mlp.up_proj.weight", {plan.intermediate, m.hidden}, 0.0f, 2 * in_scale, type);
+    writer.add(block + "mlp.down_proj.weight", {m.hidden, plan.intermediate}, 0.0f,
+               inverse_sqrt(static_cast<int>(plan.intermediate)), type);
+  } else if (plan.ffn == FfnKind::linear) {
+    writer.add(block + "mlp.linear_mlp.weight", {m.hidden, m.hidden}, 0.0f, in_scale, type);
+  }
+}
+
+void add_model_wide(TensorWriter& writer, const TinyModel& m, io::TensorType type) {
+  writer.add("model.embed_tokens.weight", {m.vocab, m.hidden}, 0.0f, 1.0f, type);
+  writer.add("model.norm.weight", {m.hidden}, 1.0f, 0.25f, type);
+  if (!m.tied) writer.add("lm_head.weight", {m.vocab, m.hidden}, 0.0f, inverse_sqrt(m.hidden), type);
+}
+
+void write_llama_folder(const std::filesystem::path& folder, const TinyModel& m, std::uint64_t seed,
+                        io::TensorType type = io::TensorType::f32) {
+  write_text(folder / "config.json", R"({"model_type": "llama", "architectures": ["LlamaForCausalLM"], )" +
+                                         common_config_json(m) + ", \"intermediate_size\": " +
+                                         std::to_string(m.intermediate) + ", \"num_hidden_layers\": " +
+                                         std::to_string(m.layers) + ", \"num_key_value_heads\": " +
+                                         std::to_string(m.kv_heads) + "}");
+  TensorWriter writer(seed);
+  add_model_wide(writer, m, type);
+  for (int i = 0; i < m.layers; ++i)
+    add_layer(writer, m, i, {AttentionKind::gqa, m.kv_heads, FfnKind::swiglu, m.intermediate}, type);
+  writer.write(folder / "model.safetensors");
+}
+
+std::int64_t nemotron_width(const TinyModel& m, double ffn_mult) {
+  const auto width = static_cast<std::int64_t>(2.0 * ffn_mult * m.hidden / 3.0);
+  return (width + 255) / 256 * 256;
+}
+
+void write_nemotron_folder(const std::filesystem::path& folder, const TinyModel& m, std::uint64_t seed,
+                           io::TensorType type = io::TensorType::f32) {
+  std::string blocks;
+  for (const TinyLayer& layer : m.blocks) {
+    const bool gqa = layer.attention == AttentionKind::gqa;
+    blocks += std::string(blocks.empty() ? "" : ", ") + R"({"attention": {"n_heads_in_group": )" +
+              (gqa ? std::to_string(m.heads / layer.kv_heads) : "null") +
+              ", \"no_op\": " + (layer.attention == AttentionKind::none ? "true" : "false") +
+              ", \"replace_with_linear\": " + (layer.attention == AttentionKind::linear ? "true" : "false") +
+              R"(}, "ffn": {"ffn_mult": )" +
+              (layer.ffn == FfnKind::swiglu ? std::to_string(layer.ffn_mult) : "null") +
+              ", \"no_op\": " + (layer.ffn == FfnKind::none ? "true" : "false") +
+              ", \"replace_with_linear\": " + (layer.ffn == FfnKind::linear ? "true" : "false") + "}}";
+  }
+  write_text(folder / "config.json",
+             R"({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], )" + common_config_json(m) +
+                 R"(, "intermediate_size": null, "num_key_value_heads": null, "num_hidden_layers": )" +
+                 std::to_string(m.blocks.size()) + ", \"block_configs\": [" + blocks + "]}");
+  TensorWriter writer(seed);
+  add_model_wide(writer, m, type);
+  for (std::size_t i = 0; i < m.blocks.size(); ++i) {
+    const TinyLayer& layer = m.blocks[i];
+    add_layer(writer, m, static_cast<int>(i),
+              {layer.attention, layer.attention == AttentionKind::gqa ? layer.kv_heads : 0, layer.ffn,
+               layer.ffn == FfnKind::swiglu ? nemotron_width(m, layer.ffn_mult) : 0},
+              type);
+  }
+  writer.write(folder / "model.safetensors");
+}
+
+// Every block kind: GQA with 2, 1 (MQA) and 4 KV heads, linear and no-op
+// attention, SwiGLU of widths 512 and 256, linear and no-op FFN.
+TinyModel nemotron_model() {
+  TinyModel m;
+  m.blocks = {{AttentionKind::gqa, 2, FfnKind::swiglu, 3.0},
+              {AttentionKind::linear, 0, FfnKind::swiglu, 1.5},
+              {AttentionKind::none, 0, FfnKind::linear, 0.0},
+              {AttentionKind::gqa, 1, FfnKind::none, 0.0},
+              {AttentionKind::gqa, 4, FfnKind::swiglu, 1.5}};
+  return m;
+}
+
+// GGUF blocks with random quants and small random scales (Q8_0: d; Q4_0: d;
+// Q4_1: d, m), so the dequantised values are of weight size.
+std::vector<std::byte> random_quantised(io::TensorType type, std::int64_t elements, float scale, std::mt19937_64& engine) {
+  const io::TensorTypeInfo& info = io::info(type);
+  std::vector<std::byte> bytes(static_cast<std::size_t>(elements / info.block_elements * info.block_bytes));
+  for (std::byte& b : bytes) b = static_cast<std::byte>(engine() & 0xff);
+  std::uniform_real_distribution<float> uniform(0.5f, 1.0f);
+  const auto put_half = [&](std::size_t at, float value) {
+    const half_t half = from_float<half_t>(value);
+    std::memcpy(bytes.data() + at, &half, sizeof half);
+  };
+  const float levels = type == io::TensorType::q8_0 ? 127.0f : 8.0f;
+  for (std::size_t block = 0; block < bytes.size(); block += static_cast<std::size_t>(info.block_bytes)) {
+    const float d = scale * uniform(engine) / levels;
+    put_half(block, d);
+    if (type == io::TensorType::q4_1) put_half(block + 2, -8.0f * d);
+  }
+  return bytes;
+}
+
+// A GGUF llama with tied Q8_0 embeddings, Q4_0 / Q4_1 / F16 matrices and F32
+// norms; Q/K rows in GGUF's interleaved pair order (random, so any order).
+void write_gguf(const std::filesystem::path& path, const TinyModel& m, std::uint64_t seed) {
+  io::GgufWriter writer;
+  const auto u32 = [](int v) { return io::GgufValue{static_cast<std::uint32_t>(v)}; };
+  writer.add("general.architecture", {std::string("llama")});
+  writer.add("llama.block_count", u32(m.layers));
+  writer.add("llama.embedding_length", u32(m.hidden));
+  writer.add("llama.feed_forward_length", u32(m.intermediate));
+  writer.add("llama.attention.head_count", u32(m.heads));
+  writer.add("llama.attention.head_count_kv", u32(m.kv_heads));
+  writer.add("llama.attention.layer_norm_rms_epsilon", {1e-5f});
+  writer.add("llama.context_length", u32(256));
+  writer.add("llama.vocab_size", u32(m.vocab));
+  writer.add("llama.rope.freq_base", {10000.0f});
+  std::mt19937_64 engine(seed);
+  static std::vector<std::vector<std::byte>> storage;  // alive until write()
+  storage.clear();
+  const auto add = [&](const std::string& name, io::TensorType type, std::vector<std::int64_t> shape, float scale) {
+    std::int64_t count = 1;
+    for (std::int64_t dim : shape) count *= dim;
+    std::vector<std::byte>& bytes = storage.emplace_back();
+    if (io::info(type).quantized) {
+      bytes = random_quantised(type, count, scale, engine);
+    } else {
+      std::uniform_real_distribution<float> uniform(1.0f - scale, 1.0f + scale);
+      for (std::int64_t i = 0; i < count; ++i) {
+        const float value = uniform(engine);
+        if (type == io::TensorType::f16) {
+          const half_t half = from_float<half_t>(value - 1.0f);
+          bytes.insert(bytes.end(), reinterpret_cast<const std::byte*>(&half), reinterpret_cast<const std::byte*>(&half) + 2);
+        } else {
+          bytes.insert(bytes.end(), reinterpret_cast<const std::byte*>(&value), reinterpret_cast<const std::byte*>(&value) + 4);
+        }
+      }
+    }
+    writer.add_tensor(name, type, std::move(shape), bytes);
+  };
+  const float in_scale = inverse_sqrt(m.hidden);
+  const std::int64_t q_rows = std::int64_t{m.heads} * m.head_dim, kv_rows = std::int64_t{m.kv_heads} * m.head_dim;
+  add("token_embd.weight", io::TensorType::q8_0, {m.vocab, m.hidden}, 1.0f);
+  add("output_norm.weight", io::TensorType::f32, {m.hidden}, 0.25f);
+  for (int i = 0; i < m.layers; ++i) {
+    const std::string block = "blk." + std::to_string(i) + ".";
+    add(block + "attn_norm.weight", io::TensorType::f32, {m.hidden}, 0.25f);
+    add(block + "attn_q.weight", io::TensorType::q4_0, {q_rows, m.hidden}, 2 * in_scale);
+    add(block + "attn_k.weight", io::TensorType::q4_1, {kv_rows, m.hidden}, 2 * in_scale);
+    add(block + "attn_v.weight", io::TensorType::q8_0, {kv_rows, m.hidden}, in_scale);
+    add(block + "attn_output.weight", io::TensorType::q4_0, {m.hidden, q_rows}, inverse_sqrt(static_cast<int>(q_rows)));
+    add(block + "ffn_norm.weight", io::TensorType::f32, {m.hidden}, 0.25f);
+    add(block + "ffn_gate.weight", io::TensorType::q4_1, {m.intermediate, m.hidden}, 2 * in_scale);
+    add(block + "ffn_up.weight", io::TensorType::q8_0, {m.intermediate, m.hidden}, 2 * in_scale);
+    add(block + "ffn_down.weight", io::TensorType::f16, {m.hidden, m.intermediate}, inverse_sqrt(m.intermediate));
+  }
+  writer.write(path);
+}
+
+// ------------------------------------------------------- float64 reference
+
+using Vector = std::vector<double>;
+using Rows = std::vector<Vector>;  // one row per position
+
+// The stored weights as doubles, by role and layer.
+class ReferenceModel {
+ public:
+  explicit ReferenceModel(const io::ModelSource& source) : model_(source.description()) {
+    for (const io::TensorSlot& slot : io::required_tensors(model_)) {
+      const io::StoredTensor& tensor = source.tensor(slot.role, slot.layer);
+      std::vector<float> values(static_cast<std::size_t>(tensor.elements()));
+      io::dequantize_tensor(tensor, std::span(values));
+      weights_[{slot.role, slot.layer}] = {tensor.rows(), tensor.cols(), Vector(values.begin(), values.end())};
+    }
+  }
+
+  // Logits [positions x vocab] of one sequence run whole and causally.
+  Rows logits(const SubnetworkConfig& config, const std::vector<int>& tokens) const {
+    const Matrix& embedding = weight(TensorRole::token_embedding);
+    Rows h;
+    for (int token : tokens)
+      h.emplace_back(embedding.values.begin() + token * embedding.cols,
+                     embedding.values.begin() + (token + 1) * embedding.cols);
+    for (std::size_t i = 0; i < model_.layers.size(); ++i) {
+      const io::LayerPlan& plan = model_.layers[i];
+      const model::LayerChoice& choice = config.layers[i];
+      const int layer = static_cast<int>(i);
+      if (!choice.skip_attention && plan.attention == AttentionKind::gqa)
+        add(h, attention(norm(h, weight(TensorRole::attention_norm, layer)), layer, plan.kv_heads, choice.heads));
+      if (!choice.skip_attention && plan.attention == AttentionKind::linear)
+        add(h, linear(norm(h, weight(TensorRole::attention_norm, layer)), weight(TensorRole::linear_attention, layer)));
+      if (!choice.skip_ffn && plan.ffn == FfnKind::swiglu)
+        add(h, swiglu(norm(h, weight(TensorRole::ffn_norm, layer)), layer, choice.mlp_width));
+      if (!choice.skip_ffn && plan.ffn == FfnKind::linear)
+        add(h, linear(norm(h, weight(TensorRole::ffn_norm, layer)), weight(TensorRole::linear_ffn, layer)));
+    }
+    const Matrix& head = model_.tied_embeddings ? embedding : weight(TensorRole::lm_head);
+    return linear(norm(h, weight(TensorRole::output_norm)), head);
+  }
+
+ private:
+  struct Matrix {
+    std::int64_t rows = 0, cols = 0;
+    Vector values;
+    double at(std::int64_t r, std::int64_t c) const { return values[static_cast<std::size_t>(r * cols + c)]; }
+  };
+
+  const Matrix& weight(TensorRole role, int layer = -1) const { return weights_.at({role, layer}); }
+
+  static void add(Rows& h, const Rows& block) {
+    for (std::size_t t = 0; t < h.size(); ++t)
+      for (std::size_t c = 0; c < h[t].size(); ++c) h[t][c] += block[t][c];
+  }
+
+  Rows norm(const Rows& h, const Matrix& gain) const {
+    Rows out = h;
+    for (Vector& row : out) {
+      double sum = 0.0;
+      for (double v : row) sum += v * v;
+      const double scale = 1.0 / std::sqrt(sum / static_cast<double>(row.size()) + model_.rms_epsilon);
+      for (std::size_t c = 0; c < row.size(); ++c) row[c] *= scale * gain.values[c];
+    }
+    return out;
+  }
+
+  // x . w[:rows, :cols]^T over the leading block of w (all of it by default).
+  static Rows linear(const Rows& x, const Matrix& w, std::int64_t rows = -1, std::int64_t cols = -1) {
+    rows = rows < 0 ? w.rows : rows;
+    cols = cols < 0 ? w.cols : cols;
+    Rows y(x.size(), Vector(static_cast<std::size_t>(rows)));
+    for (std::size_t t = 0; t < x.size(); ++t)
+      for (std::int64_t o = 0; o < rows; ++o) {
+        double sum = 0.0;
+        for (std::int64_t i = 0; i < cols; ++i) sum += x[t][static_cast<std::size_t>(i)] * w.at(o, i);
+        y[t][static_cast<std::size_t>(o)] = sum;
+      }
+    return y;
+  }
+
+  double inverse_frequency(int pair) const {
+    const int d = model_.head_dim;
+    const double frequency = std::pow(static_cast<double>(model_.rope.theta), -2.0 * pair / d);
+    if (!model_.rope.llama3_scaling) return frequency;
+    const Llama3RopeScaling& s = model_.rope.llama3;
+    const double wavelength = 2.0 * std::numbers::pi / frequency;
+    const double original = s.original_max_positions;
+    if (wavelength < original / s.high_freq_factor) return frequency;
+    if (wavelength > original / s.low_freq_factor) return frequency / s.factor;
+    const double smooth = (original / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    return (1.0 - smooth) * frequency / s.factor + smooth * frequency;
+  }
+
+  // Rotates every head of every position in place.
+  void rope(Rows& x, int heads) const {
+    const int d = model_.head_dim;
+    for (std::size_t t = 0; t < x.size(); ++t)
+      for (int head = 0; head < heads; ++head)
+        for (int pair = 0; pair < d / 2; ++pair) {
+          const bool interleaved = model_.rope.layout == RopeLayout::interleaved;
+          double& a = x[t][static_cast<std::size_t>(head * d + (interleaved ? 2 * pair : pair))];
+          double& b = x[t][static_cast<std::size_t>(head * d + (interleaved ? 2 * pair + 1 : pair + d / 2))];
+          const double angle = static_cast<double>(t) * inverse_frequency(pair);
+          const double ra = a * std::cos(angle) - b * std::sin(angle);
+          const double rb = b * std::cos(angle) + a * std::sin(angle);
+          a = ra;
+          b = rb;
+        }
+  }
+
+  // Causal GQA attention over the first `heads` query heads.
+  Rows attention(const Rows& x, int layer, int kv_heads, int heads) const {
+    const int d = model_.head_dim, group = model_.heads / kv_heads, used_kv = (heads + group - 1) / group;
+    Rows q = linear(x, weight(TensorRole::attention_q, layer), std::int64_t{heads} * d);
+    Rows k = linear(x, weight(TensorRole::attention_k, layer), std::int64_t{used_kv} * d);
+    const Rows v = linear(x, weight(TensorRole::attention_v, layer), std::int64_t{used_kv} * d);
+    rope(q, heads);
+    rope(k, used_kv);
+    Rows attended(x.size(), Vector(static_cast<std::size_t>(heads * d)));
+    for (std::size_t t = 0; t < x.size(); ++t)
+      for (int head = 0; head < heads; ++head) {
+        const int kv = head / group;
+        Vector scores(t + 1);
+        for (std::size_t s = 0; s <= t; ++s) {
+          double dot = 0.0;
+          for (int c = 0; c < d; ++c) dot += q[t][static_cast<std::size_t>(head * d + c)] * k[s][static_cast<std::size_t>(kv * d + c)];
+          scores[s] = dot / std::sqrt(static_cast<double>(d));
+        }
+        const double top = *std::max_element(scores.begin(), scores.end());
+        double total = 0.0;
+        for (double& score : scores) total += (score = std::exp(score - top));
+        for (std::size_t s = 0; s <= t; ++s)
+          for (int c = 0; c < d; ++c)
+            attended[t][static_cast<std::size_t>(head * d + c)] += scores[s] / total * v[s][static_cast<std::size_t>(kv * d + c)];
+      }
+    return linear(attended, weight(TensorRole::attention_output, layer), -1, std::int64_t{heads} * d);
+  }
+
+  Rows swiglu(const Rows& x, int layer, std::int64_t width) const {
+    const Rows gate = linear(x, weight(TensorRole::ffn_gate, layer), width);
+    Rows up = linear(x, weight(TensorRole::ffn_up, layer), width);
+    for (std::size_t t = 0; t < x.size(); ++t)
+      for (std::size_t j = 0; j < up[t].size(); ++j) up[t][j] *= gate[t][j] / (1.0 + std::exp(-gate[t][j]));
+    return linear(up, weight(TensorRole::ffn_down, layer), -1, width);
+  }
+
+  io::ModelDescription model_;
+  std::map<std::pair<TensorRole, int>, Matrix> weights_;
+};
+
+// ------------------------------------------------------------ the decoder
+
+// One sequence's part of a forward: its slot, what its cache holds, its new tokens.
+struct Part {
+  int slot = 0;
+  int cached = 0;
+  std::vector<int> tokens;
+};
+
+template <class T>
+class Harness {
+ public:
+  Harness(const std::filesystem::path& path, int slots = 3, int capacity = 32)
+      : source_(io::ModelSource::open(path)),
+        weights_(source_),
+        decoder_(weights_.description(), weights_.views()),
+        cache_memory_(decoder_.cache_shape(slots, capacity).template bytes_required<T>()),
+        cache_(cache_memory_.get(), decoder_.cache_shape(slots, capacity)),
+        executor_(2) {}
+
+  const io::ModelSource& source() const { return source_; }
+  model::Decoder<T>& decoder() { return decoder_; }
+  const model::ModelKVCache<T>& cache() const { return cache_; }
+  host::Executor& executor() { return executor_; }
+
+  // Logits [rows x vocab] of one forward over `parts`; the logits start poisoned.
+  Rows forward(const SubnetworkConfig& config, const std::vector<Part>& parts, LogitsFor logits_for) {
+    std::vector<int> tokens, slots, cached, fresh;
+    for (const Part& part : parts) {
+      tokens.insert(tokens.end(), part.tokens.begin(), part.tokens.end());
+      slots.push_back(part.slot);
+      cached.push_back(part.cached);
+      fresh.push_back(static_cast<int>(part.tokens.size()));
+    }
+    const AttentionBatch batch{slots, cached, fresh, {}};
+    const index_t vocab = decoder_.description().vocab;
+    test::HostMatrix<float> logits(model::Decoder<T>::logit_rows(batch, logits_for), vocab);
+    test::fill_poison(logits);
+    const std::size_t bytes = decoder_.workspace_bytes(executor_, batch, cache_.shape(), logits_for);
+    if (workspace_.bytes() < bytes) workspace_ = host::WorkspaceBuffer(bytes);
+    decoder_.forward(executor_, config, tokens, batch, cache_, logits_for, logits.view(), workspace_.get());
+    Rows rows(static_cast<std::size_t>(logits.rows), Vector(static_cast<std::size_t>(vocab)));
+    for (index_t r = 0; r < logits.rows; ++r)
+      for (index_t c = 0; c < vocab; ++c) rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)] = logits.at(r, c);
+    return rows;
+  }
+
+  // One prefill of `tokens` in slot 0, every position's logits.
+  Rows prefill(const SubnetworkConfig& config, const std::vector<int>& tokens) {
+    return forward(config, {{0, 0, tokens}}, LogitsFor::every_token);
+  }
+
+ private:
+  io::ModelSource source_;
+  model::HostWeights<T> weights_;
+  model::Decoder<T> decoder_;
+  host::WorkspaceBuffer cache_memory_;
+  model::ModelKVCache<T> cache_;
+  host::Executor executor_;
+  host::WorkspaceBuffer workspace_;
+};
+
+// max|a - b| / max|ref| over all rows; infinity when a value is not finite.
+double relative_error(const Rows& out, const Rows& reference) {
+  REQUIRE(out.size() == reference.size());
+  double diff = 0.0, top = 0.0;
+  for (std::size_t r = 0; r < out.size(); ++r)
+    for (std::size_t c = 0; c < out[r].size(); ++c) {
+      if (!std::isfinite(out[r][c])) return INFINITY;
+      diff = std::max(diff, std::abs(out[r][c] - reference[r][c]));
+      top = std::max(top, std::abs(reference[r][c]));
+    }
+  return diff / top;
+}
+
+Rows rows_of(const Rows& all, std::size_t first, std::size_t count) {
+  return Rows(all.begin() + static_cast<std::ptrdiff_t>(first), all.begin() + static_cast<std::ptrdiff_t>(first + count));
+}
+
+std::vector<int> random_tokens(int count, int vocab, std::uint64_t seed) {
+  std::mt19937_64 engine(seed);
+  std::vector<int> tokens(static_cast<std::size_t>(count));
+  for (int& token : tokens) token = static_cast<int>(engine() % static_cast<std::uint64_t>(vocab));
+  return tokens;
+}
+
+template <class T>
+constexpr double tolerance() {
+  return std::is_same_v<T, float> ? 1e-4 : 2e-2;
+}
+
+// The decoder and the reference on one prefill; returns the error.
+template <class T>
+double prefill_error(const std::filesystem::path& path, const SubnetworkConfig* config = nullptr, int length = 9) {
+  Harness<T> harness(path);
+  const ReferenceModel reference(harness.source());
+  const SubnetworkConfig chosen = config ? *config : SubnetworkConfig::full(harness.decoder().description());
+  const std::vector<int> tokens = random_tokens(length, static_cast<int>(harness.decoder().description().vocab), 11);
+  return relative_error(harness.prefill(chosen, tokens), reference.logits(chosen, tokens));
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ tests
+
+TEST_CASE("decoder: Hugging Face llama equals the float64 reference (tied and untied, Llama 3 RoPE or none)") {
+  for (const bool tied : {false, true})
+    for (const bool llama3 : {false, true}) {
+      CAPTURE(tied);
+      CAPTURE(llama3);
+      TinyModel m;
+      m.tied = tied;
+      m.llama3 = llama3;
+      test::TemporaryDirectory folder;
+      write_llama_folder(folder.path(), m, 100 + 2 * tied + llama3);
+      const double error = prefill_error<float>(folder.path());
+      MESSAGE("llama float tied=" << tied << " llama3=" << llama3 << ": " << error);
+      CHECK(error < tolerance<float>());
+    }
+}
+
+TEST_CASE("decoder: head_dim 128 with multi-query attention") {
+  TinyModel m;
+  m.heads = 2;
+  m.head_dim = 128;
+  m.kv_heads = 1;
+  test::TemporaryDirectory folder;
+  write_llama_folder(folder.path(), m, 7);
+  const double error = prefill_error<float>(folder.path());
+  MESSAGE("llama float head_dim 128: " << error);
+  CHECK(error < tolerance<float>());
+}
+
+TEST_CASE("decoder: nemotron-nas with every block kind equals the reference, float and bfloat16") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 21);
+  const double float_error = prefill_error<float>(folder.path());
+  const double bf16_error = prefill_error<bfloat16_t>(folder.path());
+  MESSAGE("nemotron-nas float: " << float_error << ", bfloat16: " << bf16_error);
+  CHECK(float_error < tolerance<float>());
+  CHECK(bf16_error < tolerance<bfloat16_t>());
+
+  test::TemporaryDirectory bf16_folder;
+  write_nemotron_folder(bf16_folder.path(), nemotron_model(), 22, io::TensorType::bf16);
+  const double stored_bf16_error = prefill_error<bfloat16_t>(bf16_folder.path());
+  MESSAGE("nemotron-nas stored as BF16, bfloat16: " << stored_bf16_error);
+  CHECK(stored_bf16_error < tolerance<bfloat16_t>());
+}
+
+TEST_CASE("decoder: a GGUF llama with quantised tensors and interleaved RoPE equals the reference") {
+  TinyModel m;
+  m.kv_heads = 1;
+  m.intermediate = 160;
+  test::TemporaryDirectory folder;
+  write_gguf(folder / "tiny.gguf", m, 5);
+  Harness<float> harness(folder / "tiny.gguf");
+  CHECK(harness.decoder().description().rope.layout == RopeLayout::interleaved);
+  CHECK(harness.decoder().description().tied_embeddings);
+  const double float_error = prefill_error<float>(folder / "tiny.gguf");
+  const double bf16_error = prefill_error<bfloat16_t>(folder / "tiny.gguf");
+  MESSAGE("GGUF float: " << float_error << ", bfloat16: " << bf16_error);
+  CHECK(float_error < tolerance<float>());
+  CHECK(bf16_error < tolerance<bfloat16_t>());
+}
+
+TEST_CASE("decoder: a sub-network (narrower MLPs, fewer heads, skipped halves) equals the reference of the sliced model") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 31);
+  const io::ModelDescription model = io::ModelSource::open(folder.path()).description();
+  SubnetworkConfig config = SubnetworkConfig::full(model);
+  config.layers[0].heads = 3;       // 2 KV heads in groups of 2: both kept, the last group partial
+  config.layers[0].mlp_width = 200;
+  config.layers[1].skip_attention = true;  // linear attention skipped
+  config.layers[1].mlp_width = 64;
+  config.layers[3].heads = 1;       // MQA with one query head
+  config.layers[4].heads = 2;       // 4 KV heads: 2 of them used
+  config.layers[4].skip_ffn = true;
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    const double error = bf16 ? prefill_error<bfloat16_t>(folder.path(), &config)
+                              : prefill_error<float>(folder.path(), &config);
+    MESSAGE(std::string(bf16 ? "sub-network bfloat16: " : "sub-network float: ") << error);
+    CHECK(error < (bf16 ? tolerance<bfloat16_t>() : tolerance<float>()));
+  }
+  config.layers[2].skip_ffn = true;  // linear FFN skipped, then every attention skipped
+  for (model::LayerChoice& layer : config.layers) layer.skip_attention = true;
+  const double error = prefill_error<float>(folder.path(), &config);
+  MESSAGE("sub-network without attention: " << error);
+  CHECK(error < tolerance<float>());
+}
+
+TEST_CASE("decoder: prefill then decode, and chunked prefill, equal one prefill") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 41);
+  Harness<float> harness(folder.path());
+  const model::Decoder<float>& decoder = harness.decoder();
+  const SubnetworkConfig full = SubnetworkConfig::full(decoder.description());
+  const std::vector<int> tokens = random_tokens(12, static_cast<int>(decoder.description().vocab), 3);
+  const Rows whole = harness.prefill(full, tokens);
+  CHECK(relative_error(whole, ReferenceModel(harness.source()).logits(full, tokens)) < tolerance<float>());
+
+  // 5 tokens of prefill, then one token at a time (last-token logits).
+  const std::vector<int> head(tokens.begin(), tokens.begin() + 5);
+  CHECK(relative_error(harness.prefill(full, head), rows_of(whole, 0, 5)) < 1e-6);
+  Rows decoded;
+  for (int position = 5; position < 12; ++position) {
+    const Rows step = harness.forward(full, {{0, position, {tokens[static_cast<std::size_t>(position)]}}}, LogitsFor::last_token);
+    decoded.push_back(step.at(0));
+  }
+  const double decode_error = relative_error(decoded, rows_of(whole, 5, 7));
+  MESSAGE("prefill + decode vs one prefill: " << decode_error);
+  CHECK(decode_error < 1e-5);
+
+  // Chunks of 4, 3 and 5 tokens.
+  Rows chunked;
+  int cached = 0;
+  for (const int length : {4, 3, 5}) {
+    const std::vector<int> chunk(tokens.begin() + cached, tokens.begin() + cached + length);
+    const Rows part = harness.forward(full, {{1, cached, chunk}}, LogitsFor::every_token);
+    chunked.insert(chunked.end(), part.begin(), part.end());
+    cached += length;
+  }
+  const double chunk_error = relative_error(chunked, whole);
+  MESSAGE("chunked prefill vs one prefill: " << chunk_error);
+  CHECK(chunk_error < 1e-5);
+}
+
+TEST_CASE("decoder: a ragged batch mixing prefill, chunked prefill and decode equals each sequence alone") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 51);
+  for (const bool sub_network : {false, true}) {
+    CAPTURE(sub_network);
+    Harness<float> harness(folder.path());
+    const io::ModelDescription& model = harness.decoder().description();
+    SubnetworkConfig config = SubnetworkConfig::full(model);
+    if (sub_network) {
+      config.layers[0].heads = 2;
+      config.layers[4].mlp_width = 128;
+      config.layers[2].skip_ffn = true;
+    }
+    const int vocab = static_cast<int>(model.vocab);
+    const std::vector<int> a = random_tokens(6, vocab, 1), b = random_tokens(5, vocab, 2), c = random_tokens(7, vocab, 3);
+    // Slots 2 and 0 first hold 4 and 2 tokens of b and c.
+    harness.forward(config, {{2, 0, {b.begin(), b.begin() + 4}}, {0, 0, {c.begin(), c.begin() + 2}}},
+                    LogitsFor::last_token);
+    // a: a whole prefill in slot 1; b: one decode step; c: a chunk of 5.
+    const std::vector<Part> parts{{1, 0, a}, {2, 4, {b[4]}}, {0, 2, {c.begin() + 2, c.end()}}};
+    const Rows every = harness.forward(config, parts, LogitsFor::every_token);
+    const ReferenceModel reference(harness.source());
+    const Rows ref_a = reference.logits(config, a), ref_b = reference.logits(config, b), ref_c = reference.logits(config, c);
+    const double error = std::max({relative_error(rows_of(every, 0, 6), ref_a), relative_error(rows_of(every, 6, 1), rows_of(ref_b, 4, 1)),
+                                   relative_error(rows_of(every, 7, 5), rows_of(ref_c, 2, 5))});
+    MESSAGE(std::string(sub_network ? "ragged batch (sub-network): " : "ragged batch: ") << error);
+    CHECK(error < tolerance<float>());
+
+    // The same step again from fresh caches, last-token logits only.
+    Harness<float> again(folder.path());
+    again.forward(config, {{2, 0, {b.begin(), b.begin() + 4}}, {0, 0, {c.begin(), c.begin() + 2}}}, LogitsFor::last_token);
+    const Rows last = again.forward(config, parts, LogitsFor::last_token);
+    REQUIRE(last.size() == 3);
+    CHECK(relative_error(last, {every[5], every[6], every[11]}) < 1e-6);
+  }
+}
+
+TEST_CASE("decoder: per-layer KV cache bytes, zero for linear and no-op attention") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 61);
+  const io::ModelSource source = io::ModelSource::open(folder.path());
+  const model::ModelCacheShape shape = model::ModelCacheShape::for_model(source.description(), 3, 40);
+  const std::size_t per_kv_head = 2 * 3 * 40 * 64;  // keys and values, slots, capacity, head_dim
+  const std::size_t expected[] = {2 * per_kv_head, 0, 0, per_kv_head, 4 * per_kv_head};
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < 5; ++i) {
+    CAPTURE(i);
+    CHECK(shape.layer_bytes<float>(i) == expected[i] * sizeof(float));
+    CHECK(shape.layer_bytes<bfloat16_t>(i) == expected[i] * sizeof(bfloat16_t));
+    total += expected[i] * sizeof(float);
+  }
+  CHECK(shape.bytes_required<float>() == total);
+  CHECK(static_cast<std::size_t>(source.description().kv_bytes_per_token(4)) * 3 * 40 == total);
+}
+
+TEST_CASE("decoder: bad inputs throw elastic::Error before anything is written") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 71);
+  Harness<float> harness(folder.path(), 2, 8);
+  model::Decoder<float>& decoder = harness.decoder();
+  const io::ModelDescription& model = decoder.description();
+  const SubnetworkConfig full = SubnetworkConfig::full(model);
+  const model::ModelKVCache<float>& cache = harness.cache();
+  const Workspace cache_memory = cache.memory();
+  std::vector<std::byte> cache_before(static_cast<const std::byte*>(cache_memory.data),
+                                      static_cast<const std::byte*>(cache_memory.data) + cache_memory.bytes);
+
+  std::vector<int> tokens{1, 2, 3};
+  const int slots[] = {0}, cached[] = {0}, fresh[] = {3};
+  const AttentionBatch batch{slots, cached, fresh, {}};
+  test::HostMatrix<float> logits(3, model.vocab);
+  test::fill_poison(logits);
+  host::WorkspaceBuffer workspace(decoder.workspace_bytes(harness.executor(), batch, cache.shape(), LogitsFor::every_token));
+  const auto run = [&](const SubnetworkConfig& config, std::span<const int> ids, const AttentionBatch& b,
+                       MatrixView<float> out, Workspace ws) {
+    return test::error_of([&] { decoder.forward(harness.executor(), config, ids, b, cache, LogitsFor::every_token, out, ws); });
+  };
+  const auto contains = [](const std::string& message, const std::string& part) {
+    INFO(message);
+    CHECK(message.find(part) != std::string::npos);
+  };
+
+  tokens[1] = 96;
+  contains(run(full, tokens, batch, logits.view(), workspace.get()), "token 1 has id 96, expected 0 <= id < 96");
+  tokens[1] = -1;
+  contains(run(full, tokens, batch, logits.view(), workspace.get()), "token 1 has id -1");
+  tokens[1] = 2;
+
+  const int long_cached[] = {6};
+  contains(run(full, tokens, {slots, long_cached, fresh, {}}, logits.view(), workspace.get()),
+           "needs 9 cache positions (6 cached + 3 new), but the cache holds 8");
+  const int bad_slot[] = {2};
+  contains(run(full, tokens, {bad_slot, cached, fresh, {}}, logits.view(), workspace.get()), "cache slot 2");
+  contains(run(full, std::span(tokens).first(2), batch, logits.view(), workspace.get()), "add up to 3 tokens");
+
+  SubnetworkConfig config = full;
+  config.layers[0].mlp_width = 1024;
+  contains(run(config, tokens, batch, logits.view(), workspace.get()), "layer 0 uses MLP width 1024");
+  config = full;
+  config.layers[0].mlp_width = 202;
+  contains(run(config, tokens, batch, logits.view(), workspace.get()), "a multiple of 4");
+  config = full;
+  config.layers[4].heads = 5;
+  contains(run(config, tokens, batch, logits.view(), workspace.get()), "layer 4 uses 5 query heads, expected 1 to the stored 4");
+  config = full;
+  config.layers[1].heads = 4;
+  contains(run(config, tokens, batch, logits.view(), workspace.get()), "layer 1 has linear attention, so its query heads must be 0");
+  config = full;
+  config.layers[2].mlp_width = 64;
+  contains(run(config, tokens, batch, logits.view(), workspace.get()), "layer 2 has linear FFN, so its MLP width must be 0");
+  config.layers.pop_back();
+  contains(run(config, tokens, batch, logits.view(), workspace.get()), "one choice per layer (5), found 4");
+
+  test::HostMatrix<float> small(2, model.vocab);
+  contains(run(full, tokens, batch, small.view(), workspace.get()), "logits must be [3 x 96]");
+  CHECK(test::error_of<WorkspaceError>([&] {
+          decoder.forward(harness.executor(), full, tokens, batch, cache, LogitsFor::every_token, logits.view(),
+                          {workspace.get().data, workspace.bytes() / 2});
+        }).find("workspace too small") != std::string::npos);
+  contains(run(full, tokens, batch, {static_cast<float*>(workspace.get().data), 3, model.vocab}, workspace.get()),
+           "the logits overlaps the workspace");
+
+  const int empty[] = {0};
+  contains(test::error_of([&] {
+             decoder.forward(harness.executor(), full, std::span<const int>(), {slots, cached, empty, {}}, cache,
+                             LogitsFor::last_token, small.view().first_rows(1), workspace.get());
+           }),
+           "sequence 0 brings no new token");
+
+  CHECK(test::all_poison(logits));
+  CHECK(std::equal(cache_before.begin(), cache_before.end(), static_cast<const std::byte*>(cache_memory.data)));
+}
