@@ -60,10 +60,13 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-// Writes config.json and model.safetensors (random float32 values) for `shapes`.
-void write_hugging_face_folder(const std::filesystem::path& folder, const Shapes& shapes, bool tied) {
+std::string llama_config(bool tied) {
   std::string config = kLlamaConfig;
-  config.replace(config.find("TIED"), 4, tied ? "true" : "false");
+  return config.replace(config.find("TIED"), 4, tied ? "true" : "false");
+}
+
+// Writes config.json and model.safetensors (random float32 values) for `shapes`.
+void write_hugging_face_folder(const std::filesystem::path& folder, const Shapes& shapes, const std::string& config) {
   write_text(folder / "config.json", config);
   std::mt19937 generator(7);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
@@ -85,7 +88,7 @@ TEST_CASE("ModelSource opens a Hugging Face folder and binds every role to its t
   for (bool tied : {false, true}) {
     CAPTURE(tied);
     test::TemporaryDirectory folder;
-    write_hugging_face_folder(folder.path(), llama_shapes(tied), tied);
+    write_hugging_face_folder(folder.path(), llama_shapes(tied), llama_config(tied));
     for (const std::filesystem::path& given :
          {folder.path(), folder / "config.json", folder / "model.safetensors"}) {
       CAPTURE(given);
@@ -112,14 +115,14 @@ TEST_CASE("ModelSource names the file, the tensor and both shapes when the weigh
   test::TemporaryDirectory folder;
   Shapes shapes = llama_shapes(false);
   shapes.by_name.erase("model.layers.1.mlp.up_proj.weight");
-  write_hugging_face_folder(folder.path(), shapes, false);
+  write_hugging_face_folder(folder.path(), shapes, llama_config(false));
   std::string message = test::error_of<FileError>([&] { (void)ModelSource::open(folder.path()); });
   CHECK(message.find("model.layers.1.mlp.up_proj.weight") != std::string::npos);
   CHECK(message.find("FFN up") != std::string::npos);
 
   shapes = llama_shapes(false);
   shapes.by_name["model.layers.0.self_attn.k_proj.weight"] = {64, kHidden};  // 4 KV heads' rows for 2
-  write_hugging_face_folder(folder.path(), shapes, false);
+  write_hugging_face_folder(folder.path(), shapes, llama_config(false));
   message = test::error_of<FileError>([&] { (void)ModelSource::open(folder.path()); });
   CHECK(message.find(folder.path().string()) == 0);
   CHECK(message.find("model.layers.0.self_attn.k_proj.weight") != std::string::npos);
@@ -128,6 +131,69 @@ TEST_CASE("ModelSource names the file, the tensor and both shapes when the weigh
 
   message = test::error_of<FileError>([&] { (void)ModelSource::open(folder / "absent"); });
   CHECK(message.find("no such file") != std::string::npos);
+}
+
+TEST_CASE("ModelSource binds a Nemotron-NAS folder's GQA, linear and no-op halves to their tensors") {
+  // Layer 0: GQA with 2 KV heads and SwiGLU (ffn_mult 1.0: 2 * 64 / 3 rounded up to 256);
+  // layer 1: linear attention and linear FFN; layer 2: MQA and no-op FFN; layer 3: no-op attention and SwiGLU.
+  const std::string config = R"({
+    "model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "hidden_size": 64,
+    "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": null, "intermediate_size": null,
+    "vocab_size": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256,
+    "tie_word_embeddings": false, "hidden_act": "silu",
+    "block_configs": [
+      {"attention": {"n_heads_in_group": 2}, "ffn": {"ffn_mult": 1.0}},
+      {"attention": {"replace_with_linear": true}, "ffn": {"replace_with_linear": true}},
+      {"attention": {"n_heads_in_group": 4}, "ffn": {"no_op": true}},
+      {"attention": {"no_op": true}, "ffn": {"ffn_mult": 1.0}}]})";
+  Shapes shapes;
+  shapes.by_name = {{"model.embed_tokens.weight", {kVocab, kHidden}}, {"model.norm.weight", {kHidden}},
+                    {"lm_head.weight", {kVocab, kHidden}}};
+  const auto gqa = [&](int layer, std::int64_t kv_rows) {
+    const std::string block = "model.layers." + std::to_string(layer) + ".";
+    shapes.by_name[block + "input_layernorm.weight"] = {kHidden};
+    shapes.by_name[block + "self_attn.q_proj.weight"] = {kHidden, kHidden};
+    shapes.by_name[block + "self_attn.k_proj.weight"] = {kv_rows, kHidden};
+    shapes.by_name[block + "self_attn.v_proj.weight"] = {kv_rows, kHidden};
+    shapes.by_name[block + "self_attn.o_proj.weight"] = {kHidden, kHidden};
+  };
+  const auto swiglu = [&](int layer) {
+    const std::string block = "model.layers." + std::to_string(layer) + ".";
+    shapes.by_name[block + "post_attention_layernorm.weight"] = {kHidden};
+    shapes.by_name[block + "mlp.gate_proj.weight"] = {256, kHidden};
+    shapes.by_name[block + "mlp.up_proj.weight"] = {256, kHidden};
+    shapes.by_name[block + "mlp.down_proj.weight"] = {kHidden, 256};
+  };
+  gqa(0, 32);
+  swiglu(0);
+  shapes.by_name["model.layers.1.input_layernorm.weight"] = {kHidden};
+  shapes.by_name["model.layers.1.self_attn.linear_attn.weight"] = {kHidden, kHidden};
+  shapes.by_name["model.layers.1.post_attention_layernorm.weight"] = {kHidden};
+  shapes.by_name["model.layers.1.mlp.linear_mlp.weight"] = {kHidden, kHidden};
+  gqa(2, 16);
+  swiglu(3);
+  test::TemporaryDirectory folder;
+  write_hugging_face_folder(folder.path(), shapes, config);
+
+  const ModelSource source = ModelSource::open(folder.path());
+  const ModelDescription& model = source.description();
+  REQUIRE(model.layers.size() == 4);
+  CHECK(model.architecture == "nemotron-nas");
+  CHECK(model.layers[1].attention == AttentionKind::linear);
+  CHECK(model.layers[3].attention == AttentionKind::none);
+  CHECK(model.layers[2].ffn == FfnKind::none);
+  CHECK(source.tensor(TensorRole::linear_attention, 1).name == "model.layers.1.self_attn.linear_attn.weight");
+  CHECK(source.tensor(TensorRole::linear_ffn, 1).name == "model.layers.1.mlp.linear_mlp.weight");
+  CHECK(source.tensor(TensorRole::attention_k, 2).shape == std::vector<std::int64_t>{16, kHidden});
+  CHECK(source.find(TensorRole::attention_norm, 3) == nullptr);  // a no-op half has no norm
+  CHECK(source.find(TensorRole::ffn_norm, 2) == nullptr);
+  CHECK(source.tensor(TensorRole::ffn_gate, 3).shape == std::vector<std::int64_t>{256, kHidden});
+  CHECK(model.kv_bytes_per_token(2) == 2 * (2 + 1) * 16 * 2);
+
+  shapes.by_name.erase("model.layers.1.mlp.linear_mlp.weight");
+  write_hugging_face_folder(folder.path(), shapes, config);
+  CHECK(test::error_of<FileError>([&] { (void)ModelSource::open(folder.path()); })
+            .find("linear FFN tensor \"model.layers.1.mlp.linear_mlp.weight\", found none") != std::string::npos);
 }
 
 TEST_CASE("ModelSource opens a GGUF file with GGUF's names and interleaved RoPE pairs") {
