@@ -440,7 +440,7 @@ class RouteStatusLog {
     int choices = 0;
     const RouteStatus* status = nullptr;
     std::uint64_t tag = 0;  // 0: unused
-    std::string_view counts_caller;  // who last claimed the plan's counts (check_route_counts)
+    std::string_view counts_caller = {};  // who last claimed the plan's counts (check_route_counts)
   };
 
   // Notes a plan_routes call for `plan` that writes its status to `status`;
