@@ -9,6 +9,7 @@
 // the file's pair layout, causal GQA softmax attention, SwiGLU, linear and
 // no-op blocks, final norm, LM head) that reads the same stored weights and
 // slices them as a SubnetworkConfig says. Error measure: max|a - b| / max|ref|.
+// In the suite "reference", the real default model completes a prompt sanely.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include "elastic/io/gguf_writer.hpp"
 #include "elastic/io/model_source.hpp"
 #include "elastic/io/safetensors_writer.hpp"
+#include "elastic/io/tokenizer.hpp"
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_weights.hpp"
 #include "support/error_message.hpp"
@@ -795,4 +797,16 @@ TEST_CASE("decoder: bad inputs throw elastic::Error before anything is written")
 
   CHECK(test::all_poison(logits));
   CHECK(std::equal(cache_before.begin(), cache_before.end(), static_cast<const std::byte*>(cache_memory.data)));
+}
+
+TEST_SUITE("reference") {
+  TEST_CASE("decoder: the default model continues \"The capital of France is\" with \" Paris\"") {
+    Harness<float> harness(test::default_model_path(), 1, 64);
+    const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*harness.source().tokenizer());
+    const std::vector<int> prompt = tokenizer.encode("The capital of France is");
+    const SubnetworkConfig full = SubnetworkConfig::full(harness.decoder().description());
+    const Rows logits = harness.forward(full, {{0, 0, prompt}}, LogitsFor::last_token);
+    const auto best = static_cast<int>(std::max_element(logits[0].begin(), logits[0].end()) - logits[0].begin());
+    CHECK(tokenizer.decode(std::span(&best, 1)) == " Paris");
+  }
 }

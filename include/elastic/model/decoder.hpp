@@ -195,13 +195,15 @@ class Decoder {
     const ModelCacheShape& shape = cache.shape();
     require(shape.layers.size() == model_.layers.size(), op, ": the KV cache has ", shape.layers.size(),
             " layers, the model ", model_.layers.size());
-    const ModelCacheShape expected = cache_shape(shape.slots, shape.capacity);
-    for (std::size_t i = 0; i < shape.layers.size(); ++i)
-      require(shape.layers[i].kv_heads == expected.layers[i].kv_heads &&
-                  shape.layers[i].head_dim == expected.layers[i].head_dim && shape.layers[i].slots == shape.slots &&
-                  shape.layers[i].capacity == shape.capacity,
-              op, ": KV cache layer ", i, " has ", shape.layers[i].kv_heads, " heads of ", shape.layers[i].head_dim,
-              ", expected ", expected.layers[i].kv_heads, " of ", expected.layers[i].head_dim);
+    for (std::size_t i = 0; i < shape.layers.size(); ++i) {
+      const KVCacheShape& found = shape.layers[i];
+      const KVCacheShape expected = ModelCacheShape::layer_shape(model_, model_.layers[i], shape.slots, shape.capacity);
+      require(found.kv_heads == expected.kv_heads && found.head_dim == expected.head_dim &&
+                  found.slots == expected.slots && found.capacity == expected.capacity,
+              op, ": KV cache layer ", i, " holds ", found.slots, " slots of ", found.capacity, " positions, ",
+              found.kv_heads, " heads of ", found.head_dim, "; expected ", expected.slots, " of ", expected.capacity,
+              ", ", expected.kv_heads, " of ", expected.head_dim);
+    }
     batch.validate({shape.slots, 1, shape.capacity, model_.head_dim}, static_cast<index_t>(tokens.size()),
                    model_.rope.max_positions);
     for (std::size_t t = 0; t < tokens.size(); ++t)

@@ -1,13 +1,15 @@
 // The owner of a model's weights in host memory: every tensor the described
 // model reads (io::required_tensors), fetched by role from an io::ModelSource
-// (GGUF or Hugging Face folder) and dequantised once into one aligned
-// allocation as T (float or bfloat16_t, the caller's choice). The Decoder
+// (GGUF or Hugging Face folder; any TensorSource) and dequantised once into
+// one aligned allocation as T (float or bfloat16_t, the caller's choice). The Decoder
 // and any sub-network of it read these through non-owning views, so the
 // weights exist once. Q/K rows are kept in the file's RoPE pair layout
 // (ModelDescription::rope.layout tells the attention which one).
 #pragma once
 
+#include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -17,11 +19,19 @@
 #include "elastic/host/workspace_buffer.hpp"
 #include "elastic/io/dequantize.hpp"
 #include "elastic/io/model_description.hpp"
-#include "elastic/io/model_source.hpp"
+#include "elastic/io/stored_tensor.hpp"
 #include "elastic/io/tensor_roles.hpp"
 #include "elastic/model/model_weights.hpp"
 
 namespace elastic::model {
+
+// What weights are loaded from: a model description and its tensors by role
+// (io::ModelSource is one).
+template <class S>
+concept TensorSource = requires(const S& source, io::TensorRole role, int layer) {
+  { source.description() } -> std::convertible_to<const io::ModelDescription&>;
+  { source.tensor(role, layer) } -> std::convertible_to<const io::StoredTensor&>;
+};
 
 template <ElementType T>
 class HostWeights {
@@ -29,7 +39,8 @@ class HostWeights {
   // Dequantises every required tensor of `source`; the source may be closed
   // afterwards. Throws elastic::Error for a tensor type that cannot be
   // dequantised.
-  explicit HostWeights(const io::ModelSource& source) : description_(source.description()) {
+  template <TensorSource Source>
+  explicit HostWeights(const Source& source) : description_(source.description()) {
     const std::vector<io::TensorSlot> slots = io::required_tensors(description_);
     WorkspaceCursor measure;
     for (const io::TensorSlot& slot : slots) measure.take<T>(element_count(slot));

@@ -27,11 +27,14 @@ struct ModelCacheShape {
     require(slots > 0 && capacity > 0, "ModelCacheShape: expected positive slots and capacity, found ", slots,
             " and ", capacity);
     ModelCacheShape shape{slots, capacity, {}};
-    for (const io::LayerPlan& plan : model.layers) {
-      const int kv_heads = plan.attention == io::AttentionKind::gqa ? plan.kv_heads : 0;
-      shape.layers.push_back({slots, kv_heads, capacity, model.head_dim});
-    }
+    for (const io::LayerPlan& plan : model.layers) shape.layers.push_back(layer_shape(model, plan, slots, capacity));
     return shape;
+  }
+
+  // One layer's cache: its KV heads for GQA attention, none otherwise.
+  static KVCacheShape layer_shape(const io::ModelDescription& model, const io::LayerPlan& plan, int slots,
+                                  int capacity) {
+    return {slots, plan.attention == io::AttentionKind::gqa ? plan.kv_heads : 0, capacity, model.head_dim};
   }
 
   // Bytes of layer `layer`'s keys and values (0 without GQA attention).
