@@ -5,7 +5,6 @@
 // one (device executors), else, on an executor of host memory, by a loop.
 #pragma once
 
-#include <type_traits>
 
 #include "elastic/core/checks.hpp"
 #include "elastic/core/dtype.hpp"
