@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <numbers>
 #include <random>
@@ -808,5 +809,46 @@ TEST_SUITE("reference") {
     const Rows logits = harness.forward(full, {{0, 0, prompt}}, LogitsFor::last_token);
     const auto best = static_cast<int>(std::max_element(logits[0].begin(), logits[0].end()) - logits[0].begin());
     CHECK(tokenizer.decode(std::span(&best, 1)) == " Paris");
+  }
+
+  TEST_CASE("decoder: the default model's logits match an independent numpy float64 forward") {
+    constexpr int positions = 48;
+    Harness<float> harness(test::default_model_path(), 1, positions);
+    const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*harness.source().tokenizer());
+    std::ifstream text_file(std::filesystem::path(ELASTIC_SOURCE_DIR) / "tests/model/reference/perplexity_text.txt");
+    const std::string text((std::istreambuf_iterator<char>(text_file)), std::istreambuf_iterator<char>());
+    std::vector<int> tokens = tokenizer.encode(text, /*add_special=*/false);
+    REQUIRE(tokens.size() >= positions);
+    tokens.resize(positions);
+
+    test::TemporaryDirectory directory;
+    std::string ids;
+    for (int token : tokens) ids += (ids.empty() ? "" : ",") + std::to_string(token);
+    test::run_python_script("model/reference/llama_numpy.py",
+                            {test::default_model_path().string(), "--tokens", ids, "--out", (directory / "logits.bin").string()});
+    const auto vocab = static_cast<std::size_t>(harness.decoder().description().vocab);
+    std::vector<float> reference(positions * vocab);
+    std::ifstream(directory / "logits.bin", std::ios::binary)
+        .read(reinterpret_cast<char*>(reference.data()), static_cast<std::streamsize>(reference.size() * sizeof(float)));
+
+    const Rows ours = harness.forward(SubnetworkConfig::full(harness.decoder().description()), {{0, 0, tokens}},
+                                      LogitsFor::every_token);
+    double worst = 0.0;
+    int top1_agree = 0;
+    for (std::size_t t = 0; t < positions; ++t) {
+      const float* ref = reference.data() + t * vocab;
+      double max_ref = 0.0, max_diff = 0.0;
+      for (std::size_t v = 0; v < vocab; ++v) {
+        max_ref = std::max(max_ref, std::abs(double(ref[v])));
+        max_diff = std::max(max_diff, std::abs(ours[t][v] - double(ref[v])));
+      }
+      worst = std::max(worst, max_diff / max_ref);
+      top1_agree += std::max_element(ours[t].begin(), ours[t].end()) - ours[t].begin() ==
+                    std::max_element(ref, ref + vocab) - ref;
+    }
+    MESSAGE("SmolLM2 float32 vs numpy float64 over ", positions, " positions: max|a-b|/max|ref| = ", worst,
+            ", top-1 agreement ", top1_agree, "/", positions);
+    CHECK(worst < 1e-4);
+    CHECK(top1_agree == positions);
   }
 }

