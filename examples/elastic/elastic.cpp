@@ -3,6 +3,15 @@
 //
 //   elastic inspect [--model PATH]    what a model file holds: layer plan,
 //                                     tensor types, sizes, tokenizer
+//   elastic generate -p TEXT [--chat] [-n N] [--temp/--top-k/--top-p/--min-p/--seed]
+//                                     streamed text, then load, prefill and
+//                                     decode timings
+//   elastic perplexity -f FILE [--ctx 512]
+//   elastic logits --tokens 1,2,3 -o FILE   raw float32 logits [tokens x vocab]
+//
+// The running subcommands share --model, --dtype f32|bf16, --device cpu,
+// --threads, --ctx and the sub-network flags --mlp-width, --heads and
+// --skip-layers (one weight copy, any prefix of each layer).
 //
 // --model takes a .gguf file, or a folder (or its config.json) with
 // safetensors weights and tokenizer.json. Without it, $ELASTIC_MODEL, else
@@ -16,7 +25,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "generate.hpp"
 #include "inspect.hpp"
+#include "logits.hpp"
+#include "perplexity.hpp"
 
 namespace {
 
@@ -41,6 +53,21 @@ int main(int argc, char** argv) {
   CLI::App* inspect = app.add_subcommand("inspect", "print what a model file holds");
   add_model_option(*inspect, model);
 
+  elastic::cli::RunOptions run;
+  elastic::cli::GenerateOptions generate_options;
+  CLI::App* generate = app.add_subcommand("generate", "generate text from a prompt");
+  elastic::cli::PerplexityOptions perplexity_options;
+  CLI::App* perplexity = app.add_subcommand("perplexity", "perplexity of the model on a text file");
+  elastic::cli::LogitsOptions logits_options;
+  CLI::App* logits = app.add_subcommand("logits", "write every position's logits of a token sequence");
+  for (CLI::App* command : {generate, perplexity, logits}) {
+    add_model_option(*command, model);
+    run.add_to(*command);
+  }
+  generate_options.add_to(*generate);
+  perplexity_options.add_to(*perplexity);
+  logits_options.add_to(*logits);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -54,6 +81,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (inspect->parsed()) return elastic::cli::run_inspect(model);
+    run.model = model;
+    if (perplexity->parsed() && perplexity->count("--ctx") == 0) run.context = 512;
+    if (generate->parsed())
+      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_generate<T>(run, generate_options); });
+    if (perplexity->parsed())
+      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_perplexity<T>(run, perplexity_options); });
+    if (logits->parsed())
+      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_logits<T>(run, logits_options); });
   } catch (const std::exception& error) {
     std::fprintf(stderr, "elastic: %s\n", error.what());
     return 1;
