@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "elastic/model/sampling.hpp"
+#include "support/error_message.hpp"
 
 using namespace elastic;
 
@@ -104,14 +105,7 @@ SamplingConfig config_with(float temperature, int top_k, float top_p, float min_
   return config;
 }
 
-std::string error_of(auto&& call) {
-  try {
-    call();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 }  // namespace
 
