@@ -46,10 +46,8 @@ class HostSequence {
   // Appends `tokens` in chunks of at most `chunk` and returns the logits of
   // the last one [vocab].
   std::span<const float> append(std::span<const int> tokens, int chunk = 512) {
-    require(!tokens.empty(), "HostSequence::append: expected at least one token");
+    check_fits(tokens, "HostSequence::append");
     require(chunk > 0, "HostSequence::append: chunk must be positive, found ", chunk);
-    require(tokens.size() <= static_cast<std::size_t>(capacity() - length_), "HostSequence::append: ", tokens.size(),
-            " tokens do not fit: the sequence holds ", length_, " of its ", capacity(), " positions");
     std::span<const float> last;
     for (std::size_t first = 0; first < tokens.size(); first += static_cast<std::size_t>(chunk))
       last = run(tokens.subspan(first, std::min<std::size_t>(static_cast<std::size_t>(chunk), tokens.size() - first)),
@@ -60,13 +58,17 @@ class HostSequence {
   // Appends `tokens` in one forward and returns every position's logits,
   // [tokens x vocab] row-major (valid until the next call).
   std::span<const float> append_every(std::span<const int> tokens) {
-    require(!tokens.empty(), "HostSequence::append_every: expected at least one token");
-    require(tokens.size() <= static_cast<std::size_t>(capacity() - length_), "HostSequence::append_every: ",
-            tokens.size(), " tokens do not fit: the sequence holds ", length_, " of its ", capacity(), " positions");
+    check_fits(tokens, "HostSequence::append_every");
     return run(tokens, LogitsFor::every_token);
   }
 
  private:
+  void check_fits(std::span<const int> tokens, const char* op) const {
+    require(!tokens.empty(), op, ": expected at least one token");
+    require(tokens.size() <= static_cast<std::size_t>(capacity() - length_), op, ": ", tokens.size(),
+            " tokens do not fit: the sequence holds ", length_, " of its ", capacity(), " positions");
+  }
+
   std::span<const float> run(std::span<const int> tokens, LogitsFor logits_for) {
     const int slot = 0, cached = length_, fresh = static_cast<int>(tokens.size());
     const AttentionBatch batch{std::span(&slot, 1), std::span(&cached, 1), std::span(&fresh, 1), {}};
