@@ -1,7 +1,8 @@
 // The heterogeneous Llama-family decoder: token embedding, one DecoderLayer
 // per layer of the model description (each with its own attention and FFN
 // variant), final RMSNorm and the LM head, over views of one weight copy.
-// Every forward runs the sub-network a SubnetworkConfig chooses, over a
+// Every forward runs the sub-network a SubnetworkConfig chooses (one for the
+// whole batch, or one per sequence: see batch_schedule.hpp), over a
 // ragged batch of sequences (AttentionBatch: per sequence a KV slot, its
 // cached length and its new-token count; token ids packed in order) that may
 // mix prefill, chunked prefill and decode, and writes float32 logits for
@@ -34,6 +35,7 @@
 #include "elastic/io/model_description.hpp"
 #include "elastic/layers/elastic_linear.hpp"
 #include "elastic/math/row_dot.hpp"
+#include "elastic/model/batch_schedule.hpp"
 #include "elastic/model/decoder_layer.hpp"
 #include "elastic/model/float_logits.hpp"
 #include "elastic/model/kv_cache.hpp"
@@ -67,13 +69,17 @@ class Decoder {
     return logits == LogitsFor::every_token ? batch.tokens() : static_cast<index_t>(batch.sequences());
   }
 
-  // Workspace bytes forward() needs for this batch, at any configuration.
+  // Workspace bytes forward() needs for this batch: for any one
+  // configuration of the whole batch when `configs` is empty, else for
+  // these (one for all sequences, or one per sequence).
   template <DecoderExecutorFor<T> E>
   std::size_t workspace_bytes(const E& executor, const AttentionBatch& batch, const ModelCacheShape& cache,
-                              LogitsFor logits) const {
-    WorkspaceCursor cursor;
-    carve(cursor, executor, batch, cache, logits);
-    return cursor.bytes_used();
+                              LogitsFor logits, std::span<const SubnetworkConfig> configs = {}) const {
+    check_batch(batch, cache, batch.tokens());
+    const SubnetworkConfig full = configs.empty() ? SubnetworkConfig::full(model_) : SubnetworkConfig{};
+    BatchSchedule schedule;
+    schedule.build(model_, configs.empty() ? std::span(&full, 1) : configs, batch, index_offset(batch));
+    return required_bytes(executor, batch, cache, logits, schedule);
   }
 
   // Runs the sub-network `config` over the packed `tokens` of `batch`,
@@ -82,14 +88,25 @@ class Decoder {
   template <DecoderExecutorFor<T> E>
   void forward(E& executor, const SubnetworkConfig& config, std::span<const int> tokens, const AttentionBatch& batch,
                const ModelKVCache<T>& cache, LogitsFor logits_for, MatrixView<float> logits, Workspace workspace) {
-    check_forward(executor, config, tokens, batch, cache, logits_for, logits, workspace);
+    forward(executor, std::span(&config, 1), tokens, batch, cache, logits_for, logits, workspace);
+  }
+
+  // As above with a configuration per sequence (configs[s] for sequence s;
+  // a single entry applies to all): every head count, MLP width and skip
+  // may differ between the sequences of one batch (see batch_schedule.hpp).
+  // Each sequence must keep its configuration for the life of its cache.
+  template <DecoderExecutorFor<T> E>
+  void forward(E& executor, std::span<const SubnetworkConfig> configs, std::span<const int> tokens,
+               const AttentionBatch& batch, const ModelKVCache<T>& cache, LogitsFor logits_for,
+               MatrixView<float> logits, Workspace workspace) {
+    check_forward(executor, configs, tokens, batch, cache, logits_for, logits, workspace);
     WorkspaceCursor cursor(workspace);
-    const Buffers buffers = carve(cursor, executor, batch, cache.shape(), logits_for);
+    const Buffers buffers = carve(cursor, executor, batch, cache.shape(), logits_for, schedule_);
     upload_indices(executor, buffers, tokens, batch);
 
     executor.gather_rows(buffers.layer.residual, weights_.token_embedding, buffers.token_ids);
     for (std::size_t i = 0; i < layers_.size(); ++i)
-      layers_[i].forward(executor, config.layers[i], buffers.layer, cache.layer(i), batch);
+      layers_[i].forward(executor, schedule_.layer(i), schedule_, buffers.layer, cache.layer(i), batch);
 
     const ConstMatrixView<T> residual(buffers.layer.residual);
     if (logits_for == LogitsFor::every_token) {
@@ -145,26 +162,41 @@ class Decoder {
         add(*view);
   }
 
+  // The index array holds the token ids, the identity rows, each
+  // sequence's last row, then the schedule's row lists.
+  static std::size_t index_offset(const AttentionBatch& batch) {
+    return static_cast<std::size_t>(2 * batch.tokens()) + batch.sequences();
+  }
+
+  template <class E>
+  std::size_t required_bytes(const E& executor, const AttentionBatch& batch, const ModelCacheShape& cache,
+                             LogitsFor logits_for, const BatchSchedule& schedule) const {
+    WorkspaceCursor cursor;
+    carve(cursor, executor, batch, cache, logits_for, schedule);
+    return cursor.bytes_used();
+  }
+
   template <class E>
   Buffers carve(WorkspaceCursor& cursor, const E& executor, const AttentionBatch& batch, const ModelCacheShape& cache,
-                LogitsFor logits_for) const {
+                LogitsFor logits_for, const BatchSchedule& schedule) const {
     const index_t tokens = batch.tokens();
     const index_t rows = logit_rows(batch, logits_for);
-    const auto sequences = static_cast<index_t>(batch.sequences());
     Buffers buffers;
     buffers.layer.residual = cursor.take_matrix<T>(tokens, model_.hidden);
     buffers.layer.normed = cursor.take_matrix<T>(tokens, model_.hidden);
     buffers.layer.block_output = cursor.take_matrix<T>(tokens, model_.hidden);
     buffers.final_hidden = cursor.take_matrix<T>(rows, model_.hidden);
     if constexpr (!std::is_same_v<T, float>) buffers.logits = cursor.take_matrix<T>(rows, model_.vocab);
-    buffers.token_ids = cursor.take<int>(static_cast<std::size_t>(2 * tokens + sequences));
+    buffers.token_ids = cursor.take<int>(index_offset(batch) + schedule.index_count());
     if (buffers.token_ids != nullptr) {
       buffers.layer.rows = buffers.token_ids + tokens;
       buffers.last_rows = buffers.token_ids + 2 * tokens;
+      buffers.layer.indices = buffers.token_ids;
     }
     std::size_t scratch = lm_head_.workspace_bytes(executor, rows);
     for (std::size_t i = 0; i < layers_.size(); ++i)
-      scratch = std::max(scratch, layers_[i].workspace_bytes(executor, batch, cache.layers.at(i), model_.hidden));
+      scratch = std::max(scratch, layers_[i].workspace_bytes(executor, batch, schedule.layer(i), schedule,
+                                                             cache.layers.at(i), model_.hidden));
     buffers.layer.scratch = cursor.take_workspace(scratch);
     return buffers;
   }
@@ -175,6 +207,7 @@ class Decoder {
   void upload_indices(E& executor, const Buffers& buffers, std::span<const int> tokens, const AttentionBatch& batch) {
     const std::size_t count = tokens.size();
     staged_indices_.resize(2 * count + batch.sequences());
+    staged_indices_.reserve(staged_indices_.size() + schedule_.index_count());
     std::copy(tokens.begin(), tokens.end(), staged_indices_.begin());
     std::iota(staged_indices_.begin() + static_cast<std::ptrdiff_t>(count),
               staged_indices_.begin() + static_cast<std::ptrdiff_t>(2 * count), 0);
@@ -183,15 +216,21 @@ class Decoder {
       end += batch.new_lengths[s];
       staged_indices_[2 * count + s] = end - 1;
     }
+    schedule_.append_row_indices(staged_indices_);
     executor.load_indices(buffers.token_ids, staged_indices_);
   }
 
+  void check_batch(const AttentionBatch& batch, const ModelCacheShape& cache, index_t tokens) const {
+    batch.validate({cache.slots, 1, cache.capacity, model_.head_dim}, tokens, model_.rope.max_positions);
+  }
+
+  // Checks everything, then builds schedule_ for the batch.
   template <class E>
-  void check_forward(const E& executor, const SubnetworkConfig& config, std::span<const int> tokens,
+  void check_forward(const E& executor, std::span<const SubnetworkConfig> configs, std::span<const int> tokens,
                      const AttentionBatch& batch, const ModelKVCache<T>& cache, LogitsFor logits_for,
-                     const MatrixView<float>& logits, const Workspace& workspace) const {
+                     const MatrixView<float>& logits, const Workspace& workspace) {
     constexpr auto op = "Decoder::forward";
-    config.validate(model_, math::vector_width<T>);
+    for (const SubnetworkConfig& config : configs) config.validate(model_, math::vector_width<T>);
     const ModelCacheShape& shape = cache.shape();
     require(shape.layers.size() == model_.layers.size(), op, ": the KV cache has ", shape.layers.size(),
             " layers, the model ", model_.layers.size());
@@ -204,8 +243,7 @@ class Decoder {
               found.kv_heads, " heads of ", found.head_dim, "; expected ", expected.slots, " of ", expected.capacity,
               ", ", expected.kv_heads, " of ", expected.head_dim);
     }
-    batch.validate({shape.slots, 1, shape.capacity, model_.head_dim}, static_cast<index_t>(tokens.size()),
-                   model_.rope.max_positions);
+    check_batch(batch, shape, static_cast<index_t>(tokens.size()));
     for (std::size_t t = 0; t < tokens.size(); ++t)
       require(tokens[t] >= 0 && tokens[t] < model_.vocab, op, ": token ", t, " has id ", tokens[t],
               ", expected 0 <= id < ", model_.vocab, " (the vocabulary)");
@@ -215,7 +253,8 @@ class Decoder {
                 " brings no new token, so it has no last position to give logits for");
     detail::check_shape(logits, logit_rows(batch, logits_for), model_.vocab, op, "logits");
     detail::check_view(logits, op, "logits");
-    const std::size_t needed = workspace_bytes(executor, batch, shape, logits_for);
+    schedule_.build(model_, configs, batch, index_offset(batch));
+    const std::size_t needed = required_bytes(executor, batch, shape, logits_for, schedule_);
     require<WorkspaceError>(workspace.bytes >= needed, op, ": workspace too small: need at least ", needed,
                             " bytes, found ", workspace.bytes);
     const detail::Region written[] = {detail::region("logits", logits),
@@ -230,6 +269,7 @@ class Decoder {
   std::vector<DecoderLayer<T>> layers_;
   std::vector<detail::Region> weight_regions_;
   std::vector<int> staged_indices_;
+  BatchSchedule schedule_;  // of the current forward
 };
 
 }  // namespace elastic::model

@@ -13,8 +13,10 @@
 // read from the model at run time and picks the HeadDim specialisation. The
 // SwiGLU is an ElasticMLP over any neuron prefix. Each half adds into the
 // residual rows through the executor's row primitives (scatter_add_rows,
-// linear_scatter_add, ElasticMLP::add_to_rows) with the identity row list,
-// so the residual is rounded once per half. The layer holds views only.
+// linear_scatter_add, ElasticMLP::add_to_rows), so the residual is rounded
+// once per half. A half runs once per group of sequences a BatchSchedule
+// forms (one group of the whole batch, with the identity row list, when
+// every sequence makes the same choice). The layer holds views only.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +36,7 @@
 #include "elastic/io/model_description.hpp"
 #include "elastic/layers/elastic_attention.hpp"
 #include "elastic/layers/elastic_mlp.hpp"
+#include "elastic/model/batch_schedule.hpp"
 #include "elastic/model/model_weights.hpp"
 #include "elastic/model/subnetwork_config.hpp"
 
@@ -51,6 +54,7 @@ struct LayerBuffers {
   MatrixView<T> normed;        // [tokens x hidden], the RMSNorm of the residual
   MatrixView<T> block_output;  // [tokens x hidden], the attention output before the residual add
   const int* rows = nullptr;   // 0, 1, ..., tokens - 1 in executor memory
+  const int* indices = nullptr;  // the forward's index array (BatchSchedule row offsets point into it)
   Workspace scratch;           // for the layer's blocks
 };
 
@@ -73,43 +77,62 @@ class DecoderLayer {
 
   const io::LayerPlan& plan() const { return plan_; }
 
-  // Scratch bytes a forward over this batch needs at any choice.
+  // Scratch bytes a forward over this batch needs at any choice, for the
+  // groups `schedule` forms at this layer.
   template <DecoderExecutorFor<T> E>
-  std::size_t workspace_bytes(const E& executor, const AttentionBatch& batch, const KVCacheShape& cache,
-                              index_t hidden_size) const {
+  std::size_t workspace_bytes(const E& executor, const AttentionBatch& batch, const LayerGroups& groups,
+                              const BatchSchedule& schedule, const KVCacheShape& cache, index_t hidden_size) const {
     const index_t tokens = batch.tokens();
     std::size_t bytes = executor.template linear_scatter_add_workspace_bytes<T>(tokens, hidden_size, hidden_size);
     if (attention_)
-      bytes = std::max(bytes, std::visit([&](const auto& a) { return a.workspace_bytes(executor, batch, cache); },
-                                         *attention_));
+      for (const HalfGroup& group : groups.attention) {
+        const SequenceSet& set = schedule.set(group.set);
+        const AttentionBatch& part = set.whole ? batch : set.batch();
+        bytes = std::max(bytes, std::visit([&](const auto& a) { return a.workspace_bytes(executor, part, cache); },
+                                           *attention_));
+      }
     if (mlp_) bytes = std::max(bytes, mlp_->add_to_rows_workspace_bytes(executor, tokens));
     return bytes;
   }
 
-  // Runs both halves over buffers.residual as `choice` says (validated by
-  // the caller against the model); a GQA half appends the batch's keys and
-  // values to `cache`.
+  // Runs both halves over buffers.residual, each group of sequences as its
+  // choice says (validated by the caller against the model); a GQA group
+  // appends its sequences' keys and values to `cache`.
   template <DecoderExecutorFor<T> E>
-  void forward(E& executor, const LayerChoice& choice, const LayerBuffers<T>& buffers, const KVCacheView<T>& cache,
-               const AttentionBatch& batch) const {
-    if (!choice.skip_attention) {
+  void forward(E& executor, const LayerGroups& groups, const BatchSchedule& schedule, const LayerBuffers<T>& buffers,
+               const KVCacheView<T>& cache, const AttentionBatch& batch) const {
+    for (const HalfGroup& group : groups.attention) {
+      const SequenceSet& set = schedule.set(group.set);
+      const int* rows = set.whole ? buffers.rows : buffers.indices + set.rows_offset;
+      const index_t count = set.whole ? buffers.residual.rows() : set.tokens();
+      const MatrixView<T> normed = normalise(executor, buffers, weights_.attention_norm, set.whole, rows, count);
       if (attention_) {
-        normalise(executor, buffers, weights_.attention_norm);
+        const MatrixView<T> output = buffers.block_output.first_rows(count);
         std::visit([&](const auto& a) {
-          a.forward(executor, choice.heads, buffers.block_output, buffers.normed, cache, batch, buffers.scratch);
+          a.forward(executor, static_cast<int>(group.size), output, ConstMatrixView<T>(normed), cache,
+                    set.whole ? batch : set.batch(), buffers.scratch);
         }, *attention_);
-        executor.scatter_add_rows(buffers.residual, ConstMatrixView<T>(buffers.block_output), buffers.rows);
-      } else if (plan_.attention == io::AttentionKind::linear) {
-        add_linear_block(executor, buffers, weights_.attention_norm, weights_.linear_attention);
+        executor.scatter_add_rows(buffers.residual, ConstMatrixView<T>(output), rows);
+      } else {
+        executor.linear_scatter_add(buffers.residual, ConstMatrixView<T>(normed), weights_.linear_attention, rows,
+                                    buffers.scratch);
       }
     }
-    if (!choice.skip_ffn) {
+    // The SwiGLU reads its rows of the whole normed batch by index; a linear
+    // block reads a gathered copy like the attention.
+    if (mlp_ && !groups.ffn.empty())
+      executor.rms_norm(buffers.normed, ConstMatrixView<T>(buffers.residual), weights_.ffn_norm, epsilon_);
+    for (const HalfGroup& group : groups.ffn) {
+      const SequenceSet& set = schedule.set(group.set);
+      const int* rows = set.whole ? buffers.rows : buffers.indices + set.rows_offset;
+      const index_t count = set.whole ? buffers.residual.rows() : set.tokens();
       if (mlp_) {
-        normalise(executor, buffers, weights_.ffn_norm);
-        mlp_->add_to_rows(executor, static_cast<int>(choice.mlp_width), buffers.residual,
-                          ConstMatrixView<T>(buffers.normed), buffers.rows, buffers.residual.rows(), buffers.scratch);
-      } else if (plan_.ffn == io::FfnKind::linear) {
-        add_linear_block(executor, buffers, weights_.ffn_norm, weights_.linear_ffn);
+        mlp_->add_to_rows(executor, static_cast<int>(group.size), buffers.residual, ConstMatrixView<T>(buffers.normed),
+                          rows, count, buffers.scratch);
+      } else {
+        const MatrixView<T> normed = normalise(executor, buffers, weights_.ffn_norm, set.whole, rows, count);
+        executor.linear_scatter_add(buffers.residual, ConstMatrixView<T>(normed), weights_.linear_ffn, rows,
+                                    buffers.scratch);
       }
     }
   }
@@ -135,18 +158,19 @@ class DecoderLayer {
     detail::check_view(weight, op, name);
   }
 
+  // RMSNorm of the set's residual rows into the first rows of
+  // buffers.normed: all rows in place for the whole batch, else gathered.
   template <class E>
-  void normalise(E& executor, const LayerBuffers<T>& buffers, const ConstMatrixView<T>& norm) const {
-    executor.rms_norm(buffers.normed, ConstMatrixView<T>(buffers.residual), norm, epsilon_);
-  }
-
-  // h += W RMSNorm(h): Puzzle's linear replacement of either half.
-  template <class E>
-  void add_linear_block(E& executor, const LayerBuffers<T>& buffers, const ConstMatrixView<T>& norm,
-                        const ConstMatrixView<T>& weight) const {
-    normalise(executor, buffers, norm);
-    executor.linear_scatter_add(buffers.residual, ConstMatrixView<T>(buffers.normed), weight, buffers.rows,
-                                buffers.scratch);
+  MatrixView<T> normalise(E& executor, const LayerBuffers<T>& buffers, const ConstMatrixView<T>& norm, bool whole,
+                          const int* rows, index_t count) const {
+    const MatrixView<T> normed = buffers.normed.first_rows(count);
+    if (whole) {
+      executor.rms_norm(normed, ConstMatrixView<T>(buffers.residual), norm, epsilon_);
+    } else {
+      executor.gather_rows(normed, ConstMatrixView<T>(buffers.residual), rows);
+      executor.rms_norm(normed, ConstMatrixView<T>(normed), norm, epsilon_);
+    }
+    return normed;
   }
 
   io::LayerPlan plan_;
