@@ -8,10 +8,13 @@
 //                                     decode timings
 //   elastic perplexity -f FILE [--ctx 512]
 //   elastic logits --tokens 1,2,3 -o FILE   raw float32 logits [tokens x vocab]
+//   elastic bench [-p 512] [-n 128] [-r 5] [--mlp-widths ...] [-o md|json]
+//                                     prompt and generation tokens per second
 //
 // The running subcommands share --model, --dtype f32|bf16, --device cpu,
-// --threads, --ctx and the sub-network flags --mlp-width, --heads and
-// --skip-layers (one weight copy, any prefix of each layer).
+// --threads, --ctx and the sub-network: a --config file and the flags
+// --mlp-width, --heads and --skip-layers on top of it (one weight copy, any
+// prefix of each layer).
 //
 // --model takes a .gguf file, or a folder (or its config.json) with
 // safetensors weights and tokenizer.json. Without it, $ELASTIC_MODEL, else
@@ -25,6 +28,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench.hpp"
 #include "generate.hpp"
 #include "inspect.hpp"
 #include "logits.hpp"
@@ -60,13 +64,16 @@ int main(int argc, char** argv) {
   CLI::App* perplexity = app.add_subcommand("perplexity", "perplexity of the model on a text file");
   elastic::cli::LogitsOptions logits_options;
   CLI::App* logits = app.add_subcommand("logits", "write every position's logits of a token sequence");
-  for (CLI::App* command : {generate, perplexity, logits}) {
+  elastic::cli::BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand("bench", "prompt and generation speed (ppN / tgN tokens per second)");
+  for (CLI::App* command : {generate, perplexity, logits, bench}) {
     add_model_option(*command, model);
     run.add_to(*command);
   }
   generate_options.add_to(*generate);
   perplexity_options.add_to(*perplexity);
   logits_options.add_to(*logits);
+  bench_options.add_to(*bench);
 
   try {
     app.parse(argc, argv);
@@ -89,6 +96,8 @@ int main(int argc, char** argv) {
       return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_perplexity<T>(run, perplexity_options); });
     if (logits->parsed())
       return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_logits<T>(run, logits_options); });
+    if (bench->parsed())
+      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_bench<T>(run, bench_options); });
   } catch (const std::exception& error) {
     std::fprintf(stderr, "elastic: %s\n", error.what());
     return 1;

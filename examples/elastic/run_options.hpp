@@ -1,8 +1,8 @@
 // What every model-running subcommand of the `elastic` CLI shares: the model
-// path, element type, device, threads, context and sub-network flags, their
-// CLI11 registration, and the loaded model they produce: the files, the
-// weights dequantised once into the chosen type, the decoder and the
-// tokenizer, with the load time. A flag that does not fit the model is one
+// path, element type, device, threads, context and sub-network (a --config
+// file, then per-flag overrides), their CLI11 registration, and the loaded
+// model they produce: the files, the weights dequantised once into the
+// chosen type, the decoder and the tokenizer, with the load time. A flag that does not fit the model is one
 // clear error before anything runs.
 #pragma once
 
@@ -21,6 +21,7 @@
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_weights.hpp"
 #include "elastic/model/subnetwork_config.hpp"
+#include "elastic/model/subnetwork_config_file.hpp"
 
 namespace elastic::cli {
 
@@ -33,6 +34,7 @@ struct RunOptions {
   int mlp_width = 0;  // 0: every SwiGLU layer at its stored width
   int heads = 0;      // 0: every GQA layer with all its query heads
   std::vector<int> skip_layers;
+  std::string config_file;  // a SubnetworkConfig JSON file; the flags above apply on top of it
 
   void add_to(CLI::App& command) {
     command.add_option("--dtype", dtype, "weights and activations: f32 or bf16 (computed in f32 either way)")
@@ -50,11 +52,15 @@ struct RunOptions {
     command.add_option("--heads", heads, "run every GQA layer with its first N query heads (0: all)")
         ->check(CLI::NonNegativeNumber);
     command.add_option("--skip-layers", skip_layers, "layers whose attention and FFN are skipped")->delimiter(',');
+    command.add_option("--config", config_file, "a sub-network file: {\"layers\": [{\"heads\", \"mlp_width\", "
+                       "\"skip_attention\", \"skip_ffn\"}, ...]}")
+        ->check(CLI::ExistingFile);
   }
 
   // The sub-network the flags describe, for `description`.
   model::SubnetworkConfig subnetwork(const io::ModelDescription& description) const {
-    model::SubnetworkConfig config = model::SubnetworkConfig::full(description);
+    model::SubnetworkConfig config = config_file.empty() ? model::SubnetworkConfig::full(description)
+                                                         : model::read_subnetwork_config(config_file, description);
     for (std::size_t i = 0; i < config.layers.size(); ++i) {
       model::LayerChoice& layer = config.layers[i];
       if (heads > 0 && layer.heads > 0) layer.heads = heads;
