@@ -48,7 +48,12 @@ namespace elastic::model {
 // last new token of each sequence (generation).
 enum class LogitsFor : std::uint8_t { every_token, last_token };
 
-template <ElementType T>
+// MlpWidths: AnyWidth runs any SwiGLU width a checkpoint or configuration
+// asks for; a deployment that knows the widths it serves names them,
+// e.g. Decoder<bfloat16_t, Widths<384, 768, 1152, 1536>>, and each runs the
+// executor's kernels specialised on that width (every width must fit every
+// SwiGLU layer; a configuration asking for another is refused up front).
+template <ElementType T, WidthSet MlpWidths = AnyWidth>
 class Decoder {
  public:
   Decoder(const io::ModelDescription& model, const ModelWeights<T>& weights)
@@ -230,7 +235,16 @@ class Decoder {
                      const AttentionBatch& batch, const ModelKVCache<T>& cache, LogitsFor logits_for,
                      const MatrixView<float>& logits, const Workspace& workspace) {
     constexpr auto op = "Decoder::forward";
-    for (const SubnetworkConfig& config : configs) config.validate(model_, math::vector_width<T>);
+    for (const SubnetworkConfig& config : configs) {
+      config.validate(model_, math::vector_width<T>);
+      for (std::size_t i = 0; i < config.layers.size(); ++i) {
+        const LayerChoice& choice = config.layers[i];
+        if (model_.layers[i].ffn == io::FfnKind::swiglu && !choice.skip_ffn)
+          require<WidthError>(MlpWidths::contains(static_cast<int>(choice.mlp_width)), op, ": layer ", i,
+                              " asks for MLP width ", choice.mlp_width, ", which is not in this decoder's width set ",
+                              MlpWidths::describe());
+      }
+    }
     const ModelCacheShape& shape = cache.shape();
     require(shape.layers.size() == model_.layers.size(), op, ": the KV cache has ", shape.layers.size(),
             " layers, the model ", model_.layers.size());
@@ -266,7 +280,7 @@ class Decoder {
   io::ModelDescription model_;
   ModelWeights<T> weights_;
   ElasticLinear<T, AnyWidth, AnyWidth> lm_head_;
-  std::vector<DecoderLayer<T>> layers_;
+  std::vector<DecoderLayer<T, MlpWidths>> layers_;
   std::vector<detail::Region> weight_regions_;
   std::vector<int> staged_indices_;
   BatchSchedule schedule_;  // of the current forward

@@ -11,7 +11,9 @@
 // The GQA attention is an ElasticAttention over any query-head prefix
 // (AnyWidth) with the layer's own KV-head count; head_dim (64 or 128) is
 // read from the model at run time and picks the HeadDim specialisation. The
-// SwiGLU is an ElasticMLP over any neuron prefix. Each half adds into the
+// SwiGLU is an ElasticMLP over any neuron prefix, or over the widths of
+// MlpWidths when a deployment names them (each then runs kernels
+// specialised on its width). Each half adds into the
 // residual rows through the executor's row primitives (scatter_add_rows,
 // linear_scatter_add, ElasticMLP::add_to_rows), so the residual is rounded
 // once per half. A half runs once per group of sequences a BatchSchedule
@@ -58,7 +60,7 @@ struct LayerBuffers {
   Workspace scratch;           // for the layer's blocks
 };
 
-template <ElementType T>
+template <ElementType T, WidthSet MlpWidths = AnyWidth>
 class DecoderLayer {
  public:
   DecoderLayer(const io::ModelDescription& model, std::size_t index, const LayerWeights<T>& weights)
@@ -177,7 +179,7 @@ class DecoderLayer {
   LayerWeights<T> weights_;
   float epsilon_;
   std::optional<Attention> attention_;
-  std::optional<ElasticMLP<T, AnyWidth>> mlp_;
+  std::optional<ElasticMLP<T, MlpWidths>> mlp_;
 };
 
 }  // namespace elastic::model
