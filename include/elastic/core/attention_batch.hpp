@@ -13,6 +13,7 @@
 // 64 bits, so no length, however large, wraps around past its checks.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -59,15 +60,12 @@ struct AttentionBatch {
             cache_slots.size(), ", ", cached_lengths.size(), " and ", n);
     require(cache.slots >= 0 && cache.capacity >= 0, "attention batch: the cache shape must be non-negative, found ",
             cache.slots, " slots of capacity ", cache.capacity);
-    std::vector<bool> slot_used(static_cast<std::size_t>(cache.slots), false);
+    check_distinct_slots();
     index_t total = 0;
     for (std::size_t s = 0; s < n; ++s) {
       const int slot = cache_slots[s];
       require(slot >= 0 && slot < cache.slots, "attention batch: sequence ", s, " uses cache slot ", slot,
               ", expected 0 <= slot < ", cache.slots);
-      require(!slot_used[static_cast<std::size_t>(slot)], "attention batch: cache slot ", slot,
-              " is used by two sequences");
-      slot_used[static_cast<std::size_t>(slot)] = true;
       require(cached_lengths[s] >= 0 && new_lengths[s] >= 0, "attention batch: sequence ", s,
               " has negative lengths (cached ", cached_lengths[s], ", new ", new_lengths[s], ")");
       const index_t needed = index_t{cached_lengths[s]} + new_lengths[s];
@@ -90,6 +88,25 @@ struct AttentionBatch {
       }
       first += new_lengths[s];
     }
+  }
+
+ private:
+  // Two sequences may not share a slot. Small batches (every decode loop's)
+  // compare pairwise and allocate nothing; larger ones sort a copy.
+  void check_distinct_slots() const {
+    const auto duplicate = [](int slot) {
+      throw Error(detail::concat("attention batch: cache slot ", slot, " is used by two sequences"));
+    };
+    if (cache_slots.size() <= 64) {
+      for (std::size_t s = 0; s < cache_slots.size(); ++s)
+        for (std::size_t other = s + 1; other < cache_slots.size(); ++other)
+          if (cache_slots[s] == cache_slots[other]) duplicate(cache_slots[s]);
+      return;
+    }
+    std::vector<int> sorted(cache_slots.begin(), cache_slots.end());
+    std::sort(sorted.begin(), sorted.end());
+    const auto repeated = std::adjacent_find(sorted.begin(), sorted.end());
+    if (repeated != sorted.end()) duplicate(*repeated);
   }
 };
 
