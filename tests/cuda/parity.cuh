@@ -1,14 +1,16 @@
 // CUDA-vs-host parity checks shared by the per-dtype test files (one file per
 // dtype so the three instantiations compile in parallel): the elastic MLP and
 // the elastic linear map at every width of the set and token counts covering
-// every decode bucket and the prefill path. Outputs start poisoned, so an
-// unwritten element fails.
+// every decode bucket and the prefill path, and the widening to float32.
+// Outputs start poisoned, so an unwritten element fails.
 #pragma once
 
 #include <doctest/doctest.h>
 
 #include "cuda/device_buffer.cuh"
 #include "elastic/elastic.cuh"
+#include "elastic/model/float_logits.hpp"
+#include "support/error_message.hpp"
 
 namespace elastic::test {
 
@@ -73,6 +75,34 @@ void check_linear_parity() {
         CHECK(relative_difference(y.to_host(), expected) < tolerance<T>());
       });
   }
+}
+
+// convert against the host's widening of a 16-bit model's logits
+// (model::widen_logits on the host executor), bit for bit, on strided views
+// whose rows end in a scalar tail; nothing outside the view is written.
+template <class T>
+void check_convert_parity() {
+  constexpr index_t rows = 5, cols = 37, source_stride = 40, wide_stride = 44;
+  const HostMatrix<T> source = random_matrix<T>(rows, source_stride, 77);
+  const DeviceMatrix<T> device_source(source);
+  HostMatrix<float> expected(rows, wide_stride);
+  fill_poison(expected);
+  host::Executor host_executor;
+  model::widen_logits(host_executor, MatrixView<float>(expected.values.data(), rows, cols, wide_stride),
+                      ConstMatrixView<T>(source.values.data(), rows, cols, source_stride));
+  DeviceMatrix<float> wide = poisoned_device_matrix<float>(rows, wide_stride);
+  const MatrixView<float> wide_view(wide.buffer.data(), rows, cols, wide_stride);
+  const ConstMatrixView<T> source_view(device_source.buffer.data(), rows, cols, source_stride);
+  cuda::Executor executor;
+  executor.convert(wide_view, source_view);
+  ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+  CHECK(bitwise_equal(wide.to_host().values, expected.values));
+
+  CHECK(error_of([&] { executor.convert(wide_view.first_cols(36), source_view); }) ==
+        "convert: destination must be [5 x 37], found [5 x 36, stride 44]");
+  const MatrixView<float> over_source(reinterpret_cast<float*>(device_source.buffer.data()), 1, 4);
+  CHECK(error_of([&] { executor.convert(over_source, source_view.first_rows(1).first_cols(4)); }) ==
+        "convert: the destination overlaps the source");
 }
 
 }  // namespace elastic::test

@@ -15,3 +15,7 @@ TEST_CASE("cuda elastic MLP matches the host executor: " ELASTIC_TEST_DTYPE_NAME
 TEST_CASE("cuda elastic linear matches the host executor: " ELASTIC_TEST_DTYPE_NAME) {
   test::check_linear_parity<TestType>();
 }
+
+TEST_CASE("cuda convert widens to float32 like the host: " ELASTIC_TEST_DTYPE_NAME) {
+  test::check_convert_parity<TestType>();
+}

@@ -3,8 +3,9 @@
 // (math/counting_sort.hpp) run thread by thread with a sequential scan in
 // place of the block scan must give the host executor's plan for any thread
 // count; the row loops (math/row_ops.hpp) run lane by lane must give the host
-// executor's gather, scatter-add, ReLU, RMSNorm and contribution sums, and
-// leave everything past the row untouched.
+// executor's gather, scatter-add, ReLU, RMSNorm and contribution sums and
+// every element's to_float when widening, and leave everything past the row
+// untouched.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -189,5 +190,22 @@ TEST_CASE_TEMPLATE("row loops driven lane by lane match the host executor", T, f
         CHECK(to_float(got.values[stride + c]) ==
               doctest::Approx(to_float(expected.values[stride + c])).epsilon(1e-2));
       for (index_t c = cols; c < stride; ++c) CHECK(std::isnan(to_float(got.values[stride + c])));
+    }
+}
+
+TEST_CASE_TEMPLATE("the widening row loop driven lane by lane gives every element's float value", T, float, half_t,
+                   bfloat16_t) {
+  constexpr index_t stride = 96;  // past every row: poison that must stay
+  const test::HostMatrix<T> source = test::random_matrix<T>(1, stride, 3);
+  for (index_t cols : {index_t{0}, index_t{3}, index_t{8}, index_t{75}, index_t{96}})
+    for (int lanes : {1, 5, 32, 128}) {
+      CAPTURE(cols);
+      CAPTURE(lanes);
+      test::HostMatrix<float> wide(1, stride);
+      test::fill_poison(wide);
+      for (int lane = 0; lane < lanes; ++lane)
+        math::widen_row_lane(wide.view().row(0), source.view().row(0), int(cols), lane, lanes);
+      for (index_t c = 0; c < cols; ++c) CHECK(wide.values[c] == to_float(source.values[c]));
+      for (index_t c = cols; c < stride; ++c) CHECK(std::isnan(wide.values[c]));
     }
 }

@@ -1,9 +1,10 @@
 // The heterogeneous decoder against an independent float64 reference.
 //
-// Each test writes a tiny random checkpoint with the library's writers (a
-// Hugging Face llama folder, tied or not, with or without Llama 3 RoPE
-// scaling; a nemotron-nas folder with every block kind; a GGUF llama with
-// quantised tensors and interleaved RoPE pairs), opens it with
+// Each test writes a tiny random checkpoint with the library's writers (from
+// support/tiny_checkpoint.hpp a Hugging Face llama folder, tied or not, with
+// or without Llama 3 RoPE scaling, or a nemotron-nas folder with every block
+// kind; from here a GGUF llama with quantised tensors and interleaved RoPE
+// pairs), opens it with
 // io::ModelSource, runs it through model::Decoder, and compares the logits
 // with a plain-loop float64 model written here (embedding, RMSNorm, RoPE in
 // the file's pair layout, causal GQA softmax attention, SwiGLU, linear and
@@ -28,13 +29,13 @@
 
 #include "elastic/io/gguf_writer.hpp"
 #include "elastic/io/model_source.hpp"
-#include "elastic/io/safetensors_writer.hpp"
 #include "elastic/io/tokenizer.hpp"
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_weights.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
 #include "support/test_support.hpp"
+#include "support/tiny_checkpoint.hpp"
 
 using namespace elastic;
 using elastic::io::AttentionKind;
@@ -42,176 +43,16 @@ using elastic::io::FfnKind;
 using elastic::io::TensorRole;
 using elastic::model::LogitsFor;
 using elastic::model::SubnetworkConfig;
+using elastic::test::inverse_sqrt;
+using elastic::test::nemotron_model;
+using elastic::test::random_tokens;
+using elastic::test::TinyModel;
+using elastic::test::write_llama_folder;
+using elastic::test::write_nemotron_folder;
 
 namespace {
 
 // ---------------------------------------------------------------- checkpoints
-
-struct TinyLayer {
-  AttentionKind attention = AttentionKind::gqa;
-  int kv_heads = 2;
-  FfnKind ffn = FfnKind::swiglu;
-  double ffn_mult = 1.5;  // nemotron-nas: int(2 * mult * hidden / 3) rounded up to 256
-};
-
-struct TinyModel {
-  int hidden = 256;
-  int heads = 4;
-  int head_dim = 64;
-  int vocab = 96;
-  int intermediate = 192;  // llama: every layer
-  int kv_heads = 2;        // llama: every layer
-  int layers = 2;          // llama
-  bool tied = false;
-  bool llama3 = false;
-  std::vector<TinyLayer> blocks;  // nemotron-nas
-};
-
-class TensorWriter {
- public:
-  explicit TensorWriter(std::uint64_t seed) : engine_(seed) {}
-
-  // Uniform in [center - spread, center + spread], never exactly zero.
-  void add(std::string name, std::vector<std::int64_t> shape, float center, float spread,
-           io::TensorType type = io::TensorType::f32) {
-    std::int64_t count = 1;
-    for (std::int64_t dim : shape) count *= dim;
-    std::uniform_real_distribution<float> uniform(center - spread, center + spread);
-    std::vector<std::byte>& bytes = storage_.emplace_back();
-    for (std::int64_t i = 0; i < count; ++i) {
-      float value = uniform(engine_);
-      if (value == 0.0f) value = spread / 2;
-      if (type == io::TensorType::bf16) append(bytes, from_float<bfloat16_t>(value));
-      else append(bytes, value);
-    }
-    tensors_.push_back({std::move(name), type, std::move(shape), bytes});
-  }
-
-  void write(const std::filesystem::path& path) const { io::write_safetensors(path, tensors_); }
-
- private:
-  template <class V>
-  static void append(std::vector<std::byte>& bytes, V value) {
-    const auto* first = reinterpret_cast<const std::byte*>(&value);
-    bytes.insert(bytes.end(), first, first + sizeof value);
-  }
-
-  std::mt19937_64 engine_;
-  std::vector<std::vector<std::byte>> storage_;
-  std::vector<io::TensorToWrite> tensors_;
-};
-
-float inverse_sqrt(int n) { return 1.0f / std::sqrt(static_cast<float>(n)); }
-
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
-
-std::string rope_scaling_json(bool llama3) {
-  return llama3 ? R"(, "rope_scaling": {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
-                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32})"
-                : "";
-}
-
-std::string common_config_json(const TinyModel& m) {
-  return "\"hidden_size\": " + std::to_string(m.hidden) + ", \"num_attention_heads\": " + std::to_string(m.heads) +
-         ", \"head_dim\": " + std::to_string(m.head_dim) + ", \"vocab_size\": " + std::to_string(m.vocab) +
-         R"(, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256, "hidden_act": "silu",
-         "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": )" +
-         (m.tied ? "true" : "false") + rope_scaling_json(m.llama3);
-}
-
-// Random weights for one layer, Hugging Face names; widths as the plan says.
-void add_layer(TensorWriter& writer, const TinyModel& m, int i, const io::LayerPlan& plan, io::TensorType type) {
-  const std::string block = "model.layers." + std::to_string(i) + ".";
-  const std::int64_t q_rows = std::int64_t{m.heads} * m.head_dim, kv_rows = std::int64_t{plan.kv_heads} * m.head_dim;
-  const float in_scale = inverse_sqrt(m.hidden);
-  if (plan.attention != AttentionKind::none) writer.add(block + "input_layernorm.weight", {m.hidden}, 1.0f, 0.25f, type);
-  if (plan.attention == AttentionKind::gqa) {
-    writer.add(block + "self_attn.q_proj.weight", {q_rows, m.hidden}, 0.0f, 2 * in_scale, type);
-    writer.add(block + "self_attn.k_proj.weight", {kv_rows, m.hidden}, 0.0f, 2 * in_scale, type);
-    writer.add(block + "self_attn.v_proj.weight", {kv_rows, m.hidden}, 0.0f, in_scale, type);
-    writer.add(block + "self_attn.o_proj.weight", {m.hidden, q_rows}, 0.0f, inverse_sqrt(static_cast<int>(q_rows)), type);
-  } else if (plan.attention == AttentionKind::linear) {
-    writer.add(block + "self_attn.linear_attn.weight", {m.hidden, m.hidden}, 0.0f, in_scale, type);
-  }
-  if (plan.ffn != FfnKind::none) writer.add(block + "post_attention_layernorm.weight", {m.hidden}, 1.0f, 0.25f, type);
-  if (plan.ffn == FfnKind::swiglu) {
-    writer.add(block + "mlp.gate_proj.weight", {plan.intermediate, m.hidden}, 0.0f, 2 * in_scale, type);
-    writer.add(block + "mlp.up_proj.weight", {plan.intermediate, m.hidden}, 0.0f, 2 * in_scale, type);
-    writer.add(block + "mlp.down_proj.weight", {m.hidden, plan.intermediate}, 0.0f,
-               inverse_sqrt(static_cast<int>(plan.intermediate)), type);
-  } else if (plan.ffn == FfnKind::linear) {
-    writer.add(block + "mlp.linear_mlp.weight", {m.hidden, m.hidden}, 0.0f, in_scale, type);
-  }
-}
-
-void add_model_wide(TensorWriter& writer, const TinyModel& m, io::TensorType type) {
-  writer.add("model.embed_tokens.weight", {m.vocab, m.hidden}, 0.0f, 1.0f, type);
-  writer.add("model.norm.weight", {m.hidden}, 1.0f, 0.25f, type);
-  if (!m.tied) writer.add("lm_head.weight", {m.vocab, m.hidden}, 0.0f, inverse_sqrt(m.hidden), type);
-}
-
-void write_llama_folder(const std::filesystem::path& folder, const TinyModel& m, std::uint64_t seed,
-                        io::TensorType type = io::TensorType::f32) {
-  write_text(folder / "config.json", R"({"model_type": "llama", "architectures": ["LlamaForCausalLM"], )" +
-                                         common_config_json(m) + ", \"intermediate_size\": " +
-                                         std::to_string(m.intermediate) + ", \"num_hidden_layers\": " +
-                                         std::to_string(m.layers) + ", \"num_key_value_heads\": " +
-                                         std::to_string(m.kv_heads) + "}");
-  TensorWriter writer(seed);
-  add_model_wide(writer, m, type);
-  for (int i = 0; i < m.layers; ++i)
-    add_layer(writer, m, i, {AttentionKind::gqa, m.kv_heads, FfnKind::swiglu, m.intermediate}, type);
-  writer.write(folder / "model.safetensors");
-}
-
-std::int64_t nemotron_width(const TinyModel& m, double ffn_mult) {
-  const auto width = static_cast<std::int64_t>(2.0 * ffn_mult * m.hidden / 3.0);
-  return (width + 255) / 256 * 256;
-}
-
-void write_nemotron_folder(const std::filesystem::path& folder, const TinyModel& m, std::uint64_t seed,
-                           io::TensorType type = io::TensorType::f32) {
-  std::string blocks;
-  for (const TinyLayer& layer : m.blocks) {
-    const bool gqa = layer.attention == AttentionKind::gqa;
-    blocks += std::string(blocks.empty() ? "" : ", ") + R"({"attention": {"n_heads_in_group": )" +
-              (gqa ? std::to_string(m.heads / layer.kv_heads) : "null") +
-              ", \"no_op\": " + (layer.attention == AttentionKind::none ? "true" : "false") +
-              ", \"replace_with_linear\": " + (layer.attention == AttentionKind::linear ? "true" : "false") +
-              R"(}, "ffn": {"ffn_mult": )" +
-              (layer.ffn == FfnKind::swiglu ? std::to_string(layer.ffn_mult) : "null") +
-              ", \"no_op\": " + (layer.ffn == FfnKind::none ? "true" : "false") +
-              ", \"replace_with_linear\": " + (layer.ffn == FfnKind::linear ? "true" : "false") + "}}";
-  }
-  write_text(folder / "config.json",
-             R"({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], )" + common_config_json(m) +
-                 R"(, "intermediate_size": null, "num_key_value_heads": null, "num_hidden_layers": )" +
-                 std::to_string(m.blocks.size()) + ", \"block_configs\": [" + blocks + "]}");
-  TensorWriter writer(seed);
-  add_model_wide(writer, m, type);
-  for (std::size_t i = 0; i < m.blocks.size(); ++i) {
-    const TinyLayer& layer = m.blocks[i];
-    add_layer(writer, m, static_cast<int>(i),
-              {layer.attention, layer.attention == AttentionKind::gqa ? layer.kv_heads : 0, layer.ffn,
-               layer.ffn == FfnKind::swiglu ? nemotron_width(m, layer.ffn_mult) : 0},
-              type);
-  }
-  writer.write(folder / "model.safetensors");
-}
-
-// Every block kind: GQA with 2, 1 (MQA) and 4 KV heads, linear and no-op
-// attention, SwiGLU of widths 512 and 256, linear and no-op FFN.
-TinyModel nemotron_model() {
-  TinyModel m;
-  m.blocks = {{AttentionKind::gqa, 2, FfnKind::swiglu, 3.0},
-              {AttentionKind::linear, 0, FfnKind::swiglu, 1.5},
-              {AttentionKind::none, 0, FfnKind::linear, 0.0},
-              {AttentionKind::gqa, 1, FfnKind::none, 0.0},
-              {AttentionKind::gqa, 4, FfnKind::swiglu, 1.5}};
-  return m;
-}
 
 // GGUF blocks with random quants and small random scales (Q8_0: d; Q4_0: d;
 // Q4_1: d, m), so the dequantised values are of weight size.
@@ -517,13 +358,6 @@ double relative_error(const Rows& out, const Rows& reference) {
 
 Rows rows_of(const Rows& all, std::size_t first, std::size_t count) {
   return Rows(all.begin() + static_cast<std::ptrdiff_t>(first), all.begin() + static_cast<std::ptrdiff_t>(first + count));
-}
-
-std::vector<int> random_tokens(int count, int vocab, std::uint64_t seed) {
-  std::mt19937_64 engine(seed);
-  std::vector<int> tokens(static_cast<std::size_t>(count));
-  for (int& token : tokens) token = static_cast<int>(engine() % static_cast<std::uint64_t>(vocab));
-  return tokens;
 }
 
 template <class T>

@@ -68,6 +68,14 @@ HostMatrix<T> random_matrix(index_t rows, index_t cols, std::uint64_t seed, floa
   return matrix;
 }
 
+// `count` token ids drawn uniformly from [0, vocab).
+inline std::vector<int> random_tokens(int count, int vocab, std::uint64_t seed) {
+  std::mt19937_64 engine(seed);
+  std::vector<int> tokens(static_cast<std::size_t>(count));
+  for (int& token : tokens) token = static_cast<int>(engine() % static_cast<std::uint64_t>(vocab));
+  return tokens;
+}
+
 // A value that marks "not written": NaN in every element type.
 template <class T>
 T poison() {

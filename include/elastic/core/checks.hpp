@@ -104,4 +104,14 @@ void check_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const Con
   check_swiglu_operands(h, x, gate, up, "swiglu", x.rows());
 }
 
+// dst = src widened to float32, element for element.
+template <class T>
+void check_convert(const MatrixView<float>& dst, const ConstMatrixView<T>& src) {
+  constexpr std::string_view op = "convert";
+  check_shape(dst, src.rows(), src.cols(), op, "destination");
+  check_view(dst, op, "destination");
+  check_view(src, op, "source");
+  check_disjoint(op, {region("destination", dst)}, {region("source", src)});
+}
+
 }  // namespace elastic::detail

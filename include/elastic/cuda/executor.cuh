@@ -35,6 +35,9 @@
 // must come from a plan or be known to be valid. Every other routing call is
 // asynchronous, and all but load_indices (a copy from pageable host memory)
 // can be captured in a CUDA graph.
+//
+// convert widens a matrix to float32 (a 16-bit decoder's logits); it is
+// asynchronous and can be captured too.
 #pragma once
 
 #include <cublasLt.h>
@@ -379,6 +382,14 @@ class Executor {
                 std::type_identity_t<ConstMatrixView<T>> weight, float epsilon) {
     detail::check_rms_norm(y, x, weight, epsilon);
     launch_rms_norm(y, x, weight, epsilon, stream_);
+  }
+
+  // dst = src widened to float32 (the float32 logits of a 16-bit model;
+  // for float a copy).
+  template <ElementType T>
+  void convert(MatrixView<float> dst, ConstMatrixView<T> src) {
+    detail::check_convert(dst, src);
+    launch_widen_rows(dst, src, stream_);
   }
 
   template <ElementType T>

@@ -1,7 +1,8 @@
 // Row kernels of the CUDA executor's routing primitives: gather and
 // scatter-add of rows by index (moving a route group's tokens into a dense
 // batch and its results back into the residual), RMSNorm, ReLU in place and
-// the residual contribution ratio of each row. One block of row_threads
+// the residual contribution ratio of each row; and the widening of a matrix
+// to float32 (convert: a 16-bit model's logits). One block of row_threads
 // threads per row; thread i runs lane i of the per-lane loops in
 // math/row_ops.hpp (16-byte vectors, a scalar tail when a row is not a whole
 // number of vectors, float32 arithmetic with one rounding per stored
@@ -77,6 +78,12 @@ __global__ void __launch_bounds__(row_threads)
   math::scale_row_lane(y.row(blockIdx.x), input, weight, scale, cols, lane, row_threads);
 }
 
+// dst = src widened to float32, one block per row.
+template <class T>
+__global__ void __launch_bounds__(row_threads) widen_rows(RowsArg<float> dst, RowsArg<const T> src, int cols) {
+  math::widen_row_lane(dst.row(blockIdx.x), src.row(blockIdx.x), cols, static_cast<int>(threadIdx.x), row_threads);
+}
+
 template <class T>
 __global__ void __launch_bounds__(row_threads) relu_in_place(RowsArg<T> x, int cols) {
   math::relu_row_lane(x.row(blockIdx.x), cols, static_cast<int>(threadIdx.x), row_threads);
@@ -135,6 +142,15 @@ void launch_rms_norm(MatrixView<T> y, ConstMatrixView<T> x, ConstMatrixView<T> w
   if (x.empty()) return;
   kernels::rms_norm<T><<<blocks, kernels::row_threads, 0, stream>>>(rows_arg(y), rows_arg(x), weight.data(),
                                                                    static_cast<int>(x.cols()), epsilon);
+  ELASTIC_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void launch_widen_rows(MatrixView<float> dst, ConstMatrixView<T> src, cudaStream_t stream) {
+  const unsigned blocks = row_grid(src.rows(), src.cols(), "convert");
+  if (src.empty()) return;
+  kernels::widen_rows<T><<<blocks, kernels::row_threads, 0, stream>>>(rows_arg(dst), rows_arg(src),
+                                                                     static_cast<int>(src.cols()));
   ELASTIC_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,13 +1,13 @@
 // The per-lane loops of the row primitives the CUDA executor runs with one
-// block per row: row copy (gather), row add (scatter-add), RMSNorm's sum of
-// squares and scaling, ReLU, and the sums behind a residual contribution
-// ratio. Lane l of `lanes` owns the 16-byte vectors l, l + lanes, ... of the
-// row and, when the row length is not a whole number of vectors, the tail
-// elements l, l + lanes, ... past the last whole vector; the lanes together
-// cover every element once. The kernels pass their thread index and block
-// size; host tests drive every lane from a loop and compare with the host
-// executor. Arithmetic is the host executor's, element for element: float32,
-// one rounding to the storage type per stored element.
+// block per row: row copy (gather), row add (scatter-add), widening to
+// float32, RMSNorm's sum of squares and scaling, ReLU, and the sums behind a
+// residual contribution ratio. Lane l of `lanes` owns the 16-byte vectors l,
+// l + lanes, ... of the row and, when the row length is not a whole number of
+// vectors, the tail elements l, l + lanes, ... past the last whole vector;
+// the lanes together cover every element once. The kernels pass their thread
+// index and block size; host tests drive every lane from a loop and compare
+// with the host executor. Arithmetic is the host executor's, element for
+// element: float32, one rounding to the storage type per stored element.
 #pragma once
 
 #include "elastic/core/dtype.hpp"
@@ -56,6 +56,26 @@ ELASTIC_HOST_DEVICE inline void copy_row_lane(T* dst, const T* src, int cols, in
       cols, lane, lanes, [&](int v) { return load_vector(src + v * kWidth); },
       [&](int v, const Vector16<T>& vector) { store_vector(dst + v * kWidth, vector); },
       [&](int e) { dst[e] = src[e]; });
+}
+
+// dst = src widened to float32 (exact for every T). The rows must not
+// overlap; dst starts on a 16-byte boundary like src.
+template <class T>
+ELASTIC_HOST_DEVICE inline void widen_row_lane(float* dst, const T* src, int cols, int lane, int lanes) {
+  constexpr int kWidth = vector_width<T>;
+  constexpr int kFloats = vector_width<float>;
+  for_lane_vectors<T>(
+      cols, lane, lanes, [&](int v) { return load_vector(src + v * kWidth); },
+      [&](int v, const Vector16<T>& vector) {
+        ELASTIC_UNROLL
+        for (int part = 0; part < kWidth / kFloats; ++part) {
+          Vector16<float> wide;
+          ELASTIC_UNROLL
+          for (int e = 0; e < kFloats; ++e) wide.elements[e] = to_float(vector.elements[part * kFloats + e]);
+          store_vector(dst + v * kWidth + part * kFloats, wide);
+        }
+      },
+      [&](int e) { dst[e] = to_float(src[e]); });
 }
 
 // dst = dst + src, added in float32 and rounded once to T. The rows must not

@@ -7,7 +7,6 @@
 // its KV cache holds only what that sub-network writes).
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "elastic/host/executor.hpp"
 #include "elastic/host/workspace_buffer.hpp"
 #include "elastic/model/decoder.hpp"
+#include "elastic/model/sequence_steps.hpp"
 #include "elastic/model/subnetwork_config.hpp"
 
 namespace elastic::model {
@@ -46,32 +46,24 @@ class HostSequence {
   // Appends `tokens` in chunks of at most `chunk` and returns the logits of
   // the last one [vocab].
   std::span<const float> append(std::span<const int> tokens, int chunk = 512) {
-    check_fits(tokens, "HostSequence::append");
-    require(chunk > 0, "HostSequence::append: chunk must be positive, found ", chunk);
+    check_tokens_fit(tokens, length_, capacity(), "HostSequence::append");
+    check_chunk_size(chunk, "HostSequence::append");
     std::span<const float> last;
-    for (std::size_t first = 0; first < tokens.size(); first += static_cast<std::size_t>(chunk))
-      last = run(tokens.subspan(first, std::min<std::size_t>(static_cast<std::size_t>(chunk), tokens.size() - first)),
-                 LogitsFor::last_token);
+    for_each_chunk(tokens, chunk, [&](std::span<const int> part) { last = run(part, LogitsFor::last_token); });
     return last;
   }
 
   // Appends `tokens` in one forward and returns every position's logits,
   // [tokens x vocab] row-major (valid until the next call).
   std::span<const float> append_every(std::span<const int> tokens) {
-    check_fits(tokens, "HostSequence::append_every");
+    check_tokens_fit(tokens, length_, capacity(), "HostSequence::append_every");
     return run(tokens, LogitsFor::every_token);
   }
 
  private:
-  void check_fits(std::span<const int> tokens, const char* op) const {
-    require(!tokens.empty(), op, ": expected at least one token");
-    require(tokens.size() <= static_cast<std::size_t>(capacity() - length_), op, ": ", tokens.size(),
-            " tokens do not fit: the sequence holds ", length_, " of its ", capacity(), " positions");
-  }
-
   std::span<const float> run(std::span<const int> tokens, LogitsFor logits_for) {
-    const int slot = 0, cached = length_, fresh = static_cast<int>(tokens.size());
-    const AttentionBatch batch{std::span(&slot, 1), std::span(&cached, 1), std::span(&fresh, 1), {}};
+    const LoneSequenceStep step{0, length_, static_cast<int>(tokens.size())};
+    const AttentionBatch batch = step.batch();
     const index_t rows = Decoder<T>::logit_rows(batch, logits_for);
     const std::size_t logit_count = static_cast<std::size_t>(rows) * static_cast<std::size_t>(vocab());
     if (logits_.bytes() < logit_count * sizeof(float)) logits_ = host::WorkspaceBuffer(logit_count * sizeof(float));
@@ -80,7 +72,7 @@ class HostSequence {
     auto* logits = static_cast<float*>(logits_.get().data);
     decoder_.forward(executor_, config_, tokens, batch, cache_, logits_for, MatrixView<float>(logits, rows, vocab()),
                      workspace_.get());
-    length_ += fresh;
+    length_ += step.fresh;
     return {logits, logit_count};
   }
 

@@ -6,6 +6,7 @@
 // head views the token embedding.
 #pragma once
 
+#include <array>
 #include <vector>
 
 #include "elastic/core/dtype.hpp"
@@ -24,6 +25,15 @@ struct LayerWeights {
   MLPWeights<T> mlp;                    // SwiGLU FFN only
   ConstMatrixView<T> linear_ffn;        // [hidden x hidden]; linear FFN only
 };
+
+// Pointers to every view of `layer` (a LayerWeights<T>, const or not), in
+// declaration order, for code that treats each weight alike (copies, checks).
+template <class Layer>
+constexpr auto layer_views(Layer& layer) {
+  return std::array{&layer.attention_norm, &layer.attention.q, &layer.attention.k, &layer.attention.v,
+                    &layer.attention.o, &layer.linear_attention, &layer.ffn_norm, &layer.mlp.gate,
+                    &layer.mlp.up, &layer.mlp.down, &layer.linear_ffn};
+}
 
 template <ElementType T>
 struct ModelWeights {
