@@ -290,7 +290,7 @@ struct Part {
   std::vector<int> tokens;
 };
 
-template <class T>
+template <class T, class MlpWidths = AnyWidth>
 class Harness {
  public:
   Harness(const std::filesystem::path& path, int slots = 3, int capacity = 32)
@@ -302,12 +302,17 @@ class Harness {
         executor_(2) {}
 
   const io::ModelSource& source() const { return source_; }
-  model::Decoder<T>& decoder() { return decoder_; }
+  model::Decoder<T, MlpWidths>& decoder() { return decoder_; }
   const model::ModelKVCache<T>& cache() const { return cache_; }
   host::Executor& executor() { return executor_; }
 
   // Logits [rows x vocab] of one forward over `parts`; the logits start poisoned.
   Rows forward(const SubnetworkConfig& config, const std::vector<Part>& parts, LogitsFor logits_for) {
+    return forward(std::span(&config, 1), parts, logits_for);
+  }
+
+  // As above with one configuration per part (or one for all).
+  Rows forward(std::span<const SubnetworkConfig> configs, const std::vector<Part>& parts, LogitsFor logits_for) {
     std::vector<int> tokens, slots, cached, fresh;
     for (const Part& part : parts) {
       tokens.insert(tokens.end(), part.tokens.begin(), part.tokens.end());
@@ -317,11 +322,11 @@ class Harness {
     }
     const AttentionBatch batch{slots, cached, fresh, {}};
     const index_t vocab = decoder_.description().vocab;
-    test::HostMatrix<float> logits(model::Decoder<T>::logit_rows(batch, logits_for), vocab);
+    test::HostMatrix<float> logits(model::Decoder<T, MlpWidths>::logit_rows(batch, logits_for), vocab);
     test::fill_poison(logits);
-    const std::size_t bytes = decoder_.workspace_bytes(executor_, batch, cache_.shape(), logits_for);
+    const std::size_t bytes = decoder_.workspace_bytes(executor_, batch, cache_.shape(), logits_for, configs);
     if (workspace_.bytes() < bytes) workspace_ = host::WorkspaceBuffer(bytes);
-    decoder_.forward(executor_, config, tokens, batch, cache_, logits_for, logits.view(), workspace_.get());
+    decoder_.forward(executor_, configs, tokens, batch, cache_, logits_for, logits.view(), workspace_.get());
     Rows rows(static_cast<std::size_t>(logits.rows), Vector(static_cast<std::size_t>(vocab)));
     for (index_t r = 0; r < logits.rows; ++r)
       for (index_t c = 0; c < vocab; ++c) rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)] = logits.at(r, c);
@@ -336,7 +341,7 @@ class Harness {
  private:
   io::ModelSource source_;
   model::HostWeights<T> weights_;
-  model::Decoder<T> decoder_;
+  model::Decoder<T, MlpWidths> decoder_;
   host::WorkspaceBuffer cache_memory_;
   model::ModelKVCache<T> cache_;
   host::Executor executor_;
@@ -536,6 +541,114 @@ TEST_CASE("decoder: a ragged batch mixing prefill, chunked prefill and decode eq
     REQUIRE(last.size() == 3);
     CHECK(relative_error(last, {every[5], every[6], every[11]}) < 1e-6);
   }
+}
+
+TEST_CASE("decoder: a batch whose sequences run different sub-networks equals each sequence alone") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 53);
+  const io::ModelDescription model = io::ModelSource::open(folder.path()).description();
+  // a: the full model; b and d: narrower MLPs, fewer heads, the linear
+  // attention skipped (one group); c: other heads and widths, a skipped
+  // linear FFN and a skipped GQA attention.
+  std::vector<SubnetworkConfig> configs(4, SubnetworkConfig::full(model));
+  configs[1].layers[0].heads = 2;
+  configs[1].layers[0].mlp_width = 128;
+  configs[1].layers[1].skip_attention = true;
+  configs[1].layers[4].mlp_width = 64;
+  configs[3] = configs[1];
+  configs[2].layers[0].heads = 3;
+  configs[2].layers[2].skip_ffn = true;
+  configs[2].layers[3].heads = 1;
+  configs[2].layers[4].skip_attention = true;
+  configs[2].layers[4].mlp_width = 200;
+  const int vocab = static_cast<int>(model.vocab);
+  std::vector<std::vector<int>> tokens;
+  for (int s = 0; s < 4; ++s) tokens.push_back(random_tokens(5 + s, vocab, 70 + static_cast<std::uint64_t>(s)));
+
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    const auto check = [&]<class T>() {
+      Harness<T> mixed(folder.path(), 4, 32);
+      const ReferenceModel reference(mixed.source());
+      // Step 1: every sequence's first 3 tokens, in slots 3, 1, 0, 2.
+      const int slots[] = {3, 1, 0, 2};
+      std::vector<Part> first, second;
+      for (std::size_t s = 0; s < 4; ++s) first.push_back({slots[s], 0, {tokens[s].begin(), tokens[s].begin() + 3}});
+      const Rows prefill = mixed.forward(configs, first, LogitsFor::every_token);
+      // Step 2: a decode step for a and c, the rest of b and d.
+      for (std::size_t s = 0; s < 4; ++s) {
+        const auto end = (s == 0 || s == 2) ? tokens[s].begin() + 4 : tokens[s].end();
+        second.push_back({slots[s], 3, {tokens[s].begin() + 3, end}});
+      }
+      const Rows step = mixed.forward(configs, second, LogitsFor::every_token);
+      double worst = 0.0, worst_alone = 0.0;
+      std::size_t first_row = 0, second_row = 0;
+      for (std::size_t s = 0; s < 4; ++s) {
+        CAPTURE(s);
+        const std::size_t fresh = second[s].tokens.size();
+        const Rows expected = reference.logits(configs[s], {tokens[s].begin(), tokens[s].begin() + 3 + static_cast<std::ptrdiff_t>(fresh)});
+        worst = std::max({worst, relative_error(rows_of(prefill, first_row, 3), rows_of(expected, 0, 3)),
+                          relative_error(rows_of(step, second_row, fresh), rows_of(expected, 3, fresh))});
+        Harness<T> alone(folder.path(), 4, 32);
+        const Rows alone_first = alone.forward(configs[s], {first[s]}, LogitsFor::every_token);
+        const Rows alone_second = alone.forward(configs[s], {{first[s].slot, 3, second[s].tokens}}, LogitsFor::every_token);
+        worst_alone = std::max({worst_alone, relative_error(rows_of(prefill, first_row, 3), alone_first),
+                                relative_error(rows_of(step, second_row, fresh), alone_second)});
+        first_row += 3;
+        second_row += fresh;
+      }
+      MESSAGE(std::string(bf16 ? "mixed sub-networks bfloat16: " : "mixed sub-networks float: ") << worst
+              << " against the reference, " << worst_alone << " against each sequence alone");
+      CHECK(worst < tolerance<T>());
+      CHECK(worst_alone == 0.0);  // the host computes every row on its own: bitwise equal
+    };
+    if (bf16) check.template operator()<bfloat16_t>();
+    else check.template operator()<float>();
+  }
+}
+
+TEST_CASE("decoder: per-sequence configurations are counted and validated") {
+  test::TemporaryDirectory folder;
+  write_nemotron_folder(folder.path(), nemotron_model(), 57);
+  Harness<float> harness(folder.path());
+  const io::ModelDescription& model = harness.decoder().description();
+  std::vector<SubnetworkConfig> configs(3, SubnetworkConfig::full(model));
+  const std::vector<Part> two{{0, 0, {1, 2}}, {1, 0, {3}}};
+  CHECK(test::error_of<Error>([&] { harness.forward(configs, two, LogitsFor::every_token); })
+            .find("expected one SubnetworkConfig for the whole batch or one per sequence (2), found 3") != std::string::npos);
+  configs.resize(2);
+  configs[1].layers[0].mlp_width = 100000;
+  CHECK(test::error_of<Error>([&] { harness.forward(configs, two, LogitsFor::every_token); })
+            .find("layer 0 uses MLP width 100000") != std::string::npos);
+}
+
+TEST_CASE("decoder: a deployment's width set runs its widths like any-width and refuses others up front") {
+  test::TemporaryDirectory folder;
+  write_llama_folder(folder.path(), TinyModel{}, 81);  // SwiGLU 192 in every layer
+  using Deployment = Widths<64, 128, 192>;
+  const std::vector<int> tokens = random_tokens(7, TinyModel{}.vocab, 5);
+  for (const int width : Deployment::values) {
+    CAPTURE(width);
+    Harness<float> any(folder.path());
+    Harness<float, Deployment> deployed(folder.path());
+    SubnetworkConfig config = SubnetworkConfig::full(any.decoder().description());
+    for (model::LayerChoice& layer : config.layers) layer.mlp_width = width;
+    const double error = relative_error(deployed.prefill(config, tokens), any.prefill(config, tokens));
+    MESSAGE("width set vs any width at " << width << ": " << error);
+    CHECK(error == 0.0);  // the host's specialised loops sum in the same order
+    CHECK(relative_error(deployed.prefill(config, tokens),
+                         ReferenceModel(deployed.source()).logits(config, tokens)) < tolerance<float>());
+  }
+  Harness<float, Deployment> deployed(folder.path());
+  SubnetworkConfig config = SubnetworkConfig::full(deployed.decoder().description());
+  config.layers[1].mlp_width = 96;  // a valid prefix, but not one the deployment serves
+  const Workspace cache = deployed.cache().memory();
+  const auto* cache_bytes = static_cast<const unsigned char*>(cache.data);
+  const std::vector<unsigned char> before(cache_bytes, cache_bytes + cache.bytes);
+  CHECK(test::error_of<WidthError>([&] { deployed.prefill(config, tokens); })
+            .find("layer 1 asks for MLP width 96, which is not in this decoder's width set {64, 128, 192}") !=
+        std::string::npos);
+  CHECK(std::equal(before.begin(), before.end(), cache_bytes));  // nothing was written
 }
 
 TEST_CASE("decoder: per-layer KV cache bytes, zero for linear and no-op attention") {
