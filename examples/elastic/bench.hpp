@@ -22,7 +22,6 @@
 #include <nlohmann/json.hpp>
 
 #include "elastic/io/tensor_roles.hpp"
-#include "elastic/model/host_sequence.hpp"
 #include "format.hpp"
 #include "run_options.hpp"
 
@@ -108,8 +107,8 @@ inline std::int64_t parameter_count(const io::ModelDescription& model) {
   return count;
 }
 
-template <ElementType T>
-double timed_tokens_per_second(model::HostSequence<T>& sequence, std::span<const int> tokens, bool one_by_one) {
+template <class Sequence>
+double timed_tokens_per_second(Sequence& sequence, std::span<const int> tokens, bool one_by_one) {
   sequence.reset();
   const auto start = std::chrono::steady_clock::now();
   if (one_by_one) {
@@ -120,11 +119,11 @@ double timed_tokens_per_second(model::HostSequence<T>& sequence, std::span<const
   return double(tokens.size()) / seconds_since(start);
 }
 
-template <ElementType T>
-std::vector<BenchRow> bench_config(LoadedModel<T>& loaded, const model::SubnetworkConfig& config,
-                                   const BenchOptions& options, int capacity) {
-  const io::ModelDescription& model = loaded.weights.description();
-  model::HostSequence<T> sequence(loaded.decoder, loaded.executor, capacity, config);
+template <class Runner>
+std::vector<BenchRow> bench_config(Runner& runner, const model::SubnetworkConfig& config, const BenchOptions& options,
+                                   int capacity) {
+  const io::ModelDescription& model = runner.loaded.description();
+  auto sequence = runner.sequence(capacity, config);
   std::mt19937 random(1234);
   std::uniform_int_distribution<int> token_id(0, static_cast<int>(model.vocab) - 1);
   std::vector<int> tokens(static_cast<std::size_t>(capacity));
@@ -147,12 +146,14 @@ std::vector<BenchRow> bench_config(LoadedModel<T>& loaded, const model::Subnetwo
   return rows;
 }
 
-template <ElementType T>
-void print_bench(const LoadedModel<T>& loaded, const RunOptions& run, const BenchOptions& options,
+template <class Runner>
+void print_bench(const Runner& runner, const RunOptions& run, const BenchOptions& options,
                  const std::vector<BenchRow>& rows) {
-  const io::ModelDescription& model = loaded.weights.description();
+  const auto& loaded = runner.loaded;
+  const io::ModelDescription& model = loaded.description();
   const std::string name = model.name.empty() ? std::string(loaded.source.format_description()) : model.name;
-  const unsigned threads = loaded.executor.threads();
+  const unsigned threads = runner.threads();
+  const std::string device = runner.device_name();
   if (options.output == "json") {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const BenchRow& row : rows)
@@ -162,7 +163,7 @@ void print_bench(const LoadedModel<T>& loaded, const RunOptions& run, const Benc
                      {"weights_bytes", loaded.weights.bytes()},
                      {"parameters", parameter_count(model)},
                      {"dtype", run.dtype},
-                     {"device", run.device},
+                     {"device", device},
                      {"threads", threads},
                      {"config", row.config},
                      {"test", row.test},
@@ -179,13 +180,14 @@ void print_bench(const LoadedModel<T>& loaded, const RunOptions& run, const Benc
   for (const BenchRow& row : rows)
     std::printf("| %s | %s | %s | %s | %s | %u | %s | %s | %.2f ± %.2f |\n", name.c_str(),
                 bytes_text(loaded.source.file_bytes()).c_str(), count_text(parameter_count(model)).c_str(),
-                run.dtype.c_str(), run.device.c_str(), threads, row.config.c_str(), row.test.c_str(), row.mean(),
+                run.dtype.c_str(), device.c_str(), threads, row.config.c_str(), row.test.c_str(), row.mean(),
                 row.standard_deviation());
 }
 
-template <ElementType T>
+template <class Runner>
 int run_bench(const RunOptions& run, const BenchOptions& options) {
-  LoadedModel<T> loaded(run);
+  Runner runner(run);
+  const LoadedModel<typename Runner::Element>& loaded = runner.loaded;
   int capacity = 1;
   for (int length : options.prompt_lengths) capacity = std::max(capacity, length);
   for (int length : options.generate_lengths) capacity = std::max(capacity, length);
@@ -195,15 +197,15 @@ int run_bench(const RunOptions& run, const BenchOptions& options) {
   for (int width : options.mlp_widths) {
     RunOptions at_width = run;
     at_width.mlp_width = width;
-    configs.push_back(at_width.subnetwork(loaded.weights.description()));
-    configs.back().validate(loaded.weights.description(), math::vector_width<T>);
+    configs.push_back(at_width.subnetwork(loaded.description()));
+    configs.back().validate(loaded.description(), math::vector_width<typename Runner::Element>);
   }
   std::vector<BenchRow> rows;
   for (const model::SubnetworkConfig& config : configs) {
-    std::vector<BenchRow> measured = bench_config(loaded, config, options, capacity);
+    std::vector<BenchRow> measured = bench_config(runner, config, options, capacity);
     rows.insert(rows.end(), measured.begin(), measured.end());
   }
-  print_bench(loaded, run, options, rows);
+  print_bench(runner, run, options, rows);
   return 0;
 }
 

@@ -11,10 +11,10 @@
 //   elastic bench [-p 512] [-n 128] [-r 5] [--mlp-widths ...] [-o md|json]
 //                                     prompt and generation tokens per second
 //
-// The running subcommands share --model, --dtype f32|bf16, --device cpu,
-// --threads, --ctx and the sub-network: a --config file and the flags
-// --mlp-width, --heads and --skip-layers on top of it (one weight copy, any
-// prefix of each layer).
+// The running subcommands share --model, --dtype auto|f32|bf16, --device
+// cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
+// a --config file and the flags --mlp-width, --heads and --skip-layers on
+// top of it (one weight copy, any prefix of each layer).
 //
 // --model takes a .gguf file, or a folder (or its config.json) with
 // safetensors weights and tokenizer.json. Without it, $ELASTIC_MODEL, else
@@ -25,14 +25,12 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
-#include "bench.hpp"
-#include "generate.hpp"
+#include "commands.hpp"
 #include "inspect.hpp"
-#include "logits.hpp"
-#include "perplexity.hpp"
 
 namespace {
 
@@ -57,23 +55,21 @@ int main(int argc, char** argv) {
   CLI::App* inspect = app.add_subcommand("inspect", "print what a model file holds");
   add_model_option(*inspect, model);
 
-  elastic::cli::RunOptions run;
-  elastic::cli::GenerateOptions generate_options;
-  CLI::App* generate = app.add_subcommand("generate", "generate text from a prompt");
-  elastic::cli::PerplexityOptions perplexity_options;
-  CLI::App* perplexity = app.add_subcommand("perplexity", "perplexity of the model on a text file");
-  elastic::cli::LogitsOptions logits_options;
-  CLI::App* logits = app.add_subcommand("logits", "write every position's logits of a token sequence");
-  elastic::cli::BenchOptions bench_options;
-  CLI::App* bench = app.add_subcommand("bench", "prompt and generation speed (ppN / tgN tokens per second)");
-  for (CLI::App* command : {generate, perplexity, logits, bench}) {
-    add_model_option(*command, model);
-    run.add_to(*command);
+  using elastic::cli::Command;
+  elastic::cli::CommandOptions options;
+  const std::pair<Command, CLI::App*> commands[] = {
+      {Command::generate, app.add_subcommand("generate", "generate text from a prompt")},
+      {Command::perplexity, app.add_subcommand("perplexity", "perplexity of the model on a text file")},
+      {Command::logits, app.add_subcommand("logits", "write every position's logits of a token sequence")},
+      {Command::bench, app.add_subcommand("bench", "prompt and generation speed (ppN / tgN tokens per second)")}};
+  for (const auto& [command, subcommand] : commands) {
+    add_model_option(*subcommand, model);
+    options.run.add_to(*subcommand);
   }
-  generate_options.add_to(*generate);
-  perplexity_options.add_to(*perplexity);
-  logits_options.add_to(*logits);
-  bench_options.add_to(*bench);
+  options.generate.add_to(*commands[0].second);
+  options.perplexity.add_to(*commands[1].second);
+  options.logits.add_to(*commands[2].second);
+  options.bench.add_to(*commands[3].second);
 
   try {
     app.parse(argc, argv);
@@ -88,16 +84,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (inspect->parsed()) return elastic::cli::run_inspect(model);
-    run.model = model;
-    if (perplexity->parsed() && perplexity->count("--ctx") == 0) run.context = 512;
-    if (generate->parsed())
-      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_generate<T>(run, generate_options); });
-    if (perplexity->parsed())
-      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_perplexity<T>(run, perplexity_options); });
-    if (logits->parsed())
-      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_logits<T>(run, logits_options); });
-    if (bench->parsed())
-      return elastic::cli::with_element_type(run, [&]<class T>() { return elastic::cli::run_bench<T>(run, bench_options); });
+    for (const auto& [command, subcommand] : commands) {
+      if (!subcommand->parsed()) continue;
+      options.run.model = model;
+      options.run.resolve_dtype();
+      if (command == Command::perplexity && subcommand->count("--ctx") == 0) options.run.context = 512;
+      if (options.run.device == "cpu") return elastic::cli::run_command<elastic::cli::HostRunner>(command, options);
+#ifdef ELASTIC_CLI_CUDA
+      return elastic::cli::run_command_on_cuda(command, options);
+#else
+      throw elastic::Error("--device cuda: this elastic was built without CUDA (configure with nvcc and "
+                           "ELASTIC_ENABLE_CUDA=ON); use --device cpu");
+#endif
+    }
   } catch (const std::exception& error) {
     std::fprintf(stderr, "elastic: %s\n", error.what());
     return 1;

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "elastic/io/chat_template.hpp"
-#include "elastic/model/host_sequence.hpp"
 #include "elastic/model/sampling.hpp"
 #include "run_options.hpp"
 
@@ -52,17 +51,17 @@ inline std::vector<int> prompt_tokens(const io::Tokenizer& tokenizer, const Gene
   return tokenizer.encode(chat.apply(std::span(&message, 1), /*add_generation_prompt=*/true), /*add_special=*/false);
 }
 
-template <ElementType T>
+template <class Runner>
 int run_generate(const RunOptions& run, const GenerateOptions& options) {
-  LoadedModel<T> loaded(run);
-  const io::Tokenizer& tokenizer = *loaded.tokenizer;
+  Runner runner(run);
+  const io::Tokenizer& tokenizer = *runner.loaded.tokenizer;
   const std::vector<int> prompt = prompt_tokens(tokenizer, options);
   require(!prompt.empty(), "the prompt encodes to no tokens");
   require(prompt.size() + static_cast<std::size_t>(options.max_tokens) <= static_cast<std::size_t>(run.context),
           "the prompt (", prompt.size(), " tokens) and -n ", options.max_tokens, " do not fit the context of ",
           run.context, " positions (--ctx)");
   Sampler sampler(options.sampling);
-  model::HostSequence<T> sequence(loaded.decoder, loaded.executor, run.context, loaded.config);
+  auto sequence = runner.sequence(run.context, runner.loaded.config);
 
   const auto prefill_start = std::chrono::steady_clock::now();
   std::span<const float> logits = sequence.append(prompt);
@@ -88,8 +87,8 @@ int run_generate(const RunOptions& run, const GenerateOptions& options) {
   std::fputs(stream.flush().c_str(), stdout);
   std::fputs("\n", stdout);
   const double decode_seconds = seconds_since(decode_start);
-  std::fprintf(stderr, "\nload      %8.2f s (%s, %s weights)\n", loaded.load_seconds,
-               loaded.source.format_description().c_str(), run.dtype.c_str());
+  std::fprintf(stderr, "\nload      %8.2f s (%s, %s weights, %s)\n", runner.load_seconds,
+               runner.loaded.source.format_description().c_str(), run.dtype.c_str(), runner.device_name().c_str());
   std::fprintf(stderr, "prefill   %8.2f tok/s (%zu tokens in %.2f s)\n", double(prompt.size()) / prefill_seconds,
                prompt.size(), prefill_seconds);
   std::fprintf(stderr, "decode    %8.2f tok/s (%d steps in %.2f s; %d tokens%s)\n",

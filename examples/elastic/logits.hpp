@@ -10,7 +10,6 @@
 #include <system_error>
 #include <vector>
 
-#include "elastic/model/host_sequence.hpp"
 #include "run_options.hpp"
 
 namespace elastic::cli {
@@ -38,12 +37,12 @@ inline void write_file_atomically(const std::filesystem::path& path, std::span<c
   }
 }
 
-template <ElementType T>
+template <class Runner>
 int run_logits(const RunOptions& run, const LogitsOptions& options) {
-  LoadedModel<T> loaded(run);
+  Runner runner(run);
   require(options.tokens.size() <= static_cast<std::size_t>(run.context), "--tokens: ", options.tokens.size(),
           " tokens do not fit the context of ", run.context, " (--ctx)");
-  model::HostSequence<T> sequence(loaded.decoder, loaded.executor, run.context, loaded.config);
+  auto sequence = runner.sequence(run.context, runner.loaded.config);
   const std::span<const float> logits = sequence.append_every(options.tokens);
   write_file_atomically(options.out, logits);
   std::printf("%zu x %d float32 logits written to %s\n", options.tokens.size(), sequence.vocab(), options.out.c_str());

@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "elastic/model/host_sequence.hpp"
 #include "elastic/model/sampling.hpp"
 #include "progress.hpp"
 #include "run_options.hpp"
@@ -32,16 +31,16 @@ inline std::string read_text_file(const std::string& path) {
   return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
 }
 
-template <ElementType T>
+template <class Runner>
 int run_perplexity(const RunOptions& run, const PerplexityOptions& options) {
-  LoadedModel<T> loaded(run);
-  const std::vector<int> tokens = loaded.tokenizer->encode(read_text_file(options.file), /*add_special=*/false);
+  Runner runner(run);
+  const std::vector<int> tokens = runner.loaded.tokenizer->encode(read_text_file(options.file), /*add_special=*/false);
   const auto window = static_cast<std::size_t>(run.context);
   require(window >= 2, "--ctx must be at least 2 to score a window, found ", window);
   const std::size_t windows = tokens.size() / window;
   require(windows > 0, options.file, ": ", tokens.size(), " tokens do not fill one window of ", window,
           " (--ctx); give a longer text or a smaller --ctx");
-  model::HostSequence<T> sequence(loaded.decoder, loaded.executor, run.context, loaded.config);
+  auto sequence = runner.sequence(run.context, runner.loaded.config);
   const auto vocab = static_cast<std::size_t>(sequence.vocab());
 
   Progress progress("perplexity", static_cast<long>(windows));
@@ -62,7 +61,7 @@ int run_perplexity(const RunOptions& run, const PerplexityOptions& options) {
   const double seconds = seconds_since(start);
   std::printf("perplexity %.4f over %zu tokens (%zu windows of %zu, %s weights)\n",
               std::exp(negative_log_likelihood / double(scored)), scored, windows, window, run.dtype.c_str());
-  std::fprintf(stderr, "load %.2f s, scoring %.2f s (%.1f tok/s)\n", loaded.load_seconds, seconds,
+  std::fprintf(stderr, "load %.2f s, scoring %.2f s (%.1f tok/s)\n", runner.load_seconds, seconds,
                double(windows * window) / seconds);
   return 0;
 }

@@ -1,8 +1,9 @@
 // What every model-running subcommand of the `elastic` CLI shares: the model
 // path, element type, device, threads, context and sub-network (a --config
-// file, then per-flag overrides), their CLI11 registration, and the loaded
-// model they produce: the files, the weights dequantised once into the
-// chosen type, the decoder and the tokenizer, with the load time. A flag that does not fit the model is one
+// file, then per-flag overrides), their CLI11 registration, the loaded model
+// (the files, the weights dequantised once into the chosen type, the
+// tokenizer) and the host runner that pairs it with an executor and a
+// decoder (cuda_runner.cuh is the CUDA one). A flag that does not fit the model is one
 // clear error before anything runs.
 #pragma once
 
@@ -19,6 +20,7 @@
 #include "elastic/io/model_source.hpp"
 #include "elastic/io/tokenizer.hpp"
 #include "elastic/model/decoder.hpp"
+#include "elastic/model/host_sequence.hpp"
 #include "elastic/model/host_weights.hpp"
 #include "elastic/model/subnetwork_config.hpp"
 #include "elastic/model/subnetwork_config_file.hpp"
@@ -27,7 +29,7 @@ namespace elastic::cli {
 
 struct RunOptions {
   std::string model;
-  std::string dtype = "f32";
+  std::string dtype = "auto";
   std::string device = "cpu";
   unsigned threads = 0;
   int context = 2048;
@@ -37,10 +39,11 @@ struct RunOptions {
   std::string config_file;  // a SubnetworkConfig JSON file; the flags above apply on top of it
 
   void add_to(CLI::App& command) {
-    command.add_option("--dtype", dtype, "weights and activations: f32 or bf16 (computed in f32 either way)")
-        ->check(CLI::IsMember({"f32", "bf16"}))
+    command.add_option("--dtype", dtype, "weights and activations: f32, bf16, or auto (f32 on cpu, bf16 on cuda); "
+                       "computed in f32 either way")
+        ->check(CLI::IsMember({"auto", "f32", "bf16"}))
         ->capture_default_str();
-    command.add_option("--device", device, "executor: cpu (cuda: not yet in the CLI)")
+    command.add_option("--device", device, "executor: cpu or cuda (when built with CUDA)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
     command.add_option("-t,--threads", threads, "host threads (0: every hardware thread)")->capture_default_str();
@@ -55,6 +58,12 @@ struct RunOptions {
     command.add_option("--config", config_file, "a sub-network file: {\"layers\": [{\"heads\", \"mlp_width\", "
                        "\"skip_attention\", \"skip_ffn\"}, ...]}")
         ->check(CLI::ExistingFile);
+  }
+
+  // --dtype auto: float32 on the host (which computes in float32 and pays a
+  // conversion per bfloat16 load), bfloat16 on CUDA (half the bytes).
+  void resolve_dtype() {
+    if (dtype == "auto") dtype = device == "cuda" ? "bf16" : "f32";
   }
 
   // The sub-network the flags describe, for `description`.
@@ -76,44 +85,58 @@ struct RunOptions {
   }
 };
 
-// A model ready to run on the host: T is the element type --dtype chose.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// A model's files loaded for running: the source, its weights dequantised
+// once into T (the element type --dtype chose), the tokenizer and the
+// sub-network of the flags, with the time loading started.
 template <ElementType T>
 struct LoadedModel {
   explicit LoadedModel(const RunOptions& options)
       : start(std::chrono::steady_clock::now()),
         source(io::ModelSource::open(options.model)),
         weights(source),
-        decoder(weights.description(), weights.views()),
-        executor(options.threads),
         config(options.subnetwork(weights.description())) {
     require(source.tokenizer().has_value(), options.model, ": the model files carry no tokenizer");
     tokenizer.emplace(io::Tokenizer::from_spec(*source.tokenizer()));
     config.validate(weights.description(), math::vector_width<T>);
-    load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
+
+  const io::ModelDescription& description() const { return weights.description(); }
 
   std::chrono::steady_clock::time_point start;
   io::ModelSource source;
   model::HostWeights<T> weights;
-  model::Decoder<T> decoder;
-  host::Executor executor;
   model::SubnetworkConfig config;
   std::optional<io::Tokenizer> tokenizer;
-  double load_seconds = 0.0;
 };
 
-// Calls run.template operator()<T>() with T the element type of --dtype,
-// after checking the device.
-template <class Run>
-int with_element_type(const RunOptions& options, Run&& run) {
-  require(options.device == "cpu", "--device ", options.device,
-          ": the CLI runs models on the host executor only for now (use --device cpu)");
-  if (options.dtype == "bf16") return run.template operator()<bfloat16_t>();
-  return run.template operator()<float>();
-}
+// A loaded model on the host executor. Every runner (this one, CudaRunner)
+// offers what the subcommands use: Element (T), `loaded` (the
+// LoadedModel<T>), sequence(capacity, config), device_name(), threads()
+// and load_seconds.
+template <ElementType T>
+struct HostRunner {
+  using Element = T;
+  explicit HostRunner(const RunOptions& options)
+      : loaded(options),
+        executor(options.threads),
+        decoder(loaded.description(), loaded.weights.views()),
+        load_seconds(seconds_since(loaded.start)) {}
 
-inline double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+  using Sequence = model::HostSequence<T>;
+  Sequence sequence(int capacity, const model::SubnetworkConfig& config) {
+    return Sequence(decoder, executor, capacity, config);
+  }
+  std::string device_name() const { return "cpu"; }
+  unsigned threads() const { return executor.threads(); }
+
+  LoadedModel<T> loaded;
+  host::Executor executor;
+  model::Decoder<T> decoder;
+  double load_seconds;
+};
 
 }  // namespace elastic::cli
