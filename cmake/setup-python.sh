@@ -2,8 +2,8 @@
 # Creates the Python environment the reference tests use (an independent
 # GGUF reader and dequantiser, HF tokenizers, SentencePiece, llama.cpp as the
 # peer engine, and the default model's package), in .venv at the top of the
-# source tree. Installs only what is missing; safe to run again. Without network access the tests that
-# need it report "skipped" with the reason.
+# source tree. Installs only what is missing; safe to run again. Without
+# network access the tests that need it report "skipped" with the reason.
 #
 #   bash cmake/setup-python.sh
 set -euo pipefail
