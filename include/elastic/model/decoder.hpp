@@ -161,10 +161,7 @@ class Decoder {
     const auto add = [&](const ConstMatrixView<T>& view) { weight_regions_.push_back(detail::region("model weights", view)); };
     for (const auto* view : {&weights_.token_embedding, &weights_.output_norm, &weights_.lm_head}) add(*view);
     for (const LayerWeights<T>& layer : weights_.layers)
-      for (const auto* view : {&layer.attention_norm, &layer.attention.q, &layer.attention.k, &layer.attention.v,
-                               &layer.attention.o, &layer.linear_attention, &layer.ffn_norm, &layer.mlp.gate,
-                               &layer.mlp.up, &layer.mlp.down, &layer.linear_ffn})
-        add(*view);
+      for (const ConstMatrixView<T>* view : layer_views(layer)) add(*view);
   }
 
   // The index array holds the token ids, the identity rows, each

@@ -51,12 +51,13 @@
 
 namespace elastic::model {
 
-template <ElementType T>
+// MlpWidths: the decoder's width set (AnyWidth, or a deployment's Widths<...>).
+template <ElementType T, WidthSet MlpWidths = AnyWidth>
 class DeviceSequence {
  public:
   // A sequence of at most `capacity` positions through `decoder` (which must
   // outlive it, over device weights), run as `config` on `executor`.
-  DeviceSequence(Decoder<T>& decoder, cuda::Executor& executor, int capacity, SubnetworkConfig config)
+  DeviceSequence(Decoder<T, MlpWidths>& decoder, cuda::Executor& executor, int capacity, SubnetworkConfig config)
       : decoder_(decoder),
         executor_(executor),
         config_(std::move(config)),
@@ -102,7 +103,7 @@ class DeviceSequence {
   void reserve(const LoneSequenceStep& step, LogitsFor logits_for) {
     const AttentionBatch batch = step.batch();
     const std::size_t logit_count =
-        static_cast<std::size_t>(Decoder<T>::logit_rows(batch, logits_for)) * static_cast<std::size_t>(vocab());
+        static_cast<std::size_t>(Decoder<T, MlpWidths>::logit_rows(batch, logits_for)) * static_cast<std::size_t>(vocab());
     if (logits_.size() < logit_count) logits_ = cuda::DeviceBuffer<float>(logit_count, "the logits");
     if (host_logits_.size() < logit_count)
       host_logits_ = cuda::PinnedBuffer<float>(logit_count, "the logits read back");
@@ -114,7 +115,7 @@ class DeviceSequence {
   void enqueue(std::span<const int> tokens, LogitsFor logits_for) {
     const LoneSequenceStep step{0, length_, static_cast<int>(tokens.size())};
     const AttentionBatch batch = step.batch();
-    const MatrixView<float> logits(logits_.data(), Decoder<T>::logit_rows(batch, logits_for), vocab());
+    const MatrixView<float> logits(logits_.data(), Decoder<T, MlpWidths>::logit_rows(batch, logits_for), vocab());
     decoder_.forward(executor_, config_, tokens, batch, cache_, logits_for, logits, workspace_.get());
     length_ += step.fresh;
   }
@@ -128,7 +129,7 @@ class DeviceSequence {
     return {host_logits_.data(), count};
   }
 
-  Decoder<T>& decoder_;
+  Decoder<T, MlpWidths>& decoder_;
   cuda::Executor& executor_;
   SubnetworkConfig config_;
   ModelCacheShape cache_shape_;
