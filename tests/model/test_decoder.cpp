@@ -32,6 +32,7 @@
 #include "elastic/io/tokenizer.hpp"
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_weights.hpp"
+#include "model/reference_logits.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
 #include "support/test_support.hpp"
@@ -762,21 +763,10 @@ TEST_SUITE("reference") {
     constexpr int positions = 48;
     Harness<float> harness(test::default_model_path(), 1, positions);
     const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*harness.source().tokenizer());
-    std::ifstream text_file(std::filesystem::path(ELASTIC_SOURCE_DIR) / "tests/model/reference/perplexity_text.txt");
-    const std::string text((std::istreambuf_iterator<char>(text_file)), std::istreambuf_iterator<char>());
-    std::vector<int> tokens = tokenizer.encode(text, /*add_special=*/false);
-    REQUIRE(tokens.size() >= positions);
-    tokens.resize(positions);
-
-    test::TemporaryDirectory directory;
-    std::string ids;
-    for (int token : tokens) ids += (ids.empty() ? "" : ",") + std::to_string(token);
-    test::run_python_script("model/reference/llama_numpy.py",
-                            {test::default_model_path().string(), "--tokens", ids, "--out", (directory / "logits.bin").string()});
+    const std::vector<int> tokens = test::held_out_tokens(tokenizer, positions);
     const auto vocab = static_cast<std::size_t>(harness.decoder().description().vocab);
-    std::vector<float> reference(positions * vocab);
-    std::ifstream(directory / "logits.bin", std::ios::binary)
-        .read(reinterpret_cast<char*>(reference.data()), static_cast<std::streamsize>(reference.size() * sizeof(float)));
+    const std::vector<float> reference =
+        test::reference_logits("llama_numpy.py", test::default_model_path().string(), tokens, vocab);
 
     const Rows ours = harness.forward(SubnetworkConfig::full(harness.decoder().description()), {{0, 0, tokens}},
                                       LogitsFor::every_token);

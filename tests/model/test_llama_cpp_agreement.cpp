@@ -16,10 +16,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <string>
 #include <vector>
 
 #include "elastic/io/model_source.hpp"
@@ -27,7 +23,7 @@
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_sequence.hpp"
 #include "elastic/model/host_weights.hpp"
-#include "support/python.hpp"
+#include "model/reference_logits.hpp"
 
 using namespace elastic;
 
@@ -42,22 +38,9 @@ TEST_SUITE("reference") {
                                         model::SubnetworkConfig::full(weights.description()));
 
     const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*source.tokenizer());
-    std::ifstream text_file(std::filesystem::path(ELASTIC_SOURCE_DIR) / "tests/model/reference/perplexity_text.txt");
-    const std::string text((std::istreambuf_iterator<char>(text_file)), std::istreambuf_iterator<char>());
-    std::vector<int> tokens = tokenizer.encode(text, /*add_special=*/false);
-    REQUIRE(tokens.size() >= positions);
-    tokens.resize(positions);
-
-    test::TemporaryDirectory directory;
-    std::string ids;
-    for (int token : tokens) ids += (ids.empty() ? "" : ",") + std::to_string(token);
-    test::run_python_script("model/reference/llama_cpp_logits.py",
-                            {source.path(), "--tokens", ids, "--out", (directory / "logits.bin").string()});
+    const std::vector<int> tokens = test::held_out_tokens(tokenizer, positions);
     const auto vocab = static_cast<std::size_t>(weights.description().vocab);
-    std::vector<float> peer(positions * vocab);
-    std::ifstream peer_file(directory / "logits.bin", std::ios::binary);
-    peer_file.read(reinterpret_cast<char*>(peer.data()), static_cast<std::streamsize>(peer.size() * sizeof(float)));
-    REQUIRE(peer_file.gcount() == static_cast<std::streamsize>(peer.size() * sizeof(float)));
+    const std::vector<float> peer = test::reference_logits("llama_cpp_logits.py", source.path(), tokens, vocab);
 
     const std::span<const float> ours = sequence.append_every(tokens);
     int top1_agree = 0, peer_choice_in_our_top5 = 0, not_finite = 0;
