@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "benchmark_status.hpp"
 #include "cuda_support.cuh"
 
 namespace elastic::bench {
@@ -149,26 +150,28 @@ inline void add_device_context(const Gpu& gpu) {
 }
 
 // The body of a CUDA benchmark's main(): parses Google Benchmark's flags,
-// exits 0 with a message when no device can be used, otherwise runs
-// run(gpu_context) — which builds the harness, registers the cases and calls
-// benchmark::RunSpecifiedBenchmarks() — and turns an exception into exit 1.
+// exits 0 with a message when no device can be used (1 under
+// ELASTIC_REQUIRE_DEVICE=1), otherwise runs run() — which builds the
+// harness, registers the cases and calls benchmark::RunSpecifiedBenchmarks()
+// — and turns an exception, or any case that failed, into exit 1.
 template <class Run>
 int device_benchmark_main(int argc, char** argv, const char* program, Run&& run) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const support::DeviceProbe probe = support::probe_devices();
   if (probe.count == 0) {
-    std::printf("%s: no usable CUDA device (%s); nothing to measure.\n", program, probe.reason.c_str());
-    return 0;
+    const bool required = support::device_required();
+    std::fprintf(required ? stderr : stdout, "%s: no usable CUDA device (%s); %s\n", program, probe.reason.c_str(),
+                 required ? "ELASTIC_REQUIRE_DEVICE=1 makes that a failure." : "nothing to measure.");
+    return required ? 1 : 0;
   }
   try {
     run();
-    benchmark::Shutdown();
   } catch (const std::exception& error) {
     std::fprintf(stderr, "%s: %s\n", program, error.what());
     return 1;
   }
-  return 0;
+  return finish_benchmarks(program);
 }
 
 }  // namespace elastic::bench

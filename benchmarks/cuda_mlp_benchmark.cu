@@ -19,7 +19,7 @@
 //     least 8 calls) and the time per call is reported as manual time, so
 //     host launch gaps between calls do not count once per call;
 //   - medians: run with --benchmark_repetitions=N
-//     --benchmark_report_aggregates_only=true (run_gpu.sh does).
+//     --benchmark_report_aggregates_only=true (gpu/run.sh does).
 // Without a usable CUDA device the program says so and exits with status 0.
 #include <benchmark/benchmark.h>
 

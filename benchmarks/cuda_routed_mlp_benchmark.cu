@@ -35,7 +35,7 @@
 // the L2 size (at hidden 4096 one width's weights already do); data is
 // random, never zero; CUDA events bracket batches of calls, reported per
 // call as manual time; medians with --benchmark_repetitions=N
-// --benchmark_report_aggregates_only=true (run_gpu.sh does). Without a
+// --benchmark_report_aggregates_only=true (gpu/run.sh does). Without a
 // usable CUDA device the program says so and exits with status 0.
 #include <benchmark/benchmark.h>
 

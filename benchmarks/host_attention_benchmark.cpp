@@ -107,6 +107,5 @@ int main(int argc, char** argv) {
   register_cases<float>();
   register_cases<bfloat16_t>();
   benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return bench::finish_benchmarks("elastic_host_attention_benchmark");
 }

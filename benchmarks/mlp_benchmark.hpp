@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "benchmark_status.hpp"
 #include "support.hpp"
 
 namespace elastic::bench {
@@ -101,15 +102,6 @@ inline std::size_t rotation_copies(double bytes_per_call, double cache_bytes, do
   return static_cast<std::size_t>(std::min(wanted, affordable));
 }
 
-// Runs body() and turns an exception into a skipped benchmark with its message.
-template <class Body>
-void run_or_skip(benchmark::State& state, Body&& body) {
-  try {
-    body();
-  } catch (const std::exception& error) {
-    state.SkipWithError(error.what());
-  }
-}
 
 // The largest CPU cache, as Google Benchmark reads it (sysfs on Linux): what
 // host weight copies rotate past.

@@ -217,6 +217,8 @@ int run(const Options& options) {
   const support::DeviceProbe probe = support::probe_devices();
   require(options.executor != "cuda" || probe.count > 0, "--executor cuda: no usable CUDA device (",
           probe.reason, ")");
+  require(options.executor == "host" || probe.count > 0 || !support::device_required(),
+          "ELASTIC_REQUIRE_DEVICE=1 but no CUDA device can be used (", probe.reason, ")");
   if (options.executor != "host" && probe.count > 0) {
     CudaBackend backend;
     run_for_dtype(backend, options, "");

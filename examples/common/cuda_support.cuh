@@ -1,6 +1,6 @@
 // The CUDA side of support.hpp for the examples and the benchmarks: streams,
-// the same random values generated on the device, CUDA-event timing and a probe that tells whether a device can be used at
-// all (so programs can fall back or exit cleanly on machines without one).
+// the same random values generated on the device and CUDA-event timing
+// (device_probe.cuh tells whether a device can be used at all).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "device_probe.cuh"
 #include "elastic/elastic.cuh"
 #include "support.hpp"
 
@@ -82,22 +83,5 @@ class EventTimer {
   cudaEvent_t start_ = nullptr;
   cudaEvent_t stop_ = nullptr;
 };
-
-// Whether this process can use a CUDA device; `reason` says why not.
-struct DeviceProbe {
-  int count = 0;
-  std::string reason;
-};
-
-inline DeviceProbe probe_devices() {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky error so a host fallback starts clean
-    return {0, detail::concat(cudaGetErrorName(status), ": ", cudaGetErrorString(status))};
-  }
-  if (count == 0) return {0, "the driver reports no device"};
-  return {count, {}};
-}
 
 }  // namespace elastic::support

@@ -1,11 +1,13 @@
 // The CUDA executor's argument checks and failure reporting: a workspace that
 // is too small, misaligned device pointers and widths outside the set throw
-// before any kernel runs (the poisoned output stays poisoned); CUDA failures
-// carry the call, file and line. Also: a decode forward captured in a CUDA
+// before any kernel runs (the poisoned output stays poisoned), a workspace
+// off cuBLASLt's 256-byte alignment too; a one-row view of any stride goes
+// through cuBLASLt; CUDA failures carry the call, file and line. Also: a decode forward captured in a CUDA
 // graph replays to the eager result, which shows the path neither allocates
 // nor synchronises.
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <string>
 
 #include "cuda/device_buffer.cuh"
@@ -51,6 +53,41 @@ TEST_CASE("cuda: bad input throws before any kernel writes") {
   }
 }
 
+TEST_CASE("cuda: a workspace that is not 256-byte aligned is refused before any kernel runs") {
+  Fixture f;
+  constexpr index_t tokens = 40;  // the cuBLASLt path
+  const test::DeviceMatrix<bfloat16_t> x(test::random_matrix<bfloat16_t>(tokens, kHidden, 9));
+  test::DeviceMatrix<bfloat16_t> y = test::poisoned_device_matrix<bfloat16_t>(tokens, kHidden);
+  const std::size_t needed = f.executor.linear_workspace_bytes<bfloat16_t>(tokens, kHidden, kHidden);
+  const elastic::cuda::WorkspaceBuffer buffer(needed + 256);
+  const Workspace shifted{static_cast<std::byte*>(buffer.get().data) + 16, needed};
+  CHECK_THROWS_WITH_AS(f.executor.linear(y.view(), x.view(), f.down.view().first_cols(kHidden), shifted),
+                       doctest::Contains("256-byte aligned"), WorkspaceError);
+  ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+  CHECK(test::all_poison(y.to_host()));
+}
+
+TEST_CASE("cuda: cuBLASLt plans take a one-row view whatever its row stride") {
+  // One token in a row of kHidden + 3 elements: a stride that is no 16-byte
+  // multiple, which no check looks at for a single row.
+  const test::HostMatrix<bfloat16_t> x_host = test::random_matrix<bfloat16_t>(1, kHidden + 3, 21);
+  const test::HostMatrix<bfloat16_t> w_host = test::random_matrix<bfloat16_t>(kHidden, kHidden, 22, 0.125f);
+  const test::DeviceMatrix<bfloat16_t> x(x_host), w(w_host);
+  test::DeviceMatrix<bfloat16_t> y = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
+  cublasLtHandle_t handle = nullptr;
+  ELASTIC_CUBLAS_CHECK(cublasLtCreate(&handle));
+  elastic::cuda::GemmPlanCache plans(handle);
+  plans.run(y.view(), ConstMatrixView<bfloat16_t>(x.buffer.data(), 1, kHidden, kHidden + 3), w.view(), Workspace{},
+            nullptr);
+  ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+  cublasLtDestroy(handle);
+
+  test::HostMatrix<bfloat16_t> expected(1, kHidden);
+  host::Executor(1).linear(expected.view(), ConstMatrixView<bfloat16_t>(x_host.values.data(), 1, kHidden, kHidden + 3),
+                           ConstMatrixView<bfloat16_t>(w_host.values.data(), kHidden, kHidden));
+  CHECK(test::relative_difference(y.to_host(), expected) < 1e-2);
+}
+
 TEST_CASE("cuda: failures carry the call, file and line") {
   try {
     ELASTIC_CUDA_CHECK(cudaSetDevice(1 << 20));
@@ -72,6 +109,9 @@ TEST_CASE("cuda: a decode forward captured in a graph replays to the eager resul
   const elastic::cuda::WorkspaceBuffer workspace(f.mlp.workspace_bytes(f.executor, 1));
   test::DeviceMatrix<bfloat16_t> eager = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
   test::DeviceMatrix<bfloat16_t> replayed = test::poisoned_device_matrix<bfloat16_t>(1, kHidden);
+  // The uploads above are cudaMemcpy from pageable memory on the legacy
+  // stream, which a non-blocking stream does not wait for: finish them.
+  ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
 
   f.mlp.forward(f.executor, test::TestWidths::max, eager.view(), x.view(), workspace.get());
   cudaGraph_t graph = nullptr;

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "support/attention_reference.hpp"
@@ -84,4 +85,23 @@ TEST_CASE("online softmax in blocks, merged in any grouping, equals the direct s
   math::softmax_merge(empty_a, empty_b, a, b);
   CHECK(a == 0.0f);
   CHECK(b == 0.0f);
+}
+
+TEST_CASE("online softmax: masked (-inf) scores before the first finite one add nothing and no NaN") {
+  math::SoftmaxState state;
+  float value = 0.0f, rescale = 0.0f, weight = 0.0f;
+  for (const float score : {-INFINITY, -INFINITY}) {
+    math::softmax_push(state, score, rescale, weight);
+    value = value * rescale + weight * 5.0f;
+    CHECK(weight == 0.0f);
+    CHECK(state.max == -INFINITY);
+    CHECK(state.sum == 0.0f);
+  }
+  for (const auto& [score, v] : {std::pair{1.0f, 2.0f}, std::pair{-INFINITY, 7.0f}, std::pair{3.0f, 4.0f}}) {
+    math::softmax_push(state, score, rescale, weight);
+    value = value * rescale + weight * v;
+  }
+  const double e1 = std::exp(1.0 - 3.0), e3 = 1.0;
+  CHECK(value / state.sum == doctest::Approx((e1 * 2.0 + e3 * 4.0) / (e1 + e3)).epsilon(1e-6));
+  CHECK(std::isfinite(state.sum));
 }

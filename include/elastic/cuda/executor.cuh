@@ -435,6 +435,10 @@ class Executor {
                             needed, " bytes, found ", workspace.bytes);
     require<WorkspaceError>(workspace.bytes == 0 || workspace.data != nullptr, op,
                             ": workspace of ", workspace.bytes, " bytes has a null pointer");
+    require<WorkspaceError>(
+        workspace.bytes == 0 || reinterpret_cast<std::uintptr_t>(workspace.data) % workspace_alignment == 0, op,
+        ": workspace must be ", workspace_alignment, "-byte aligned (cuBLASLt's requirement), found address ",
+        workspace.data);
   }
 
   template <class T>

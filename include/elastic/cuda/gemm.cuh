@@ -43,8 +43,8 @@ class GemmPlanCache {
   void run(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, std::type_identity_t<ConstMatrixView<T>> w,
            Workspace workspace,
            cudaStream_t stream) {
-    const Key key{cuda_data_type<T>(), w.rows(), x.rows(), w.cols(), w.row_stride(), x.row_stride(),
-                  y.row_stride(), workspace.bytes};
+    const Key key{cuda_data_type<T>(), w.rows(), x.rows(), w.cols(), leading_dimension(w), leading_dimension(x),
+                  leading_dimension(y), workspace.bytes};
     const Plan& plan = find_or_create(key);
     const float alpha = 1.0f;
     const float beta = 0.0f;
@@ -57,6 +57,17 @@ class GemmPlanCache {
   std::size_t cached_plans() const { return plans_.size(); }
 
  private:
+  // cuBLASLt's leading dimension: the row stride, which the executor's
+  // checks hold to 16-byte multiples for views of two rows or more. A
+  // one-row view's stride addresses nothing and is not checked, so it is
+  // replaced by the row's width rounded up to 16 bytes, which satisfies the
+  // alignment the plans are chosen for.
+  template <class T>
+  static index_t leading_dimension(const MatrixView<T>& view) {
+    constexpr index_t vector = math::vector_width<std::remove_const_t<T>>;
+    return view.rows() > 1 ? view.row_stride() : (view.cols() + vector - 1) / vector * vector;
+  }
+
   struct Key {
     cudaDataType_t type;
     index_t m, n, k;                     // out, tokens, reduction

@@ -14,6 +14,7 @@
 #include "elastic/core/tensor.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/routing.hpp"
+#include "elastic/math/row_ops.hpp"
 
 namespace elastic::host::kernels {
 
@@ -75,11 +76,10 @@ void scatter_add_rows(ThreadPool& pool, MatrixView<T> dst, ConstMatrixView<T> sr
 template <class T>
 void rms_norm(ThreadPool& pool, MatrixView<T> y, ConstMatrixView<T> x, ConstMatrixView<T> weight, float epsilon) {
   pool.parallel_for(0, x.rows(), 16, [&](index_t lo, index_t hi) {
-    for (index_t t = lo; t < hi; ++t) {
-      float sum = 0.0f;
-      for (index_t c = 0; c < x.cols(); ++c) sum += to_float(x(t, c)) * to_float(x(t, c));
-      const float scale = math::rms_scale(sum, static_cast<int>(x.cols()), epsilon);
-      for (index_t c = 0; c < x.cols(); ++c) y(t, c) = from_float<T>(to_float(x(t, c)) * scale * to_float(weight(0, c)));
+    const int cols = static_cast<int>(x.cols());
+    for (index_t t = lo; t < hi; ++t) {  // the CUDA kernel's lane functions, as one lane
+      const float sum = math::sum_of_squares_lane(x.row(t), cols, 0, 1);
+      math::scale_row_lane(y.row(t), x.row(t), weight.data(), math::rms_scale(sum, cols, epsilon), cols, 0, 1);
     }
   });
 }

@@ -32,7 +32,12 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float softmax_exp(float x) {
 ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void softmax_push(SoftmaxState& state, float score, float& rescale,
                                                          float& weight) {
   const float new_max = score > state.max ? score : state.max;
-  rescale = softmax_exp(state.max - new_max);  // exp(-inf) = 0 on the first score
+  if (new_max == -INFINITY) {  // only -inf scores so far (masked): nothing to add, exp(-inf - -inf) is NaN
+    rescale = 1.0f;
+    weight = 0.0f;
+    return;
+  }
+  rescale = softmax_exp(state.max - new_max);  // exp(-inf) = 0 on the first finite score
   weight = softmax_exp(score - new_max);
   state.sum = state.sum * rescale + weight;
   state.max = new_max;

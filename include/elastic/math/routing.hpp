@@ -47,13 +47,11 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE bool ranks_before(float score_a, int tok
 }
 
 // RMSNorm: y = x * weight / sqrt(mean(x^2) + epsilon); this is the factor
-// 1 / sqrt(sum_of_squares / count + epsilon).
+// 1 / sqrt(sum_of_squares / count + epsilon), with IEEE square root and
+// division on both executors (not the approximate rsqrtf), so host and
+// device differ only in the order the sum of squares is added up.
 ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float rms_scale(float sum_of_squares, int count, float epsilon) {
-#if ELASTIC_DEVICE_PASS
-  return rsqrtf(sum_of_squares / static_cast<float>(count) + epsilon);
-#else
-  return 1.0f / std::sqrt(sum_of_squares / static_cast<float>(count) + epsilon);
-#endif
+  return 1.0f / sqrtf(sum_of_squares / static_cast<float>(count) + epsilon);
 }
 
 // ||f|| / ||x + f|| from the sums of f^2 and (x + f)^2 over a row: the share
