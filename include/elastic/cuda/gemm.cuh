@@ -25,6 +25,7 @@
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/workspace.hpp"
 #include "elastic/cuda/error.cuh"
+#include "elastic/math/row_dot.hpp"
 
 namespace elastic::cuda {
 
