@@ -133,5 +133,5 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("weight_copies", std::to_string(elastic::bench::HostCopies::get().data().copies()));
   elastic::bench::register_cases();
   benchmark::RunSpecifiedBenchmarks();
-  return bench::finish_benchmarks("elastic_host_routed_mlp_benchmark");
+  return elastic::bench::finish_benchmarks("elastic_host_routed_mlp_benchmark");
 }
