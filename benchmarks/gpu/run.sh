@@ -36,18 +36,21 @@ if [[ ! -x "$bundle/bin/elastic_cuda_tests" ]]; then
   exit 2
 fi
 
-# cuBLASLt is too large to carry: use the machine's (CUDA toolkit, or the
-# nvidia-cublas wheel PyTorch brings).
-cublas_dir=""
-for candidate in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-  "$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null)"; do
-  if [[ -n "$candidate" ]] && compgen -G "$candidate/libcublasLt.so*" >/dev/null; then
-    cublas_dir=$candidate
-    break
-  fi
+# The CUDA runtime and cuBLASLt (too large to carry) come from the machine:
+# its CUDA toolkit, or the nvidia-* wheels PyTorch brings.
+library_dirs=()
+wheel_libs=$(python3 -c 'import glob, os, nvidia; print("\n".join(glob.glob(os.path.join(nvidia.__path__[0], "*", "lib"))))' 2>/dev/null || true)
+for library in libcudart.so libcublasLt.so; do
+  for candidate in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $wheel_libs; do
+    if compgen -G "$candidate/$library*" >/dev/null; then
+      [[ " ${library_dirs[*]} " == *" $candidate "* ]] || library_dirs+=("$candidate")
+      break
+    fi
+  done
 done
-export LD_LIBRARY_PATH="$bundle/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-echo "run: bundle $(cat "$bundle/commit.txt" 2>/dev/null), cuBLASLt from ${cublas_dir:-the default library path}"
+search_path=$(IFS=:; echo "${library_dirs[*]}")
+export LD_LIBRARY_PATH="$bundle/lib${search_path:+:$search_path}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "run: bundle $(cat "$bundle/commit.txt" 2>/dev/null), CUDA libraries from ${search_path:-the default library path}"
 
 rows=()
 failed=0
