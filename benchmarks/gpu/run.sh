@@ -7,6 +7,7 @@
 #
 #   nvidia-smi         the card as found (nothing is changed on it)
 #   cuda_tests         the whole CUDA test suite; a skip (exit 77) fails here
+#   large_shapes       the MLP at Llama-3-8B's sizes against torch (large_shapes.py)
 #   memcheck           compute-sanitizer memcheck over a short subset
 #   bench_<name>       the four CUDA benchmarks, 3 repetitions each, JSON out
 #   mlp_table          benchmarks/mlp_table.py on the MLP run (targets, cuBLAS)
@@ -85,6 +86,7 @@ step() {
 commit=$(cat "$bundle/commit.txt" 2>/dev/null || echo unknown)
 step nvidia-smi 20 nvidia-smi
 step cuda_tests 200 "$bundle/bin/elastic_cuda_tests"
+step large_shapes 90 python3 "$repo/benchmarks/gpu/large_shapes.py" --library "$bundle/lib/libelastic_torch_check.so"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 99 "$bundle/bin/elastic_cuda_tests" \
     "--test-case=cuda: bad input*,cuda decoder prefill*,cuda DeviceSequence*,cuda forward_decode matches*,cuda attention primitive*"
@@ -111,5 +113,6 @@ done
 tar -czf "$out/gpu_run.tar.gz.partial" -C "$out" --exclude=gpu_run.tar.gz --exclude=gpu_run.tar.gz.partial . &&
   mv "$out/gpu_run.tar.gz.partial" "$out/gpu_run.tar.gz"
 if [[ -f "$out/mlp_summary.md" ]]; then tail -n 25 "$out/mlp_summary.md"; fi
+grep -E "FAIL|error" "$out/logs/large_shapes.txt" 2>/dev/null | head -n 10
 cat "$out/summary.md"
 exit "$failed"
