@@ -66,7 +66,7 @@ std::size_t elastic_mlp_workspace_bytes(int dtype, std::int64_t tokens, std::int
   return guarded(
       [&] {
         return with_dtype(dtype, [&]<class T>() {
-          cuda::Executor executor;
+          elastic::cuda::Executor executor;
           return make_mlp<T>(hidden, intermediate, gate, up, down).workspace_bytes(executor, tokens);
         });
       },
@@ -79,7 +79,7 @@ int elastic_mlp_forward(int dtype, int width, std::int64_t tokens, std::int64_t 
   return guarded(
       [&] {
         return with_dtype(dtype, [&]<class T>() {
-          cuda::Executor executor(static_cast<cudaStream_t>(stream));
+          elastic::cuda::Executor executor(static_cast<cudaStream_t>(stream));
           const auto mlp = make_mlp<T>(hidden, intermediate, gate, up, down);
           mlp.forward(executor, width, MatrixView<T>(static_cast<T*>(y), tokens, hidden),
                       ConstMatrixView<T>(static_cast<const T*>(x), tokens, hidden), Workspace{workspace, workspace_bytes});
