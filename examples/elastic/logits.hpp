@@ -1,15 +1,16 @@
 // `elastic logits`: the raw float32 logits of every position of a token
 // sequence, little-endian [tokens x vocab], so any outside implementation
 // can be compared with ours. The file is written beside its destination and
-// renamed into place, so a failure never leaves a partial file.
+// renamed into place (io::TemporaryFile), so a failure never leaves a
+// partial file.
 #pragma once
 
 #include <cstdio>
-#include <filesystem>
+#include <span>
 #include <string>
-#include <system_error>
 #include <vector>
 
+#include "elastic/io/temporary_file.hpp"
 #include "run_options.hpp"
 
 namespace elastic::cli {
@@ -23,20 +24,6 @@ struct LogitsOptions {
   }
 };
 
-inline void write_file_atomically(const std::filesystem::path& path, std::span<const float> values) {
-  const std::filesystem::path temporary = path.string() + ".partial";
-  std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  require(file != nullptr, path.string(), ": cannot create ", temporary.string());
-  const bool written = std::fwrite(values.data(), sizeof(float), values.size(), file) == values.size();
-  const bool closed = std::fclose(file) == 0;
-  std::error_code error;
-  if (written && closed) std::filesystem::rename(temporary, path, error);
-  if (!written || !closed || error) {
-    std::filesystem::remove(temporary, error);
-    throw Error(path.string() + ": could not write the logits");
-  }
-}
-
 template <class Runner>
 int run_logits(const RunOptions& run, const LogitsOptions& options) {
   Runner runner(run);
@@ -44,7 +31,9 @@ int run_logits(const RunOptions& run, const LogitsOptions& options) {
           " tokens do not fit the context of ", run.context, " (--ctx)");
   auto sequence = runner.sequence(run.context, runner.loaded.config);
   const std::span<const float> logits = sequence.append_every(options.tokens);
-  write_file_atomically(options.out, logits);
+  io::TemporaryFile file(options.out);
+  file.write(std::as_bytes(logits));
+  file.commit();
   std::printf("%zu x %d float32 logits written to %s\n", options.tokens.size(), sequence.vocab(), options.out.c_str());
   return 0;
 }

@@ -9,14 +9,10 @@
 // half-written model behind.
 #pragma once
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <bit>
-#include <cerrno>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <set>
 #include <span>
@@ -28,6 +24,7 @@
 
 #include "elastic/io/file_error.hpp"
 #include "elastic/io/gguf.hpp"
+#include "elastic/io/temporary_file.hpp"
 
 namespace elastic::io {
 
@@ -74,39 +71,26 @@ class GgufWriter {
     tensors_.push_back({std::move(name), type, std::move(shape), bytes});
   }
 
-  // Writes the file (replacing any file at `path`); FileError on failure.
+  // Writes the file (replacing any file at `path` once the new one is
+  // complete); FileError on failure, with no partial file left behind.
   void write(const std::filesystem::path& path) const {
-    std::string temporary = path.string() + ".partial-XXXXXX";
-    const int fd = ::mkstemp(temporary.data());
-    require_file(fd >= 0, path.string(), "cannot create a temporary file beside it: ", std::strerror(errno));
-    try {
-      Output output{fd, temporary};
-      write_contents(output);
-      output.flush();
-      require_file(::fsync(fd) == 0, temporary, "cannot sync: ", std::strerror(errno));
-      require_file(::close(fd) == 0, temporary, "cannot close: ", std::strerror(errno));
-    } catch (...) {
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      throw;
-    }
-    if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-      const int error = errno;
-      ::unlink(temporary.c_str());
-      fail_file(path.string(), "cannot rename the written file into place: ", std::strerror(error));
-    }
+    TemporaryFile file(path);
+    Output output(file);
+    write_contents(output);
+    output.flush();
+    file.commit();
   }
 
  private:
-  // A buffered writer over a file descriptor that counts what it wrote.
+  // A buffered writer into the temporary file that counts what it wrote.
   class Output {
    public:
-    Output(int fd, std::string_view path) : fd_(fd), path_(path) {}
+    explicit Output(TemporaryFile& file) : file_(file) {}
     void bytes(const void* data, std::size_t size) {
       const auto* p = static_cast<const char*>(data);
       written_ += size;
       if (buffer_.size() + size > buffer_limit) flush();
-      if (size > buffer_limit) return write_all(p, size);
+      if (size > buffer_limit) return file_.write(std::as_bytes(std::span(p, size)));
       buffer_.append(p, size);
     }
     template <class T>
@@ -126,23 +110,13 @@ class GgufWriter {
     }
     std::uint64_t written() const { return written_; }
     void flush() {
-      write_all(buffer_.data(), buffer_.size());
+      file_.write(std::as_bytes(std::span(buffer_.data(), buffer_.size())));
       buffer_.clear();
     }
 
    private:
     static constexpr std::size_t buffer_limit = 1 << 20;
-    void write_all(const char* p, std::size_t size) {
-      while (size > 0) {
-        const ssize_t n = ::write(fd_, p, size);
-        if (n < 0 && errno == EINTR) continue;
-        require_file(n > 0, path_, "cannot write: ", std::strerror(errno));
-        p += n;
-        size -= static_cast<std::size_t>(n);
-      }
-    }
-    int fd_;
-    std::string_view path_;
+    TemporaryFile& file_;
     std::string buffer_;
     std::uint64_t written_ = 0;
   };

@@ -7,15 +7,10 @@
 // failure at any point leaves neither a half-written file nor the temporary.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -31,6 +26,7 @@
 
 #include "elastic/core/error.hpp"
 #include "elastic/io/file_error.hpp"
+#include "elastic/io/temporary_file.hpp"
 #include "elastic/io/tensor_type.hpp"
 
 namespace elastic::io {
@@ -84,48 +80,6 @@ inline std::string safetensors_header_text(std::span<const TensorToWrite> tensor
   return text;
 }
 
-// A temporary file next to the destination, removed unless committed.
-class TemporaryFile {
- public:
-  explicit TemporaryFile(const std::filesystem::path& destination)
-      : path_(destination.string() + ".tmp-XXXXXX"), destination_(destination.string()) {
-    fd_ = ::mkstemp(path_.data());
-    require_file(fd_ >= 0, destination_, "cannot create a temporary file: ", std::strerror(errno));
-  }
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  ~TemporaryFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-
-  void write(std::span<const std::byte> bytes) {
-    while (!bytes.empty()) {
-      const ssize_t written = ::write(fd_, bytes.data(), bytes.size());
-      if (written < 0 && errno == EINTR) continue;
-      require_file(written > 0, destination_, "cannot write: ", std::strerror(errno));
-      bytes = bytes.subspan(static_cast<std::size_t>(written));
-    }
-  }
-
-  // Flushes, closes and renames the file to the destination.
-  void commit() {
-    require_file(::fchmod(fd_, 0644) == 0 && ::fsync(fd_) == 0, destination_, "cannot flush: ", std::strerror(errno));
-    const int fd = std::exchange(fd_, -1);
-    require_file(::close(fd) == 0, destination_, "cannot close: ", std::strerror(errno));
-    std::error_code error;
-    std::filesystem::rename(path_, destination_, error);
-    require_file(!error, destination_, "cannot rename the temporary file into place: ", error.message());
-    committed_ = true;
-  }
-
- private:
-  std::string path_;
-  std::string destination_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
 }  // namespace detail
 
 // Writes `tensors` (data in the given order) and `metadata` to `path`,
@@ -138,7 +92,7 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
   std::byte length_bytes[8];
   for (std::size_t i = 0; i < 8; ++i) length_bytes[i] = static_cast<std::byte>(std::uint64_t{header.size()} >> (8 * i));
 
-  detail::TemporaryFile file(path);
+  TemporaryFile file(path);
   file.write(length_bytes);
   file.write(std::as_bytes(std::span(header)));
   for (const TensorToWrite& tensor : tensors) file.write(tensor.data);
