@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "device_probe.cuh"
 #include "elastic/cuda/executor.cuh"
 #include "elastic/model/device_sequence.cuh"
 #include "elastic/model/device_weights.cuh"
@@ -18,10 +19,8 @@ namespace elastic::cli {
 
 // The current CUDA device's name, or an error saying why there is none.
 inline std::string cuda_device_name() {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  require(status == cudaSuccess && count > 0, "--device cuda: no CUDA device is available (",
-          status == cudaSuccess ? "none found" : cudaGetErrorName(status), "); use --device cpu");
+  const support::DeviceProbe probe = support::probe_devices();
+  require(probe.count > 0, "--device cuda: no CUDA device is available (", probe.reason, "); use --device cpu");
   int device = 0;
   ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
   cudaDeviceProp properties{};

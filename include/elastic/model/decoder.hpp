@@ -57,7 +57,10 @@ template <ElementType T, WidthSet MlpWidths = AnyWidth>
 class Decoder {
  public:
   Decoder(const io::ModelDescription& model, const ModelWeights<T>& weights)
-      : model_(model), weights_(weights), lm_head_(check_model_wide(model, weights)) {
+      : model_(model),
+        weights_(weights),
+        lm_head_(check_model_wide(model, weights)),
+        full_config_(SubnetworkConfig::full(model)) {
     for (std::size_t i = 0; i < model.layers.size(); ++i) layers_.emplace_back(model, i, weights.layers[i]);
     collect_weight_regions();
   }
@@ -76,15 +79,15 @@ class Decoder {
 
   // Workspace bytes forward() needs for this batch: for any one
   // configuration of the whole batch when `configs` is empty, else for
-  // these (one for all sequences, or one per sequence).
+  // these (one for all sequences, or one per sequence). Plans in the
+  // schedule forward() reuses, so a decode loop that sizes every step
+  // allocates nothing (one call at a time per Decoder, as for forward()).
   template <DecoderExecutorFor<T> E>
   std::size_t workspace_bytes(const E& executor, const AttentionBatch& batch, const ModelCacheShape& cache,
                               LogitsFor logits, std::span<const SubnetworkConfig> configs = {}) const {
     check_batch(batch, cache, batch.tokens());
-    const SubnetworkConfig full = configs.empty() ? SubnetworkConfig::full(model_) : SubnetworkConfig{};
-    BatchSchedule schedule;
-    schedule.build(model_, configs.empty() ? std::span(&full, 1) : configs, batch, index_offset(batch));
-    return required_bytes(executor, batch, cache, logits, schedule);
+    schedule_.build(model_, configs.empty() ? std::span(&full_config_, 1) : configs, batch, index_offset(batch));
+    return required_bytes(executor, batch, cache, logits, schedule_);
   }
 
   // Runs the sub-network `config` over the packed `tokens` of `batch`,
@@ -280,7 +283,8 @@ class Decoder {
   std::vector<DecoderLayer<T, MlpWidths>> layers_;
   std::vector<detail::Region> weight_regions_;
   std::vector<int> staged_indices_;
-  BatchSchedule schedule_;  // of the current forward
+  SubnetworkConfig full_config_;     // every layer as stored: what workspace_bytes sizes for by default
+  mutable BatchSchedule schedule_;   // of the current forward or size query; its storage is reused
 };
 
 }  // namespace elastic::model
