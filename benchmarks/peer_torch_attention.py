@@ -25,10 +25,12 @@ repetitions. Needs torch >= 2.5 with CUDA; never run at build or test time.
     python3 benchmarks/peer_torch_attention.py [--heads 8,16,24,32]
         [--batches 1,32] [--contexts 1024,4096,16384,32768]
         [--prefill 512,1024,2048,4096,8192] [--repetitions 5] [--min-time 0.2]
+        [--json FILE]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -107,6 +109,7 @@ def main() -> int:
     parser.add_argument("--prefill", type=int_list, default=[512, 1024, 2048, 4096, 8192])
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per repetition")
+    parser.add_argument("--json", help="also write {row name: median seconds} to this file (gpu/targets.py reads it)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("peer_torch_attention: no CUDA device; nothing to measure.")
@@ -126,6 +129,9 @@ def main() -> int:
     width = max(len(row[0]) for row in rows)
     for row_name, seconds, rate in rows:
         print(f"{row_name:<{width}}  {seconds * 1e6:10.1f} us  {rate}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({row_name: seconds for row_name, seconds, _ in rows}, file, indent=1)
     return 0
 
 

@@ -7,17 +7,21 @@
 #
 #   nvidia-smi         the card as found (nothing is changed on it)
 #   cuda_tests         the whole CUDA test suite; a skip (exit 77) fails here
-#   large_shapes       the MLP at Llama-3-8B's sizes against torch (large_shapes.py)
+#   large_shapes       the MLP, attention (8k prefill, 32k decode) and routed
+#                      layers (4096 tokens) at real model sizes against torch
 #   memcheck           compute-sanitizer memcheck over a short subset
 #   bench_<name>       the four CUDA benchmarks, 3 repetitions each, JSON out
 #   mlp_table          benchmarks/mlp_table.py on the MLP run (targets, cuBLAS)
 #   torch_<name>       the torch peers on the same shapes (python3 with torch)
+#   targets            gpu/targets.py: DESIGN.md's targets, measured, peer, verdict
 #
 # ELASTIC_REQUIRE_DEVICE=1 is set, so a missing device or any CUDA error
 # fails a step instead of skipping it. Every log, JSON and table lands in
 # OUT_DIR, which is then packed into OUT_DIR/gpu_run.tar.gz (one file to
-# bring back). The last lines printed are the summary table: step, status,
-# seconds. Exit status 0 only when every step passed.
+# bring back). The last lines printed are the targets table (target,
+# measured, peer, verdict) and the step table (step, status, seconds). Exit
+# status 0 only when every step passed (a missed performance target is a
+# verdict in the table, not a failed step).
 #
 #   benchmarks/gpu/run.sh OUT_DIR [BUNDLE_DIR]
 set -uo pipefail
@@ -86,7 +90,7 @@ step() {
 commit=$(cat "$bundle/commit.txt" 2>/dev/null || echo unknown)
 step nvidia-smi 20 nvidia-smi
 step cuda_tests 200 "$bundle/bin/elastic_cuda_tests"
-step large_shapes 90 python3 "$repo/benchmarks/gpu/large_shapes.py" --library "$bundle/lib/libelastic_torch_check.so"
+step large_shapes 120 python3 "$repo/benchmarks/gpu/large_shapes.py" --library "$bundle/lib/libelastic_torch_check.so"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 99 "$bundle/bin/elastic_cuda_tests" \
     "--test-case=cuda: bad input*,cuda decoder prefill*,cuda DeviceSequence*,cuda forward_decode matches*,cuda attention primitive*"
@@ -101,9 +105,12 @@ for name in mlp attention routing routed_mlp; do
 done
 step mlp_table 20 bash -c "python3 '$repo/benchmarks/mlp_table.py' '$out/cuda_mlp.json' > '$out/mlp_summary.md'"
 for name in mlp attention routing; do
+  extra=""
+  [[ $name == attention ]] && extra="--json '$out/torch_attention.json'"
   step "torch_$name" 45 bash -c "python3 '$repo/benchmarks/peer_torch_$name.py' --repetitions 3 --min-time 0.05 \
-    > '$out/torch_$name.md'"
+    $extra > '$out/torch_$name.md'"
 done
+step targets 20 bash -c "python3 '$repo/benchmarks/gpu/targets.py' '$out' > '$out/targets.md'"
 
 {
   echo "| step | status | seconds |"
@@ -112,7 +119,7 @@ done
 } >"$out/summary.md"
 tar -czf "$out/gpu_run.tar.gz.partial" -C "$out" --exclude=gpu_run.tar.gz --exclude=gpu_run.tar.gz.partial . &&
   mv "$out/gpu_run.tar.gz.partial" "$out/gpu_run.tar.gz"
-if [[ -f "$out/mlp_summary.md" ]]; then tail -n 25 "$out/mlp_summary.md"; fi
 grep -E "FAIL|error" "$out/logs/large_shapes.txt" 2>/dev/null | head -n 10
+[[ -f "$out/targets.md" ]] && cat "$out/targets.md" && echo
 cat "$out/summary.md"
 exit "$failed"

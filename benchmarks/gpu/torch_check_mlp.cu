@@ -1,65 +1,28 @@
-// A C entry point into the CUDA executor for benchmarks/gpu/large_shapes.py,
-// which checks the library at real model sizes against PyTorch on the same
-// device tensors: torch allocates and fills every tensor, this library runs
-// ElasticMLP over them (device pointers, row-major, contiguous) on the
-// caller's stream, and torch computes the reference. The MLP runs over the
-// benchmarks' width set (ELASTIC_BENCH_WIDTHS), so the width-specialised
-// decode kernels and cuBLASLt's sliced GEMMs are the code under test.
+// The MLP entry points of libelastic_torch_check (see torch_check.cuh):
+// torch allocates and fills every tensor, this library runs ElasticMLP over
+// them (device pointers, row-major, contiguous) on the caller's stream, and
+// torch computes the reference. The MLP runs over the benchmarks' width set
+// (ELASTIC_BENCH_WIDTHS), so the width-specialised decode kernels and
+// cuBLASLt's sliced GEMMs are the code under test.
 //
 //   elastic_mlp_workspace_bytes(dtype, tokens, hidden, intermediate, gate, up, down)
 //   elastic_mlp_forward(dtype, width, tokens, hidden, intermediate, x, gate,
 //                       up, down, y, workspace, workspace_bytes, stream)
 //
-// dtype: 0 bfloat16, 1 float16. The forward returns 0 once its work has
-// finished on the stream, the size query the byte count; on failure they
-// return -1 / 0 and elastic_last_error() says why.
+// The forward returns 0 once its work has finished on the stream, the size
+// query the byte count; on failure they return -1 / 0 and
+// elastic_last_error() says why.
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <exception>
-#include <string>
 
-#include "bench_shapes.hpp"
-#include "elastic/elastic.cuh"
-
-namespace {
+#include "torch_check.cuh"
 
 using namespace elastic;
-using CheckWidths = Widths<ELASTIC_BENCH_WIDTHS>;
-
-thread_local std::string last_error;
-
-template <class Body>
-auto guarded(Body&& body, decltype(body()) on_error) noexcept {
-  try {
-    last_error.clear();
-    return body();
-  } catch (const std::exception& error) {
-    last_error = error.what();
-    return on_error;
-  }
-}
-
-template <class Run>
-auto with_dtype(int dtype, Run&& run) {
-  require(dtype == 0 || dtype == 1, "dtype must be 0 (bfloat16) or 1 (float16), found ", dtype);
-  return dtype == 0 ? run.template operator()<bfloat16_t>() : run.template operator()<half_t>();
-}
-
-template <ElementType T>
-ElasticMLP<T, CheckWidths> make_mlp(std::int64_t hidden, std::int64_t intermediate, const void* gate, const void* up,
-                                    const void* down) {
-  return ElasticMLP<T, CheckWidths>({ConstMatrixView<T>(static_cast<const T*>(gate), intermediate, hidden),
-                                     ConstMatrixView<T>(static_cast<const T*>(up), intermediate, hidden),
-                                     ConstMatrixView<T>(static_cast<const T*>(down), hidden, intermediate)});
-}
-
-}  // namespace
+using namespace elastic::torch_check;
 
 extern "C" {
-
-const char* elastic_last_error() { return last_error.c_str(); }
 
 std::size_t elastic_mlp_workspace_bytes(int dtype, std::int64_t tokens, std::int64_t hidden, std::int64_t intermediate,
                                         const void* gate, const void* up, const void* down) {
