@@ -1,25 +1,26 @@
-// What the attention kernels receive: the batch description uploaded into the
-// caller's device workspace, and one plain parameter struct with the tensors,
-// the head counts and the RoPE frequencies, passed by value to every launch.
+// What the attention kernels receive: the batch description in the caller's
+// device workspace, and one plain parameter struct with the tensors, the head
+// counts and the RoPE frequencies, passed by value to every launch.
 //
 // AttentionBatch lives in host memory. The kernels need, per sequence, its
-// cache slot, cached length, new length and first packed token (plus, for
-// decode, where its split partials start), per packed token its sequence and
-// RoPE position, and for prefill the list of query tiles. AttentionStaging
-// packs all of it into one int array in a host staging vector that the
-// executor owns, then moves it into the workspace with one cudaMemcpyAsync on
-// the executor's stream.
+// cache slot, cached length, new length and first packed token, per packed
+// token its sequence and RoPE position, for prefill the list of query tiles,
+// and for decode the split chunk and where each sequence's split partials
+// start. AttentionStaging packs the host part into one int array in pinned
+// host memory the executor owns (PinnedStaging) and moves it into the
+// workspace with one cudaMemcpyAsync on the executor's stream; decode's split
+// chunk and offsets are then computed on the device from the uploaded lengths
+// (attention_decode_kernel.cuh), so a captured decode step that advances the
+// lengths on the device keeps them right.
 //
-// The staging vector is ordinary pageable memory, and we rely on what that
-// means for a host-to-device cudaMemcpyAsync: the call returns once the driver
-// has taken the bytes into its own pinned staging memory (it may wait for the
-// stream to do so); the transfer to the device then runs in stream order. So
-// the caller's AttentionBatch arrays need not outlive the call, and the next
-// call may refill the staging vector at once. The price: the upload may block
-// the host briefly, and an attention call is not meant to be captured into a
-// CUDA graph (a captured copy would re-read the staging vector at replay); a
-// captured decode step needs the upload done outside the graph. No device
-// memory is allocated and the device is never synchronised.
+// Pinned memory makes the copy truly asynchronous: the staging array is
+// refilled only after the previous upload has read it (an event recorded
+// behind each copy; by then it has nearly always passed), so the caller's
+// AttentionBatch arrays need not outlive the call and the host never waits on
+// a pageable-memory staging copy. An upload is made at plan time, outside any
+// CUDA graph; the decode run step reads only device memory (the capture
+// contract is in executor.cuh). No device memory is allocated; pinned host
+// memory grows only when a batch needs more than any before it.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -35,6 +36,7 @@
 #include "elastic/core/kv_cache.hpp"
 #include "elastic/core/macros.hpp"
 #include "elastic/core/tensor.hpp"
+#include "elastic/cuda/device_buffer.cuh"
 #include "elastic/cuda/error.cuh"
 #include "elastic/math/rope.hpp"
 
@@ -45,80 +47,113 @@ struct AttentionMetadata {
   const int* cache_slots = nullptr;      // [sequences]
   const int* cached_lengths = nullptr;   // [sequences]
   const int* new_lengths = nullptr;      // [sequences]
-  // [sequences + 1] each: sequence s owns packed rows [first_tokens[s], first_tokens[s + 1]) and, for
-  // decode, split partials [first_splits[s], first_splits[s + 1]).
+  // [sequences + 1]: sequence s owns packed rows [first_tokens[s], first_tokens[s + 1]).
   const int* first_tokens = nullptr;
-  const int* first_splits = nullptr;
   const int* token_sequences = nullptr;  // [tokens]
   const int* token_positions = nullptr;  // [tokens]: RoPE position
   const int* tiles = nullptr;            // [2 * tile_count]: prefill tiles (sequence, first new row), longest first
+  // Decode, written on the device before the attention kernel runs: sequence
+  // s owns split partials [first_splits[s], first_splits[s + 1]); every split
+  // but a sequence's last covers *split_chunk positions.
+  const int* first_splits = nullptr;  // [sequences + 1]
+  const int* split_chunk = nullptr;   // [1]
   int sequences = 0;
   int tokens = 0;
   int tile_count = 0;
-  int max_splits = 0;  // decode: the most splits any sequence has
 };
 
-// How a call divides its work. Decode splits each sequence's KV range into
-// chunks of split_chunk positions; prefill cuts each sequence's new tokens
-// into query tiles of tile_rows rows. Exactly one of the two is non-zero.
-struct AttentionPlan {
-  int split_chunk = 0;
-  int tile_rows = 0;
-};
-
-// Query tiles of tile_rows rows that cover every sequence's new tokens (0 when
-// tile_rows is 0).
+// Query tiles of tile_rows rows that cover every sequence's new tokens.
 inline int query_tile_count(const AttentionBatch& batch, int tile_rows) {
-  if (tile_rows == 0) return 0;
   int tiles = 0;
   for (int length : batch.new_lengths) tiles += (length + tile_rows - 1) / tile_rows;
   return tiles;
 }
 
-// Ints of workspace the metadata of `batch` takes under a plan with tile_rows.
-inline std::size_t metadata_ints(const AttentionBatch& batch, int tile_rows) {
+// Ints of workspace the metadata of a prefill (or mixed) batch takes.
+inline std::size_t prefill_metadata_ints(const AttentionBatch& batch, int tile_rows) {
   const std::size_t sequences = batch.sequences();
-  return 3 * sequences + 2 * (sequences + 1) + 2 * static_cast<std::size_t>(batch.tokens()) +
+  return 3 * sequences + (sequences + 1) + 2 * static_cast<std::size_t>(batch.tokens()) +
          2 * static_cast<std::size_t>(query_tile_count(batch, tile_rows));
 }
 
+// Ints of workspace the metadata of a decode batch of `sequences` takes: the
+// uploaded part (slots, lengths, first tokens, token sequences, positions)
+// followed by first_splits and split_chunk, written on the device.
+inline std::size_t decode_uploaded_ints(std::size_t sequences) { return 6 * sequences + 1; }
+inline std::size_t decode_metadata_ints(std::size_t sequences) { return decode_uploaded_ints(sequences) + sequences + 2; }
+
+// Pinned host ints staged for one copy to the device at a time.
+class PinnedStaging {
+ public:
+  PinnedStaging() = default;
+  PinnedStaging(const PinnedStaging&) = delete;
+  PinnedStaging& operator=(const PinnedStaging&) = delete;
+  ~PinnedStaging() {
+    if (event_ != nullptr) cudaEventDestroy(event_);
+  }
+
+  // `count` host ints to fill, once the previous upload has read them.
+  int* reserve(std::size_t count) {
+    if (pending_) ELASTIC_CUDA_CHECK(cudaEventSynchronize(event_));
+    pending_ = false;
+    if (count > buffer_.size()) buffer_ = PinnedBuffer<int>(std::max(count, 2 * buffer_.size()), "attention metadata");
+    return buffer_.data();
+  }
+
+  // Copies the first `count` reserved ints to `device` on `stream`.
+  void upload(int* device, std::size_t count, cudaStream_t stream) {
+    if (count == 0) return;
+    if (event_ == nullptr) ELASTIC_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(device, buffer_.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+    ELASTIC_CUDA_CHECK(cudaEventRecord(event_, stream));
+    pending_ = true;
+  }
+
+ private:
+  PinnedBuffer<int> buffer_;
+  cudaEvent_t event_ = nullptr;
+  bool pending_ = false;
+};
+
+// The parts of a decode batch's device description that the device itself
+// writes (the same memory as AttentionMetadata's fields, writable): the
+// lengths a captured step advances, and the split plan computed from them.
+struct DecodeDeviceFields {
+  int* cached_lengths = nullptr;   // [sequences]
+  int* token_positions = nullptr;  // [sequences]
+  int* first_splits = nullptr;     // [sequences + 1]
+  int* split_chunk = nullptr;      // [1]
+};
+
+// A decode batch's device description and its device-written fields.
+struct DecodeMetadata {
+  AttentionMetadata metadata;
+  DecodeDeviceFields fields;
+};
+
 class AttentionStaging {
  public:
-  // Packs `batch` under `plan` and enqueues its copy into `device` (at least
-  // metadata_ints(batch, plan.tile_rows) ints) on `stream`. The batch must
-  // have passed AttentionBatch::validate.
-  AttentionMetadata upload(int* device, const AttentionBatch& batch, const AttentionPlan& plan, cudaStream_t stream) {
+  // Packs a prefill (or mixed) batch with query tiles of tile_rows rows and
+  // enqueues its copy into `device` (prefill_metadata_ints ints) on `stream`.
+  // The batch must have passed AttentionBatch::validate.
+  AttentionMetadata upload_prefill(int* device, const AttentionBatch& batch, int tile_rows, cudaStream_t stream) {
     const int sequences = static_cast<int>(batch.sequences());
     const int tokens = static_cast<int>(batch.tokens());
+    const std::size_t count = prefill_metadata_ints(batch, tile_rows);
+    Packer pack{device, staging_.reserve(count)};
     AttentionMetadata metadata;
     metadata.sequences = sequences;
     metadata.tokens = tokens;
+    std::copy(batch.cache_slots.begin(), batch.cache_slots.end(), pack(metadata.cache_slots, sequences));
+    std::copy(batch.cached_lengths.begin(), batch.cached_lengths.end(), pack(metadata.cached_lengths, sequences));
+    std::copy(batch.new_lengths.begin(), batch.new_lengths.end(), pack(metadata.new_lengths, sequences));
 
-    ints_.assign(metadata_ints(batch, plan.tile_rows), 0);
-    std::size_t used = 0;
-    // The next `count` staged ints; `field` points at their device copy.
-    const auto region = [&](const int*& field, std::size_t count) {
-      field = device + used;
-      int* host = ints_.data() + used;
-      used += count;
-      return host;
-    };
-    std::copy(batch.cache_slots.begin(), batch.cache_slots.end(), region(metadata.cache_slots, sequences));
-    std::copy(batch.cached_lengths.begin(), batch.cached_lengths.end(), region(metadata.cached_lengths, sequences));
-    std::copy(batch.new_lengths.begin(), batch.new_lengths.end(), region(metadata.new_lengths, sequences));
+    int* first_tokens = pack(metadata.first_tokens, sequences + 1);
+    first_tokens[0] = 0;
+    for (int s = 0; s < sequences; ++s) first_tokens[s + 1] = first_tokens[s] + batch.new_lengths[s];
 
-    int* first_tokens = region(metadata.first_tokens, sequences + 1);
-    int* first_splits = region(metadata.first_splits, sequences + 1);
-    for (int s = 0; s < sequences; ++s) {
-      first_tokens[s + 1] = first_tokens[s] + batch.new_lengths[s];
-      const int visible = batch.cached_lengths[s] + batch.new_lengths[s];
-      const int splits = plan.split_chunk == 0 ? 0 : (visible + plan.split_chunk - 1) / plan.split_chunk;
-      first_splits[s + 1] = first_splits[s] + splits;
-      metadata.max_splits = std::max(metadata.max_splits, splits);
-    }
-
-    int* token_sequences = region(metadata.token_sequences, tokens);
-    int* token_positions = region(metadata.token_positions, tokens);
+    int* token_sequences = pack(metadata.token_sequences, tokens);
+    int* token_positions = pack(metadata.token_positions, tokens);
     for (int s = 0; s < sequences; ++s)
       for (int j = 0; j < batch.new_lengths[s]; ++j) {
         const int token = first_tokens[s] + j;
@@ -126,22 +161,66 @@ class AttentionStaging {
         token_positions[token] = batch.position(static_cast<std::size_t>(s), first_tokens[s], j);
       }
 
-    if (plan.tile_rows > 0) {
-      const std::vector<Tile>& tiles = longest_first_tiles(batch, plan.tile_rows);
-      metadata.tile_count = static_cast<int>(tiles.size());
-      int* out = region(metadata.tiles, 2 * tiles.size());
-      for (const Tile& tile : tiles) {
-        *out++ = tile.sequence;
-        *out++ = tile.first_row;
-      }
+    const std::vector<Tile>& tiles = longest_first_tiles(batch, tile_rows);
+    metadata.tile_count = static_cast<int>(tiles.size());
+    int* out = pack(metadata.tiles, 2 * tiles.size());
+    for (const Tile& tile : tiles) {
+      *out++ = tile.sequence;
+      *out++ = tile.first_row;
     }
-
-    ELASTIC_CUDA_CHECK(
-        cudaMemcpyAsync(device, ints_.data(), ints_.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+    staging_.upload(device, pack.used, stream);
     return metadata;
   }
 
+  // Packs a decode batch (one new token per sequence) and enqueues its copy
+  // into `device` (decode_metadata_ints ints) on `stream`; first_splits and
+  // split_chunk point at the rest, which the decode planner fills on the
+  // device. Token s is sequence s's, at position positions[s] or, without
+  // explicit positions, cached_lengths[s]. The batch must have passed
+  // AttentionBatch::validate.
+  DecodeMetadata upload_decode(int* device, const AttentionBatch& batch, cudaStream_t stream) {
+    const int sequences = static_cast<int>(batch.sequences());
+    Packer pack{device, staging_.reserve(decode_uploaded_ints(batch.sequences()))};
+    AttentionMetadata metadata;
+    DecodeDeviceFields fields;
+    metadata.sequences = sequences;
+    metadata.tokens = sequences;
+    std::copy(batch.cache_slots.begin(), batch.cache_slots.end(), pack(metadata.cache_slots, sequences));
+    fields.cached_lengths = device + pack.used;
+    std::copy(batch.cached_lengths.begin(), batch.cached_lengths.end(), pack(metadata.cached_lengths, sequences));
+    std::fill_n(pack(metadata.new_lengths, sequences), sequences, 1);
+    int* first_tokens = pack(metadata.first_tokens, sequences + 1);
+    int* token_sequences = pack(metadata.token_sequences, sequences);
+    fields.token_positions = device + pack.used;
+    int* token_positions = pack(metadata.token_positions, sequences);
+    for (int s = 0; s < sequences; ++s) {
+      token_sequences[s] = first_tokens[s] = s;
+      token_positions[s] = batch.position(static_cast<std::size_t>(s), s, 0);
+    }
+    first_tokens[sequences] = sequences;
+    staging_.upload(device, pack.used, stream);
+    fields.first_splits = device + pack.used;
+    fields.split_chunk = fields.first_splits + sequences + 1;
+    metadata.first_splits = fields.first_splits;
+    metadata.split_chunk = fields.split_chunk;
+    return {metadata, fields};
+  }
+
  private:
+  // Hands out consecutive regions of the staged ints; `field` points at the
+  // region's device copy.
+  struct Packer {
+    int* device;
+    int* host;
+    std::size_t used = 0;
+    int* operator()(const int*& field, std::size_t count) {
+      field = device + used;
+      int* region = host + used;
+      used += count;
+      return region;
+    }
+  };
+
   struct Tile {
     int work;  // KV positions the tile's last row attends to
     int sequence;
@@ -161,7 +240,7 @@ class AttentionStaging {
     return tiles_;
   }
 
-  std::vector<int> ints_;
+  PinnedStaging staging_;
   std::vector<Tile> tiles_;
 };
 

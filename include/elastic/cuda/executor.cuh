@@ -13,12 +13,40 @@
 // it was built.
 //
 // Attention uploads the batch description into the workspace (see
-// cuda/attention_metadata.cuh: a host-staged copy, so attention calls are not
-// graph-captured), appends the new keys and values to the cache
-// (kv_append_kernel.cuh), then runs flash-decoding when every sequence brings
-// one token (attention_decode_kernel.cuh) and the tiled flash-attention
-// kernel otherwise (attention_prefill_kernel.cuh). The decode split size
-// depends on the SM count, read once here.
+// cuda/attention_metadata.cuh: one copy from pinned memory), appends the new
+// keys and values to the cache (kv_append_kernel.cuh), then runs
+// flash-decoding when every sequence brings one token
+// (attention_decode_kernel.cuh) and the tiled flash-attention kernel
+// otherwise (attention_prefill_kernel.cuh). The decode grid depends on the
+// SM count, read once here.
+//
+// Decode attention also comes as plan + run, the form a CUDA graph captures:
+//   plan = plan_decode_attention(out, q, k, v, cache, batch, params, max_context, workspace);
+//   run_decode_attention(plan);       // append k, v; attend        (capturable)
+//   advance_decode_attention(plan);   // cached lengths, positions += 1 (capturable)
+// The plan step (host) checks everything attention() checks, sizes the grid
+// for sequences of up to max_context positions and uploads the batch into
+// the workspace; it is not captured. The run and advance steps only enqueue
+// kernels whose arguments are fixed by the plan: the lengths, the split
+// chunk and the split offsets are read from (and, by advance, written to)
+// the workspace on the device. The capture contract:
+//   - capture run (and advance, when the graph should move the sequences on)
+//     on this executor's stream, after plan; replay on any stream in order;
+//   - the plan's out, q, k, v, cache, params and workspace stay fixed: a
+//     replay reads q, k, v from, and writes out to, the same memory, so new
+//     tokens' activations are written there before each replay (by the
+//     captured layers before it, or by copies outside the graph);
+//   - every sequence sees at most max_context positions at any replay: with
+//     one advance per replay, a sequence that saw `visible` positions at plan
+//     time may be run max_context - visible + 1 times. Past that, the append
+//     writes past the positions the plan checked (the grid and the partials
+//     stay in bounds: the split plan caps the splits at the grid's bound);
+//   - a new plan (new sequences, lengths set from the host) needs a new
+//     capture only if the workspace, the views or the grid change: replanning
+//     with the same arguments and max_context into the same workspace keeps
+//     an existing graph valid.
+// attention() on a decode batch is plan (with max_context = the batch's
+// longest sequence) + run, so the two paths run the same kernels.
 //
 // Routing (route_kernels.cuh, row_kernels.cuh) has the host executor's
 // signatures, checks and results; plans, choices and row indices are device
@@ -43,6 +71,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -154,8 +183,18 @@ class Executor {
     require(is_supported_head_dim(head_dim), "attention: head_dim must be 64 or 128, found ", head_dim);
     require(heads >= 0, "attention: the head count must be non-negative, found ", heads);
     batch.validate(cache, batch.tokens(), std::numeric_limits<int>::max());
+    return attention_scratch_bytes<T>(batch, heads, head_dim);
+  }
+
+  // Workspace for a decode plan of `sequences` sequences with `heads` query
+  // heads that see at most max_context positions each.
+  std::size_t decode_attention_workspace_bytes(int sequences, int heads, int head_dim, int max_context) const {
+    require(is_supported_head_dim(head_dim), "plan_decode_attention: head_dim must be 64 or 128, found ", head_dim);
+    require(sequences >= 0 && heads >= 0 && max_context >= 0,
+            "plan_decode_attention: sequences, heads and max_context must be non-negative, found ", sequences, ", ",
+            heads, " and ", max_context);
     WorkspaceCursor cursor;
-    carve_attention<T>(cursor, batch, heads, head_dim);
+    carve_decode(cursor, sequences, heads, head_dim, max_context);
     return cursor.bytes_used();
   }
 
@@ -167,31 +206,68 @@ class Executor {
                  const KVCacheView<T>& cache, const AttentionBatch& batch, const AttentionParams<HeadDim>& params,
                  Workspace workspace = {}) {
     detail::check_attention(out, q, k, v, cache, batch, params);
-    check_workspace(workspace, attention_workspace_bytes<T>(batch, params.heads, HeadDim, cache.shape()),
-                    "attention");
+    check_workspace(workspace, attention_scratch_bytes<T>(batch, params.heads, HeadDim), "attention");
     if (q.rows() == 0) return;
-    const bool decode = batch.is_decode();
-    AttentionPlan plan;
-    if (decode) {
-      check_decode_grid(batch, params.kv_heads);
-      const long long readers =
-          static_cast<long long>(params.kv_heads) * decode_head_batches<T, HeadDim>(params.group_size);
-      plan.split_chunk = decode_split_chunk(batch, readers, multiprocessors_);
-    } else {
-      plan.tile_rows = PrefillShape<T>::rows;
-      check_prefill_grid(query_tile_count(batch, plan.tile_rows));
+    if (batch.is_decode()) {
+      run_decode_attention(make_decode_plan(out, q, k, v, cache, batch, params, longest_visible(batch), workspace));
+      return;
     }
-
+    const int tile_rows = PrefillShape<T>::rows;
+    check_prefill_grid(query_tile_count(batch, tile_rows));
     WorkspaceCursor cursor(workspace);
-    const AttentionScratch scratch = carve_attention<T>(cursor, batch, params.heads, HeadDim);
-    const AttentionMetadata metadata = staging_.upload(scratch.metadata, batch, plan, stream_);
+    int* device = cursor.take<int>(prefill_metadata_ints(batch, tile_rows));
+    const AttentionMetadata metadata = staging_.upload_prefill(device, batch, tile_rows, stream_);
     const AttentionArgs<T, HeadDim> args = make_attention_args<T, HeadDim>(out, q, k, v, cache, params, metadata);
     launch_append_kv(args, stream_);
-    if (decode) {
-      launch_decode_attention(args, scratch.partials, plan.split_chunk, stream_);
-    } else {
-      launch_prefill_attention(args, stream_);
+    launch_prefill_attention(args, stream_);
+  }
+
+  // The plan step of a captured decode (see the contract at the top): checks
+  // the call as attention() does, and that every sequence brings one token
+  // and sees at most max_context positions (its token included, at most the
+  // cache capacity) with positions that stay below params.max_positions for
+  // all of them; then uploads the batch into `workspace`
+  // (decode_attention_workspace_bytes) on the stream.
+  template <ElementType T, int HeadDim>
+  DecodeAttentionPlan<T, HeadDim> plan_decode_attention(MatrixView<T> out, std::type_identity_t<ConstMatrixView<T>> q,
+                                                        std::type_identity_t<ConstMatrixView<T>> k,
+                                                        std::type_identity_t<ConstMatrixView<T>> v,
+                                                        const KVCacheView<T>& cache, const AttentionBatch& batch,
+                                                        const AttentionParams<HeadDim>& params, int max_context,
+                                                        Workspace workspace) {
+    detail::check_attention(out, q, k, v, cache, batch, params);
+    require(batch.sequences() > 0 && batch.is_decode(),
+            "plan_decode_attention: the batch must bring exactly one new token per sequence, at least one sequence");
+    require(max_context >= longest_visible(batch) && max_context <= cache.shape().capacity,
+            "plan_decode_attention: max_context must lie between the longest sequence's ", longest_visible(batch),
+            " positions and the cache capacity ", cache.shape().capacity, ", found ", max_context);
+    for (std::size_t s = 0; s < batch.sequences(); ++s) {
+      const long long last = static_cast<long long>(batch.position(s, static_cast<int>(s), 0)) + max_context -
+                             (batch.cached_lengths[s] + 1);
+      require(last < params.max_positions, "plan_decode_attention: sequence ", s, " would reach position ", last,
+              " by max_context ", max_context, ", expected positions below ", params.max_positions);
     }
+    check_workspace(workspace,
+                    decode_attention_workspace_bytes(static_cast<int>(batch.sequences()), params.heads, HeadDim,
+                                                     max_context),
+                    "plan_decode_attention");
+    return make_decode_plan(out, q, k, v, cache, batch, params, max_context, workspace);
+  }
+
+  // The run step: appends the new keys and values and attends, reading the
+  // lengths from the plan's workspace. Capturable; no host checks.
+  template <class T, int HeadDim>
+  void run_decode_attention(const DecodeAttentionPlan<T, HeadDim>& plan) {
+    launch_append_kv(plan.args, stream_);
+    launch_decode_attention(plan.args, plan.grid, plan.fields, plan.partials, stream_);
+  }
+
+  // The update step: every sequence of the plan one position longer (the
+  // token run_decode_attention appended is cached; the next one follows it).
+  // Capturable.
+  template <class T, int HeadDim>
+  void advance_decode_attention(const DecodeAttentionPlan<T, HeadDim>& plan) {
+    launch_advance_decode_lengths(plan.fields, plan.args.batch.sequences, stream_);
   }
 
   // Routing primitives (see core/routing_checks.hpp and the notes above).
@@ -482,24 +558,57 @@ class Executor {
     return {rows, Workspace{cursor.take<std::byte>(gemm_workspace_bytes), gemm_workspace_bytes}};
   }
 
-  struct AttentionScratch {
-    int* metadata;            // metadata_ints() ints
-    DecodePartials partials;  // decode only
+  // The most positions any sequence of a decode batch sees.
+  static int longest_visible(const AttentionBatch& batch) {
+    int longest = 0;
+    for (std::size_t s = 0; s < batch.sequences(); ++s)
+      longest = std::max(longest, batch.cached_lengths[s] + batch.new_lengths[s]);
+    return longest;
+  }
+
+  // The size queries and the calls carve the same way, so they cannot disagree.
+  template <class T>
+  std::size_t attention_scratch_bytes(const AttentionBatch& batch, int heads, int head_dim) const {
+    if (batch.is_decode())
+      return decode_attention_workspace_bytes(static_cast<int>(batch.sequences()), heads, head_dim,
+                                              longest_visible(batch));
+    WorkspaceCursor cursor;
+    cursor.take<int>(prefill_metadata_ints(batch, PrefillShape<T>::rows));
+    return cursor.bytes_used();
+  }
+
+  struct DecodeScratch {
+    int* metadata;  // decode_metadata_ints() ints
+    DecodePartials partials;
   };
 
-  // The size query and the call carve the same way, so they cannot disagree.
-  template <class T>
-  AttentionScratch carve_attention(WorkspaceCursor& cursor, const AttentionBatch& batch, int heads,
-                                   int head_dim) const {
-    const bool decode = batch.is_decode();
-    AttentionScratch scratch{};
-    scratch.metadata = cursor.take<int>(metadata_ints(batch, decode ? 0 : PrefillShape<T>::rows));
-    if (decode) {
-      const std::size_t slots = decode_partial_slots(batch, multiprocessors_) * static_cast<std::size_t>(heads);
-      scratch.partials.states = cursor.take<math::SoftmaxState>(slots);
-      scratch.partials.values = cursor.take<float>(slots * static_cast<std::size_t>(head_dim));
-    }
+  DecodeScratch carve_decode(WorkspaceCursor& cursor, int sequences, int heads, int head_dim, int max_context) const {
+    DecodeScratch scratch{};
+    scratch.metadata = cursor.take<int>(decode_metadata_ints(static_cast<std::size_t>(sequences)));
+    const std::size_t slots =
+        decode_partial_slots(sequences, max_context, multiprocessors_) * static_cast<std::size_t>(heads);
+    scratch.partials.states = cursor.take<math::SoftmaxState>(slots);
+    scratch.partials.values = cursor.take<float>(slots * static_cast<std::size_t>(head_dim));
     return scratch;
+  }
+
+  // Uploads a checked decode batch into `workspace` and fixes the launches.
+  template <class T, int HeadDim>
+  DecodeAttentionPlan<T, HeadDim> make_decode_plan(MatrixView<T> out, ConstMatrixView<T> q, ConstMatrixView<T> k,
+                                                   ConstMatrixView<T> v, const KVCacheView<T>& cache,
+                                                   const AttentionBatch& batch, const AttentionParams<HeadDim>& params,
+                                                   int max_context, Workspace workspace) {
+    check_decode_grid(batch.sequences(), params.kv_heads);
+    WorkspaceCursor cursor(workspace);
+    const DecodeScratch scratch =
+        carve_decode(cursor, static_cast<int>(batch.sequences()), params.heads, HeadDim, max_context);
+    const DecodeMetadata uploaded = staging_.upload_decode(scratch.metadata, batch, stream_);
+    DecodeAttentionPlan<T, HeadDim> plan;
+    plan.args = make_attention_args<T, HeadDim>(out, q, k, v, cache, params, uploaded.metadata);
+    plan.grid = make_decode_grid(params.group_size, params.kv_heads, max_context, multiprocessors_);
+    plan.fields = uploaded.fields;
+    plan.partials = scratch.partials;
+    return plan;
   }
 
   template <class T, int NumRows>
