@@ -5,7 +5,9 @@
 // a prefill through Decoder::forward into poisoned logits, and chunked
 // prefill, decode steps and append_every through DeviceSequence, must give
 // the HostSequence's logits, at full size and as a sub-network (fewer heads,
-// narrower MLPs, skipped halves). Error measure: max|a - b| / max|host|.
+// narrower MLPs, skipped halves); and one batch whose sequences each run
+// their own sub-network must give each sequence's logits alone on the host.
+// Error measure: max|a - b| / max|host|.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -165,4 +167,67 @@ TEST_CASE("cuda DeviceSequence matches HostSequence through chunked prefill, dec
           "DeviceSequence::append_every: expected at least one token");
     CHECK(device.length() == 9);
   }
+}
+
+TEST_CASE("cuda decoder: a batch whose sequences run different sub-networks matches each sequence alone on the host: "
+          ELASTIC_TEST_DTYPE_NAME) {
+  test::TwoDecoders both;
+  const io::ModelDescription& model = both.host.description();
+  const auto vocab = static_cast<std::size_t>(both.vocab());
+  // a: the full model; b: the sliced configuration; c: other heads and
+  // widths, a skipped linear FFN and a skipped GQA attention.
+  std::vector<SubnetworkConfig> configs{SubnetworkConfig::full(model), test::sliced_config(model),
+                                        SubnetworkConfig::full(model)};
+  configs[2].layers[0].heads = 2;
+  configs[2].layers[0].mlp_width = 128;
+  configs[2].layers[2].skip_ffn = true;
+  configs[2].layers[4].skip_attention = true;
+  configs[2].layers[4].mlp_width = 200;
+  constexpr std::size_t sequences = 3;
+  constexpr int capacity = 32;
+
+  // Each sequence alone through the host decoder: logits of every position.
+  std::vector<std::vector<int>> tokens;
+  std::vector<std::vector<float>> alone;
+  for (std::size_t s = 0; s < sequences; ++s) {
+    tokens.push_back(test::random_tokens(12 + static_cast<int>(s), both.vocab(), 40 + s));
+    both.host.start_sequence(capacity, configs[s]);
+    alone.push_back(both.host.append_every(tokens[s]));
+  }
+
+  const model::ModelCacheShape shape = both.decoder.cache_shape(static_cast<int>(sequences), capacity);
+  const elastic::cuda::WorkspaceBuffer cache_memory(shape.bytes_required<TestType>());
+  const model::ModelKVCache<TestType> cache(cache_memory.get(), shape);
+  // Three steps over slots 2, 0, 1: a ragged prefill (3, 5, 4 tokens), a
+  // decode step (the decode kernels), then the rest of every sequence.
+  const std::vector<int> slots{2, 0, 1};
+  const std::vector<std::vector<int>> first_steps{{3, 5, 4}, {1, 1, 1}};
+  std::vector<int> cached(sequences, 0);
+  double worst = 0.0;
+  for (std::size_t step = 0; step < 3; ++step) {
+    CAPTURE(step);
+    std::vector<int> fresh(sequences), packed;
+    for (std::size_t s = 0; s < sequences; ++s) {
+      fresh[s] = step < first_steps.size() ? first_steps[step][s] : static_cast<int>(tokens[s].size()) - cached[s];
+      packed.insert(packed.end(), tokens[s].begin() + cached[s], tokens[s].begin() + cached[s] + fresh[s]);
+    }
+    const AttentionBatch batch{slots, cached, fresh, {}};
+    const elastic::cuda::WorkspaceBuffer workspace(
+        both.decoder.workspace_bytes(both.executor, batch, shape, LogitsFor::every_token, configs));
+    test::DeviceMatrix<float> logits = test::poisoned_device_matrix<float>(static_cast<index_t>(packed.size()), both.vocab());
+    both.decoder.forward(both.executor, configs, packed, batch, cache, LogitsFor::every_token, logits.view(),
+                         workspace.get());
+    const test::HostMatrix<float> got = logits.to_host();
+    std::size_t row = 0;
+    for (std::size_t s = 0; s < sequences; ++s) {
+      const std::size_t rows = static_cast<std::size_t>(fresh[s]);
+      const std::span<const float> got_rows(got.values.data() + row * vocab, rows * vocab);
+      const std::span<const float> expected(alone[s].data() + static_cast<std::size_t>(cached[s]) * vocab, rows * vocab);
+      worst = std::max(worst, test::max_relative_error(got_rows, expected));
+      row += rows;
+      cached[s] += fresh[s];
+    }
+  }
+  MESSAGE("mixed sub-networks: ", worst);
+  CHECK(worst < test::decoder_tolerance);
 }
