@@ -53,6 +53,7 @@
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/row_dot_fragments.hpp"
 #include "elastic/cuda/row_dot_params.cuh"
+#include "elastic/cuda/warp_mma.cuh"
 #include "elastic/math/row_dot.hpp"
 
 namespace elastic::cuda {
@@ -93,29 +94,11 @@ __device__ __forceinline__ Words stream_weights(const void* source) {
 
 __device__ __forceinline__ Words load_staged(const void* source) {
   Words v;
-  const std::uint32_t address = static_cast<std::uint32_t>(__cvta_generic_to_shared(source));
+  const std::uint32_t address = warp_mma::shared_address(source);
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.word[0]), "=r"(v.word[1]), "=r"(v.word[2]), "=r"(v.word[3])
                : "r"(address));
   return v;
-}
-
-// d += a * b for one m16n8k16 tile, operands in the PTX fragment layout.
-template <class T>
-__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
-                                             std::uint32_t b1) {
-  if constexpr (std::is_same_v<T, half_t>) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    static_assert(std::is_same_v<T, bfloat16_t>, "the tensor-core decode kernel takes half_t or bfloat16_t");
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
 }
 
 // A warp's place in its walk over (unit, piece, group); group counts groups
@@ -297,7 +280,7 @@ __global__ void __launch_bounds__(threads, 1)
               ELASTIC_UNROLL
               for (int n = 0; n < kTiles; ++n)
                 if (n == 0 || second_tile)
-                  mma_m16n8k16<T>(acc[r][n], fragment, b[n].word[fragments::b_word(step, 0)],
+                  warp_mma::mma_m16n8k16<T>(acc[r][n], fragment, b[n].word[fragments::b_word(step, 0)],
                                   b[n].word[fragments::b_word(step, 1)]);
             }
         }
