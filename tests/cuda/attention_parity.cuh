@@ -2,15 +2,20 @@
 // executors' attention primitive and the ElasticAttention layer, at head_dim
 // 64 and 128, every head count of AttentionHeadCounts over 8 stored heads
 // with 8 (MHA), 4 (GQA, groups of 2) and 1 (MQA, one group of 8) KV heads
-// (and, for the primitive, one group of 12 heads, wider than a decode block),
-// both RoPE layouts with and without Llama-3 scaling, on decode batches
-// (one sequence long enough to split into several chunks, one batch that
-// needs no split) and ragged prefill batches, with default and explicit
-// positions. Outputs start poisoned and sit inside wider rows whose padding
-// must stay poisoned; the cache starts poisoned past each sequence's cached
-// positions and in a slot no sequence uses, and every cache row the call
-// does not append to must come back bit for bit. Plus the argument checks:
-// every rejected call leaves the output and the cache untouched.
+// (and, for the primitive, one group of 12 heads, wider than a decode
+// block's largest head bucket), both RoPE layouts with and without Llama-3
+// scaling, on decode batches (one sequence long enough to split into several
+// chunks, one batch that needs no split) and ragged prefill batches, with
+// default and explicit positions. Decode also runs at GQA group sizes 1, 3
+// (SmolLM2's), 4 (Llama-3-8B's) and 8 over sequences whose lengths sit on
+// both sides of the split and tile boundaries, and as a captured CUDA graph:
+// plan once, capture run + advance, replay for several steps with new
+// activations, each step against the uncaptured call and the host executor.
+// Outputs start poisoned and sit inside wider rows whose padding must stay
+// poisoned; the cache starts poisoned past each sequence's cached positions
+// and in a slot no sequence uses, and every cache row the call does not
+// append to must come back bit for bit. Plus the argument checks: every
+// rejected call leaves the output and the cache untouched.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -45,7 +50,7 @@ constexpr double attention_tolerance() {
 using AttentionHeadCounts = Widths<2, 4, 6, 8>;
 inline constexpr int attention_stored_heads = AttentionHeadCounts::max;
 inline constexpr int attention_kv_heads[] = {8, 4, 1};  // MHA, GQA, MQA
-// One KV group larger than a decode block's DecodeShape::heads: 12 heads
+// One KV group larger than the largest decode head bucket (8): 12 heads
 // take two blocks per group, 9 leave the second with one head.
 inline constexpr int attention_large_group = 12;
 inline constexpr int attention_large_group_heads[] = {9, 12};
@@ -78,6 +83,22 @@ inline BatchSpec long_decode_batch() {
 inline BatchSpec ragged_prefill_batch() {
   return {"ragged prefill", {3, 1, 0, 2}, {0, 40, 5, 130}, {1, 17, 64, 70}, {}};
 }
+
+// Decode sequences that see 1 position, a tile's rows (tiles are 8 to 32
+// rows) and the minimum split chunk (math::decode_min_chunk = 64) exactly
+// and one past, a few chunks and one past, and a long range of many splits.
+inline BatchSpec boundary_decode_batch() {
+  const std::vector<int> visible = {1, 16, 17, 33, 64, 65, 129, 700, 2049};
+  BatchSpec spec{"decode, lengths around split and tile boundaries", {}, {}, {}, {}};
+  for (std::size_t s = 0; s < visible.size(); ++s) {
+    spec.slots.push_back(static_cast<int>(visible.size() - 1 - s));
+    spec.cached.push_back(visible[s] - 1);
+    spec.fresh.push_back(1);
+  }
+  return spec;
+}
+inline constexpr int boundary_capacity = 2056;
+inline constexpr int decode_group_sizes[] = {1, 3, 4, 8};
 
 inline std::vector<BatchSpec> attention_batches() {
   BatchSpec short_decode{"decode, one split each, explicit positions", {1, 4}, {3, 60}, {1, 1}, {503, 67}};
@@ -232,16 +253,25 @@ struct PaddedOutput {
   DeviceMatrix<T> buffer;
 };
 
+// Cache slots that hold every slot of `batches`, and at least attention_slots.
+inline int slots_for(const std::vector<BatchSpec>& batches) {
+  int slots = attention_slots;
+  for (const BatchSpec& spec : batches)
+    for (int slot : spec.slots) slots = std::max(slots, slot + 1);
+  return slots;
+}
+
 // The attention primitive on both executors, for every batch, each of
 // `head_counts` query heads in groups of group_size (the cache holds the KV
 // heads of the largest count) and, cycling, every RoPE variant.
 template <class T, int HeadDim>
-void check_attention_primitive(int group_size, std::span<const int> head_counts) {
+void check_attention_primitive(int group_size, std::span<const int> head_counts,
+                               const std::vector<BatchSpec>& batches = attention_batches(),
+                               int capacity = attention_capacity) {
   const int max_heads = *std::max_element(head_counts.begin(), head_counts.end());
-  const KVCacheShape shape{attention_slots, (max_heads - 1) / group_size + 1, attention_capacity, HeadDim};
+  const KVCacheShape shape{slots_for(batches), (max_heads - 1) / group_size + 1, capacity, HeadDim};
   host::Executor host_executor;
   cuda::Executor device_executor;
-  const std::vector<BatchSpec> batches = attention_batches();
   for (std::size_t b = 0; b < batches.size(); ++b) {
     const AttentionBatch batch = batches[b].view();
     const int tokens = batch.tokens();
@@ -333,6 +363,142 @@ void check_attention_layer(int kv_config) {
                   attention_tolerance<T>());
     });
   }
+}
+
+// Decode at GQA group size group_size over two KV heads, on the boundary
+// batch: the primitive against the host executor.
+template <class T, int HeadDim>
+void check_decode_group(int group_size) {
+  const int heads[] = {2 * group_size};
+  check_attention_primitive<T, HeadDim>(group_size, heads, {boundary_decode_batch()}, boundary_capacity);
+}
+
+// A stream of its own (a graph cannot be captured on the legacy default stream).
+class TestStream {
+ public:
+  TestStream() { ELASTIC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  TestStream(const TestStream&) = delete;
+  TestStream& operator=(const TestStream&) = delete;
+  ~TestStream() { cudaStreamDestroy(stream_); }
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+// One captured decode step: run + advance of `plan` on `executor`'s stream.
+class CapturedDecodeStep {
+ public:
+  template <class T, int HeadDim>
+  CapturedDecodeStep(cuda::Executor& executor, const cuda::DecodeAttentionPlan<T, HeadDim>& plan) {
+    ELASTIC_CUDA_CHECK(cudaStreamBeginCapture(executor.stream(), cudaStreamCaptureModeThreadLocal));
+    executor.run_decode_attention(plan);
+    executor.advance_decode_attention(plan);
+    ELASTIC_CUDA_CHECK(cudaStreamEndCapture(executor.stream(), &graph_));
+    ELASTIC_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  CapturedDecodeStep(const CapturedDecodeStep&) = delete;
+  CapturedDecodeStep& operator=(const CapturedDecodeStep&) = delete;
+  ~CapturedDecodeStep() {
+    cudaGraphExecDestroy(exec_);
+    cudaGraphDestroy(graph_);
+  }
+
+  void replay(cudaStream_t stream) const { ELASTIC_CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+// Decode captured once and replayed for `steps` steps: before each replay
+// new random q, k, v go into the planned buffers and the output is poisoned;
+// after it, the output must match the uncaptured attention() on a twin cache
+// and the host executor on the same step's batch (lengths one longer each
+// step, positions default or explicit). At the end both device caches hold
+// the same appended rows, bit for bit, and agree with the host's.
+template <class T, int HeadDim>
+void check_decode_graph(int group_size, bool explicit_positions) {
+  constexpr int kKvHeads = 2;
+  constexpr int kSteps = 5;
+  const int heads = kKvHeads * group_size;
+  BatchSpec first{"captured decode", {1, 0, 2}, {3, 130, 1000}, {1, 1, 1}, {}};
+  if (explicit_positions) first.positions = shifted_positions(first.cached, first.fresh, 7);
+  const int max_context = 1000 + kSteps;
+  const KVCacheShape shape{attention_slots, kKvHeads, 1024, HeadDim};
+  const auto params = AttentionParams<HeadDim>::make(heads, kKvHeads, group_size, 1.0f / std::sqrt(float(HeadDim)),
+                                                     attention_rope(explicit_positions ? 3 : 0));
+  CAPTURE(HeadDim);
+  CAPTURE(group_size);
+  CAPTURE(explicit_positions);
+  const int tokens = first.tokens();
+  CachePair<T> cache(shape, first.view(), 90);  // the captured path's device cache and the host cache
+  CachePair<T> twin(shape, first.view(), 90);   // the uncaptured path's
+  cache.reset();
+  twin.reset();
+
+  const TestStream stream;
+  cuda::Executor executor(stream.get());
+  cuda::Executor twin_executor;
+  host::Executor host_executor;
+  DeviceMatrix<T> q(random_matrix<T>(tokens, index_t{heads} * HeadDim, 1));
+  DeviceMatrix<T> k(random_matrix<T>(tokens, index_t{kKvHeads} * HeadDim, 2));
+  DeviceMatrix<T> v(random_matrix<T>(tokens, index_t{kKvHeads} * HeadDim, 3));
+  DeviceMatrix<T> out = poisoned_device_matrix<T>(tokens, index_t{heads} * HeadDim);
+  const cuda::WorkspaceBuffer workspace(
+      executor.decode_attention_workspace_bytes(tokens, heads, HeadDim, max_context));
+
+  CHECK_THROWS_WITH_AS(executor.plan_decode_attention(out.view(), q.view(), k.view(), v.view(), cache.device(),
+                                                      first.view(), params, shape.capacity + 1, workspace.get()),
+                       doctest::Contains("max_context must lie between"), Error);
+  const auto plan = executor.plan_decode_attention(out.view(), q.view(), k.view(), v.view(), cache.device(),
+                                                   first.view(), params, max_context, workspace.get());
+  const CapturedDecodeStep step(executor, plan);
+
+  for (int s = 0; s < kSteps; ++s) {
+    CAPTURE(s);
+    BatchSpec spec = first;
+    for (int& length : spec.cached) length += s;
+    for (int& position : spec.positions) position += s;
+    const HostMatrix<T> step_q = random_matrix<T>(tokens, index_t{heads} * HeadDim, 10 + s, 2.0f);
+    const HostMatrix<T> step_k = random_matrix<T>(tokens, index_t{kKvHeads} * HeadDim, 20 + s);
+    const HostMatrix<T> step_v = random_matrix<T>(tokens, index_t{kKvHeads} * HeadDim, 30 + s);
+    HostMatrix<T> poisoned(tokens, index_t{heads} * HeadDim);
+    fill_poison(poisoned);
+    const auto upload = [](DeviceMatrix<T>& into, const HostMatrix<T>& from) {
+      ELASTIC_CUDA_CHECK(cudaMemcpy(into.buffer.data(), from.values.data(), from.values.size() * sizeof(T),
+                                    cudaMemcpyHostToDevice));
+    };
+    upload(q, step_q);  // into the planned buffers: the graph reads these addresses
+    upload(k, step_k);
+    upload(v, step_v);
+    upload(out, poisoned);
+    step.replay(stream.get());
+    ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+    const HostMatrix<T> got = out.to_host();
+
+    HostMatrix<T> expected(tokens, index_t{heads} * HeadDim);
+    fill_poison(expected);
+    host_executor.attention(expected.view(), step_q.view(), step_k.view(), step_v.view(), cache.host(), spec.view(),
+                            params);
+    DeviceMatrix<T> uncaptured = poisoned_device_matrix<T>(tokens, index_t{heads} * HeadDim);
+    const cuda::WorkspaceBuffer twin_workspace(
+        twin_executor.attention_workspace_bytes<T>(spec.view(), heads, HeadDim, shape));
+    twin_executor.attention(uncaptured.view(), q.view(), k.view(), v.view(), twin.device(), spec.view(), params,
+                            twin_workspace.get());
+    ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+    CHECK(relative_difference(got, expected) < attention_tolerance<T>());
+    CHECK(relative_difference(got, uncaptured.to_host()) < attention_tolerance<T>());
+  }
+
+  const BatchSpec appended{"all steps", first.slots, first.cached, {kSteps, kSteps, kSteps}, {}};
+  host::WorkspaceBuffer downloaded(cache.bytes());
+  host::WorkspaceBuffer twin_downloaded(twin.bytes());
+  const KVCacheView<T> captured_cache = cache.download(downloaded);
+  const KVCacheView<T> twin_cache = twin.download(twin_downloaded);
+  CHECK(std::memcmp(captured_cache.keys(), twin_cache.keys(), shape.elements_per_tensor() * sizeof(T)) == 0);
+  CHECK(std::memcmp(captured_cache.values(), twin_cache.values(), shape.elements_per_tensor() * sizeof(T)) == 0);
+  check_cache(captured_cache, cache.host(), appended.view(), kKvHeads, true, tolerance<T>());
 }
 
 // Every rejected call throws before a kernel runs: the output stays poisoned

@@ -28,6 +28,19 @@ TEST_CASE("cuda elastic attention matches the host executor: " ELASTIC_TEST_DTYP
   }
 }
 
+TEST_CASE("cuda decode attention matches the host executor at GQA group sizes 1, 3, 4, 8: " ELASTIC_TEST_DTYPE_NAME) {
+  for (int group_size : test::decode_group_sizes) {
+    test::check_decode_group<TestType, 64>(group_size);
+    test::check_decode_group<TestType, 128>(group_size);
+  }
+}
+
+TEST_CASE("cuda decode attention replayed from a CUDA graph follows the growing sequences: " ELASTIC_TEST_DTYPE_NAME) {
+  test::check_decode_graph<TestType, 64>(3, false);
+  test::check_decode_graph<TestType, 128>(4, true);
+  test::check_decode_graph<TestType, 128>(1, false);
+}
+
 TEST_CASE("cuda attention rejects bad arguments before writing: " ELASTIC_TEST_DTYPE_NAME) {
   test::check_attention_errors<TestType>();
 }
