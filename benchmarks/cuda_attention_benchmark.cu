@@ -5,10 +5,15 @@
 // head count of AttentionHeads with groups of 4 (KV heads = heads / 4):
 //
 //   decode   batch 1 and 32, one new token per sequence that sees `context`
-//            positions (context - 1 cached): flash-decoding. bytes = the K/V
-//            rows read, 2 * kv_heads * context * head_dim * 2 bytes per
-//            sequence; frac_copy_bw against the measured device-to-device
-//            copy bandwidth.
+//            positions (context - 1 cached, context 1k, 4k, 32k):
+//            flash-decoding through attention(), host planning included.
+//            bytes = the K/V rows read, 2 * kv_heads * context * head_dim *
+//            2 bytes per sequence; frac_copy_bw against the measured
+//            device-to-device copy bandwidth.
+//   decode_graph  the same decode step planned once and captured in a CUDA
+//            graph (run_decode_attention: append + split plan + attention +
+//            combine), replayed: the device time without the per-call host
+//            work, at 32 query heads.
 //   prefill  one sequence of `context` new tokens on an empty cache (the
 //            causal tiled kernel); flop = 2 * 2 * heads * head_dim *
 //            n * (n + 1) / 2; frac_gemm_peak against the measured bf16 GEMM
@@ -54,12 +59,12 @@ using AttentionHeads = Widths<8, 16, 24, 32>;
 constexpr int group_size = 4;  // Llama-3-8B: 32 query heads over 8 KV heads
 constexpr int max_kv_heads = AttentionHeads::max / group_size;
 constexpr int decode_batches[] = {1, 32};
-constexpr int decode_contexts[] = {1024, 4096, 16384, 32768};
+constexpr int decode_contexts[] = {1024, 4096, 32768};
 constexpr int prefill_tokens[] = {512, 1024, 2048, 4096, 8192};
 constexpr int max_positions = 131072;  // Llama-3.1's context with its RoPE scaling
 
 struct AttentionCase {
-  std::string_view phase;  // decode or prefill
+  std::string_view phase;  // decode, decode_graph or prefill
   int batch;               // sequences
   int context;             // positions visible to the last token of each sequence
   int new_tokens;          // per sequence
@@ -93,6 +98,33 @@ AttentionParams<head_dim> llama3_params(int heads) {
   return AttentionParams<head_dim>::make(heads, heads / group_size, group_size,
                                          1.0f / std::sqrt(static_cast<float>(head_dim)), rope);
 }
+
+// A CUDA graph of what enqueue() puts on `stream`, instantiated.
+class CapturedGraph {
+ public:
+  template <class Enqueue>
+  CapturedGraph(cudaStream_t stream, Enqueue&& enqueue) {
+    ELASTIC_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    enqueue();
+    ELASTIC_CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));
+    ELASTIC_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  CapturedGraph(CapturedGraph&& other) noexcept
+      : graph_(std::exchange(other.graph_, nullptr)), exec_(std::exchange(other.exec_, nullptr)) {}
+  CapturedGraph& operator=(CapturedGraph&&) = delete;
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  ~CapturedGraph() {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+    if (graph_ != nullptr) cudaGraphDestroy(graph_);
+  }
+
+  void replay(cudaStream_t stream) const { ELASTIC_CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
 
 // One cache with `copies` groups of `batch` slots of capacity `context`, the
 // batch description of each group, random q/k/v for the largest head count,
@@ -139,16 +171,42 @@ class AttentionSetup {
   AttentionBatch batch(std::size_t copy) const { return {slots_[copy], cached_, fresh_, {}}; }
 
   void call(bench::Gpu& gpu, std::size_t copy, const AttentionParams<head_dim>& params) {
+    const Views views = this->views(params);
+    gpu.executor.attention(views.out, views.q, views.k, views.v, cache_, batch(copy), params, workspace_.get());
+  }
+
+  // One decode step per copy, planned (each in a workspace of its own) and
+  // captured on the executor's stream; replay(copy) runs it.
+  void capture(bench::Gpu& gpu, const AttentionParams<head_dim>& params) {
+    const Views views = this->views(params);
+    graphs_.clear();  // before the workspaces they read
+    plan_workspaces_.clear();
+    plan_workspaces_.reserve(copies_);
+    for (std::size_t copy = 0; copy < copies_; ++copy) {
+      plan_workspaces_.emplace_back(
+          gpu.executor.decode_attention_workspace_bytes(batch_, AttentionHeads::max, head_dim, context_));
+      const auto plan = gpu.executor.plan_decode_attention(views.out, views.q, views.k, views.v, cache_, batch(copy),
+                                                           params, context_, plan_workspaces_.back().get());
+      graphs_.emplace_back(gpu.stream.get(), [&] { gpu.executor.run_decode_attention(plan); });
+    }
+  }
+  void replay(bench::Gpu& gpu, std::size_t copy) const { graphs_[copy].replay(gpu.stream.get()); }
+
+ private:
+  struct Views {
+    MatrixView<T> out;
+    ConstMatrixView<T> q, k, v;
+  };
+
+  Views views(const AttentionParams<head_dim>& params) {
     const index_t rows = index_t{batch_} * tokens_;
     const index_t q_width = index_t{params.heads} * head_dim;
     const index_t kv_width = index_t{params.kv_heads} * head_dim;
-    const ConstMatrixView<T> k(kv_.data(), rows, kv_width);
-    const ConstMatrixView<T> v(kv_.data() + rows * kv_width, rows, kv_width);
-    gpu.executor.attention(MatrixView<T>(out_.data(), rows, q_width), ConstMatrixView<T>(q_.data(), rows, q_width),
-                           k, v, cache_, batch(copy), params, workspace_.get());
+    return {MatrixView<T>(out_.data(), rows, q_width), ConstMatrixView<T>(q_.data(), rows, q_width),
+            ConstMatrixView<T>(kv_.data(), rows, kv_width),
+            ConstMatrixView<T>(kv_.data() + rows * kv_width, rows, kv_width)};
   }
 
- private:
   int batch_, context_, tokens_;
   std::size_t copies_;
   KVCacheShape shape_;
@@ -158,6 +216,8 @@ class AttentionSetup {
   elastic::cuda::WorkspaceBuffer workspace_{0};
   std::vector<std::vector<int>> slots_;
   std::vector<int> cached_, fresh_;
+  std::vector<elastic::cuda::WorkspaceBuffer> plan_workspaces_;
+  std::vector<CapturedGraph> graphs_;
 };
 
 // The device and the setup of the shape being measured (cases of one shape
@@ -183,7 +243,7 @@ class Harness {
   // Decode rotates through enough cache copies that the smallest head count's
   // K/V come from memory; prefill reads far more than L2 in any case.
   std::size_t copies_for(const AttentionCase& c) const {
-    if (c.phase != "decode") return 1;
+    if (c.phase == "prefill") return 1;
     AttentionCase smallest = c;
     smallest.heads = AttentionHeads::min;
     const double copy_bytes = c.kv_bytes() * max_kv_heads / c.kv_heads();
@@ -199,15 +259,20 @@ void run_case(benchmark::State& state, Harness& harness, const AttentionCase& c)
     bench::Gpu& gpu = harness.gpu();
     AttentionSetup& setup = harness.setup(c);
     const AttentionParams<head_dim> params = llama3_params(c.heads);
-    bench::time_rotating_calls(state, gpu, setup.copies(),
-                               [&](std::size_t copy) { setup.call(gpu, copy, params); });
+    if (c.phase == "decode_graph") {
+      setup.capture(gpu, params);
+      bench::time_rotating_calls(state, gpu, setup.copies(), [&](std::size_t copy) { setup.replay(gpu, copy); });
+    } else {
+      bench::time_rotating_calls(state, gpu, setup.copies(),
+                                 [&](std::size_t copy) { setup.call(gpu, copy, params); });
+    }
     using benchmark::Counter;
     state.counters["bytes_per_second"] = Counter(c.kv_bytes(), Counter::kIsIterationInvariantRate);
     state.counters["flop_per_second"] = Counter(c.flops(), Counter::kIsIterationInvariantRate);
     state.counters["head_fraction"] = static_cast<double>(c.heads) / AttentionHeads::max;
     state.counters["rotation_over_cache"] =
         static_cast<double>(setup.copies()) * c.kv_bytes() / std::max(gpu.l2_bytes(), 1.0);
-    if (c.phase == "decode")
+    if (c.phase != "prefill")
       bench::set_ceiling_fraction(state, "frac_copy_bw", c.kv_bytes(), gpu.copy_bytes_per_second);
     else
       bench::set_ceiling_fraction(state, "frac_gemm_peak", c.flops(), gpu.gemm_flop_per_second);
@@ -223,8 +288,10 @@ void register_case(Harness& harness, const AttentionCase& c) {
 
 void register_cases(Harness& harness) {
   for (const int batch : decode_batches)
-    for (const int context : decode_contexts)
+    for (const int context : decode_contexts) {
       for (const int heads : AttentionHeads::values) register_case(harness, {"decode", batch, context, 1, heads});
+      register_case(harness, {"decode_graph", batch, context, 1, AttentionHeads::max});
+    }
   for (const int tokens : prefill_tokens)
     for (const int heads : AttentionHeads::values) register_case(harness, {"prefill", 1, tokens, tokens, heads});
 }
@@ -237,7 +304,7 @@ int main(int argc, char** argv) {
     bench::add_device_context(harness.gpu());
     benchmark::AddCustomContext("attention", detail::concat("bfloat16, head_dim ", head_dim, ", query heads ",
                                                             AttentionHeads::describe(), " in groups of ", group_size));
-    benchmark::AddCustomContext("decode_min_chunk", std::to_string(elastic::cuda::decode_min_chunk));
+    benchmark::AddCustomContext("decode_min_chunk", std::to_string(elastic::math::decode_min_chunk));
     register_cases(harness);
     benchmark::RunSpecifiedBenchmarks();
   });
