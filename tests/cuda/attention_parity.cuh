@@ -454,6 +454,7 @@ void check_decode_graph(int group_size, bool explicit_positions) {
   const auto plan = executor.plan_decode_attention(out.view(), q.view(), k.view(), v.view(), cache.device(),
                                                    first.view(), params, max_context, workspace.get());
   const CapturedDecodeStep step(executor, plan);
+  ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());  // the resets and the plan's upload have landed
 
   for (int s = 0; s < kSteps; ++s) {
     CAPTURE(s);
@@ -473,6 +474,7 @@ void check_decode_graph(int group_size, bool explicit_positions) {
     upload(k, step_k);
     upload(v, step_v);
     upload(out, poisoned);
+    ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies may return before their DMA ends
     step.replay(stream.get());
     ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
     const HostMatrix<T> got = out.to_host();

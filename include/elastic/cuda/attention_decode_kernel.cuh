@@ -34,18 +34,29 @@
 // a launch depends on the current lengths, and a captured decode step stays
 // right while the sequences grow.
 //
-// Resources (sm_90, CUDA 13.0, -Xptxas -v; bucket: registers, spills,
-// static shared memory):
-//   bfloat16 / half, HeadDim 128: Heads 1: 56 regs, 4: 88, 8: 150 (launch
-//     bound 2 blocks/SM); no spills; shared 32 KB ring + Heads * 512 B
-//     queries + Heads * 64 B merge state.
-//   float, HeadDim 128: Heads 8: 110 regs, no spills.
-//   (exact per-instantiation figures: see the commit adding this kernel.)
-// Bytes in flight: a stage is 8 KB (K + V; 128 threads x 16 B x 2 rows x 2
-// tensors) for every T and HeadDim, so a block keeps 3 stages = 24 KB in
-// flight while it computes; at 2-3 resident blocks per SM that is 48-72 KB
-// per SM, above the ~26 KB an H200 SM needs (4.8 TB/s x ~0.7 us / 132 SMs)
-// and the ~19 KB of an H100 SM.
+// Resources (sm_90, CUDA 13.0 -O3, -Xptxas -v: registers per thread, no
+// spill stores or loads in any instantiation, a 32-byte stack frame that
+// only sincosf's slow argument reduction in the query RoPE touches; static
+// shared memory = the 32 KB ring + Heads * HeadDim * 4 B of queries + the
+// merge states):
+//
+//   T          HeadDim  Heads=1  2    4    8     shared (Heads 1 / 8)   resident blocks/SM (1/2/4/8)
+//   bfloat16   128      56       80   126  211   33.3 KB / 37.4 KB      6 / 6 / 4 / 2
+//   bfloat16    64      63       80   126  209   33.2 KB / 35.8 KB      6 / 6 / 4 / 2
+//   half       128      54       85   134  218   33.3 KB / 37.4 KB      6 / 6 / 3 / 2
+//   half        64      63       86   132  216   33.2 KB / 35.8 KB      6 / 6 / 3 / 2
+//   float      128      45       61   87   141   33.3 KB / 37.1 KB      6 / 6 / 5 / 3
+//   float       64      45       61   89   141   33.1 KB / 35.3 KB      6 / 6 / 5 / 3
+//
+// (residency: 64K registers and 228 KB of shared memory per SM; the grid
+// aims at decode_blocks_per_sm(Heads) = 3, or 2 for Heads 8, per SM).
+// Bytes in flight: a stage is 8 KB of K + V (128 threads x 16 B x 2 rows x
+// 2 tensors) for every T and HeadDim, and a block keeps 3 stages = 24 KB in
+// flight while it scores the fourth; with 2-3 blocks per SM that is 48-72 KB
+// per SM, and one block per SM (the 1k-context grid: 8 KV heads x 16 splits
+// of 64 positions = 128 blocks) still holds 24 KB, against the ~26 KB an
+// H200 SM needs to cover its latency (4.8 TB/s x ~0.7 us / 132 SMs; ~18 KB
+// on an H100).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -13,11 +13,11 @@
 // (attention_decode_kernel.cuh), so a captured decode step that advances the
 // lengths on the device keeps them right.
 //
-// Pinned memory makes the copy truly asynchronous: the staging array is
-// refilled only after the previous upload has read it (an event recorded
-// behind each copy; by then it has nearly always passed), so the caller's
-// AttentionBatch arrays need not outlive the call and the host never waits on
-// a pageable-memory staging copy. An upload is made at plan time, outside any
+// Pinned memory makes the copy truly asynchronous: a staging slot is refilled
+// only after the upload made from it has read it (an event recorded behind
+// each copy; the ring's 64 slots let the host run a whole decode step of
+// layers ahead), so the caller's AttentionBatch arrays need not outlive the
+// call and the host never waits on a pageable-memory staging copy. An upload is made at plan time, outside any
 // CUDA graph; the decode run step reads only device memory (the capture
 // contract is in executor.cuh). No device memory is allocated; pinned host
 // memory grows only when a batch needs more than any before it.
@@ -82,37 +82,53 @@ inline std::size_t prefill_metadata_ints(const AttentionBatch& batch, int tile_r
 inline std::size_t decode_uploaded_ints(std::size_t sequences) { return 6 * sequences + 1; }
 inline std::size_t decode_metadata_ints(std::size_t sequences) { return decode_uploaded_ints(sequences) + sequences + 2; }
 
-// Pinned host ints staged for one copy to the device at a time.
+// Pinned host ints for copies to the device: a ring of staging slots, each
+// refilled only once the copy made from it `slots` uploads ago has read it
+// (an event behind each copy), so the host can run up to `slots` attention
+// calls ahead of the device without waiting.
 class PinnedStaging {
  public:
+  static constexpr std::size_t slots = 64;
+
   PinnedStaging() = default;
   PinnedStaging(const PinnedStaging&) = delete;
   PinnedStaging& operator=(const PinnedStaging&) = delete;
   ~PinnedStaging() {
-    if (event_ != nullptr) cudaEventDestroy(event_);
+    for (Slot& slot : ring_)
+      if (slot.event != nullptr) cudaEventDestroy(slot.event);
   }
 
-  // `count` host ints to fill, once the previous upload has read them.
+  // `count` host ints to fill, in the next slot of the ring.
   int* reserve(std::size_t count) {
-    if (pending_) ELASTIC_CUDA_CHECK(cudaEventSynchronize(event_));
-    pending_ = false;
-    if (count > buffer_.size()) buffer_ = PinnedBuffer<int>(std::max(count, 2 * buffer_.size()), "attention metadata");
-    return buffer_.data();
+    Slot& slot = ring_[next_];
+    if (slot.pending) ELASTIC_CUDA_CHECK(cudaEventSynchronize(slot.event));
+    slot.pending = false;
+    if (count > slot.buffer.size())
+      slot.buffer = PinnedBuffer<int>(std::max(count, 2 * slot.buffer.size()), "attention metadata");
+    return slot.buffer.data();
   }
 
-  // Copies the first `count` reserved ints to `device` on `stream`.
+  // Copies the first `count` ints of the slot reserve() returned to `device`
+  // on `stream`, and moves to the next slot.
   void upload(int* device, std::size_t count, cudaStream_t stream) {
+    Slot& slot = ring_[next_];
+    next_ = (next_ + 1) % slots;
     if (count == 0) return;
-    if (event_ == nullptr) ELASTIC_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
-    ELASTIC_CUDA_CHECK(cudaMemcpyAsync(device, buffer_.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
-    ELASTIC_CUDA_CHECK(cudaEventRecord(event_, stream));
-    pending_ = true;
+    if (slot.event == nullptr) ELASTIC_CUDA_CHECK(cudaEventCreateWithFlags(&slot.event, cudaEventDisableTiming));
+    ELASTIC_CUDA_CHECK(
+        cudaMemcpyAsync(device, slot.buffer.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+    ELASTIC_CUDA_CHECK(cudaEventRecord(slot.event, stream));
+    slot.pending = true;
   }
 
  private:
-  PinnedBuffer<int> buffer_;
-  cudaEvent_t event_ = nullptr;
-  bool pending_ = false;
+  struct Slot {
+    PinnedBuffer<int> buffer;
+    cudaEvent_t event = nullptr;
+    bool pending = false;
+  };
+  Slot ring_[slots];
+  std::size_t next_ = 0;
 };
 
 // The parts of a decode batch's device description that the device itself
