@@ -41,10 +41,10 @@
 //     time may be run max_context - visible + 1 times. Past that, the append
 //     writes past the positions the plan checked (the grid and the partials
 //     stay in bounds: the split plan caps the splits at the grid's bound);
-//   - a new plan (new sequences, lengths set from the host) needs a new
-//     capture only if the workspace, the views or the grid change: replanning
-//     with the same arguments and max_context into the same workspace keeps
-//     an existing graph valid.
+//   - a new plan (lengths or slots set from the host) needs no new capture
+//     when it has the same views, params, sequence count, max_context and
+//     workspace as the captured one: it writes the same device fields the
+//     graph reads, in stream order before the next replay.
 // attention() on a decode batch is plan (with max_context = the batch's
 // longest sequence) + run, so the two paths run the same kernels.
 //
