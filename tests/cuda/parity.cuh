@@ -2,8 +2,20 @@
 // dtype so the three instantiations compile in parallel): the elastic MLP and
 // the elastic linear map at every width of the set and token counts covering
 // every decode bucket and the prefill path, and the widening to float32.
-// Outputs start poisoned, so an unwritten element fails.
+// Outputs start poisoned, so an unwritten element fails. The decode row dots
+// (linear, fused SwiGLU, gathered and scatter-add forms at 1-16 tokens, on
+// tensor cores for 2-16 tokens of half and bfloat16) are checked element by
+// element against float64 on sliced weights and strided activations and
+// outputs, with row counts and lengths that leave tails.
 #pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -103,6 +115,180 @@ void check_convert_parity() {
   const MatrixView<float> over_source(reinterpret_cast<float*>(device_source.buffer.data()), 1, 4);
   CHECK(error_of([&] { executor.convert(over_source, source_view.first_rows(1).first_cols(4)); }) ==
         "convert: the destination overlaps the source");
+}
+
+// --- decode row dots -------------------------------------------------------
+
+// Row counts (not multiples of 16, one tile and several) and reduction lengths
+// (8: one vector; 40 and 200: partial groups of 64; 7000: two staged pieces
+// at 16 tokens) the decode kernels are checked over.
+inline constexpr int decode_rows[] = {45, 200};
+inline constexpr int decode_lengths[] = {8, 40, 200};
+inline constexpr int decode_long_length = 7000;
+
+// Budget for max|got - expected| / max|expected|: one rounding to T of each
+// output; float32 sums of up to 7000 products for float.
+template <class T>
+constexpr double decode_tolerance() {
+  return std::is_same_v<T, float> ? 2e-5 : tolerance<T>();
+}
+
+// A [rows x cols] view into a poisoned (or random) allocation with `extra`
+// columns more per row, so the view is strided and an element written past
+// its columns shows. extra keeps rows 16-byte aligned for cols % 8 == 0.
+template <class T>
+struct PaddedDeviceMatrix {
+  PaddedDeviceMatrix(const HostMatrix<T>& full, index_t cols_) : cols(cols_), matrix(full) {}
+  MatrixView<T> view() { return matrix.view().first_cols(cols); }
+  ConstMatrixView<T> view() const { return matrix.view().first_cols(cols); }
+  index_t cols;
+  DeviceMatrix<T> matrix;
+};
+
+template <class T>
+HostMatrix<T> poisoned_matrix(index_t rows, index_t cols) {
+  HostMatrix<T> host(rows, cols);
+  fill_poison(host);
+  return host;
+}
+
+inline index_t padded_cols(index_t cols) { return (cols + 7) / 8 * 8 + 8; }
+
+// float64 dot of row `row` of x (its first `length` columns) with row `o` of w.
+template <class T>
+double reference_dot(const HostMatrix<T>& x, index_t row, const HostMatrix<T>& w, index_t o, index_t length) {
+  double sum = 0.0;
+  for (index_t i = 0; i < length; ++i) sum += x.at(row, i) * w.at(o, i);
+  return sum;
+}
+
+// Compares a device output (its whole allocation) with the expected one:
+// NaN in `expected` means "left as it was" and must match `before` bit for
+// bit; every other element within decode_tolerance of max|expected|.
+template <class T>
+void check_decode_output(const HostMatrix<T>& got, const HostMatrix<T>& before, const std::vector<double>& expected) {
+  double scale = 0.0, worst = 0.0;
+  int unchanged_mismatches = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    if (std::isnan(expected[i])) {
+      if (std::memcmp(&got.values[i], &before.values[i], sizeof(T)) != 0) ++unchanged_mismatches;
+      continue;
+    }
+    scale = std::max(scale, std::abs(expected[i]));
+    const double value = to_float(got.values[i]);
+    worst = std::max(worst, std::isfinite(value) ? std::abs(value - expected[i]) : std::numeric_limits<double>::infinity());
+  }
+  CHECK(unchanged_mismatches == 0);
+  CHECK(worst <= decode_tolerance<T>() * scale);
+}
+
+// Activations [tokens x length] (strided) against weights sliced out of a
+// larger matrix: linear and SwiGLU at every decode token count.
+template <class T>
+void check_decode_linear_and_swiglu(int rows, int length) {
+  constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(length));
+  const HostMatrix<T> gate = random_matrix<T>(rows + 3, padded_cols(length), 11 + rows, scale);
+  const HostMatrix<T> up = random_matrix<T>(rows + 3, padded_cols(length), 12 + rows, scale);
+  const PaddedDeviceMatrix<T> device_gate(gate, length), device_up(up, length);
+  cuda::Executor executor;
+  for (int tokens = 1; tokens <= cuda::decode_max_tokens; ++tokens) {
+    CAPTURE(tokens);
+    const HostMatrix<T> x = random_matrix<T>(tokens, padded_cols(length), 300 + tokens);
+    const PaddedDeviceMatrix<T> device_x(x, length);
+    const HostMatrix<T> before = poisoned_matrix<T>(tokens, padded_cols(rows));
+    std::vector<double> linear_expected(before.values.size(), nan), swiglu_expected(before.values.size(), nan);
+    for (index_t t = 0; t < tokens; ++t)
+      for (index_t o = 0; o < rows; ++o) {
+        const double g = reference_dot(x, t, gate, o, length);
+        linear_expected[t * before.cols + o] = g;
+        swiglu_expected[t * before.cols + o] = reference_silu(g) * reference_dot(x, t, up, o, length);
+      }
+
+    PaddedDeviceMatrix<T> y(before, rows);
+    executor.linear(y.view(), device_x.view(), device_gate.view().first_rows(rows));
+    ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+    check_decode_output(y.matrix.to_host(), before, linear_expected);
+
+    PaddedDeviceMatrix<T> h(before, rows);
+    executor.swiglu(h.view(), device_x.view(), device_gate.view().first_rows(rows), device_up.view().first_rows(rows));
+    ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+    check_decode_output(h.matrix.to_host(), before, swiglu_expected);
+  }
+}
+
+// The indexed forms at every decode token count: gather_swiglu reads token
+// t's activations from row indices[t] of a larger batch, linear_scatter_add
+// adds token t's result into row indices[t] of y. From 3 tokens on, one index
+// lies past the end and one is negative: those tokens are skipped.
+template <class T>
+void check_decode_indexed(int rows, int length) {
+  constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+  constexpr index_t batch_rows = 24;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(length));
+  const HostMatrix<T> gate = random_matrix<T>(rows, padded_cols(length), 21 + rows, scale);
+  const HostMatrix<T> up = random_matrix<T>(rows, padded_cols(length), 22 + rows, scale);
+  const PaddedDeviceMatrix<T> device_gate(gate, length), device_up(up, length);
+  const HostMatrix<T> batch = random_matrix<T>(batch_rows, padded_cols(length), 23);
+  const PaddedDeviceMatrix<T> device_batch(batch, length);
+  cuda::Executor executor;
+  for (int tokens = 1; tokens <= cuda::decode_max_tokens; ++tokens) {
+    CAPTURE(tokens);
+    std::vector<int> indices(batch_rows);
+    std::iota(indices.begin(), indices.end(), 0);
+    std::shuffle(indices.begin(), indices.end(), std::mt19937(static_cast<unsigned>(tokens)));
+    indices.resize(static_cast<std::size_t>(tokens));
+    if (tokens >= 3) {
+      indices[1] = static_cast<int>(batch_rows);
+      indices[tokens - 1] = -1;
+    }
+    const DeviceBuffer<int> device_indices(indices.size());
+    ELASTIC_CUDA_CHECK(cudaMemcpy(device_indices.data(), indices.data(), indices.size() * sizeof(int),
+                                  cudaMemcpyHostToDevice));
+    const auto in_range = [&](int t) { return indices[t] >= 0 && indices[t] < batch_rows; };
+
+    // gather_swiglu: h[t] = swiglu(batch[indices[t]]); skipped tokens keep the poison.
+    const HostMatrix<T> h_before = poisoned_matrix<T>(tokens, padded_cols(rows));
+    std::vector<double> h_expected(h_before.values.size(), nan);
+    for (int t = 0; t < tokens; ++t)
+      if (in_range(t))
+        for (index_t o = 0; o < rows; ++o)
+          h_expected[t * h_before.cols + o] = reference_silu(reference_dot(batch, indices[t], gate, o, length)) *
+                                              reference_dot(batch, indices[t], up, o, length);
+    PaddedDeviceMatrix<T> h(h_before, rows);
+    executor.gather_swiglu(h.view(), device_batch.view(), device_indices.data(), device_gate.view(),
+                           device_up.view());
+    ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+    check_decode_output(h.matrix.to_host(), h_before, h_expected);
+
+    // linear_scatter_add: y[indices[t]] += x[t] . w; other rows keep their values.
+    const HostMatrix<T> x = random_matrix<T>(tokens, padded_cols(length), 400 + tokens);
+    const PaddedDeviceMatrix<T> device_x(x, length);
+    const HostMatrix<T> y_before = random_matrix<T>(batch_rows, padded_cols(rows), 500 + tokens);
+    std::vector<double> y_expected(y_before.values.size(), nan);
+    for (int t = 0; t < tokens; ++t)
+      if (in_range(t))
+        for (index_t o = 0; o < rows; ++o)
+          y_expected[indices[t] * y_before.cols + o] = y_before.at(indices[t], o) + reference_dot(x, t, gate, o, length);
+    PaddedDeviceMatrix<T> y(y_before, rows);
+    executor.linear_scatter_add(y.view(), device_x.view(), device_gate.view(), device_indices.data());
+    ELASTIC_CUDA_CHECK(cudaDeviceSynchronize());
+    check_decode_output(y.matrix.to_host(), y_before, y_expected);
+  }
+}
+
+template <class T>
+void check_decode_row_dots() {
+  for (int rows : decode_rows)
+    for (int length : decode_lengths) {
+      CAPTURE(rows);
+      CAPTURE(length);
+      check_decode_linear_and_swiglu<T>(rows, length);
+      check_decode_indexed<T>(rows, length);
+    }
+  CAPTURE(decode_long_length);
+  check_decode_linear_and_swiglu<T>(decode_rows[0], decode_long_length);
+  check_decode_indexed<T>(decode_rows[0], decode_long_length);
 }
 
 }  // namespace elastic::test

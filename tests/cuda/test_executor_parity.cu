@@ -16,6 +16,10 @@ TEST_CASE("cuda elastic linear matches the host executor: " ELASTIC_TEST_DTYPE_N
   test::check_linear_parity<TestType>();
 }
 
+TEST_CASE("cuda decode row dots match float64 at 1-16 tokens: " ELASTIC_TEST_DTYPE_NAME) {
+  test::check_decode_row_dots<TestType>();
+}
+
 TEST_CASE("cuda convert widens to float32 like the host: " ELASTIC_TEST_DTYPE_NAME) {
   test::check_convert_parity<TestType>();
 }
