@@ -5,7 +5,8 @@
 // (and, for the primitive, one group of 12 heads, wider than a decode
 // block's largest head bucket), both RoPE layouts with and without Llama-3
 // scaling, on decode batches (one sequence long enough to split into several
-// chunks, one batch that needs no split) and ragged prefill batches, with
+// chunks, one batch that needs no split) and ragged prefill batches (one of
+// several query tiles per sequence), with
 // default and explicit positions. Decode also runs at GQA group sizes 1, 3
 // (SmolLM2's), 4 (Llama-3-8B's) and 8 over sequences whose lengths sit on
 // both sides of the split and tile boundaries, and as a captured CUDA graph:
@@ -54,7 +55,7 @@ inline constexpr int attention_kv_heads[] = {8, 4, 1};  // MHA, GQA, MQA
 // take two blocks per group, 9 leave the second with one head.
 inline constexpr int attention_large_group = 12;
 inline constexpr int attention_large_group_heads[] = {9, 12};
-inline constexpr int attention_slots = 5;               // slot 4 is used by one batch only
+inline constexpr int attention_slots = 5;               // slot 4 is used by two batches only
 inline constexpr int attention_capacity = 1104;
 inline constexpr int attention_max_positions = 8192;
 inline constexpr index_t attention_output_padding = 8;  // elements past each output row, 16-byte multiple
@@ -84,6 +85,13 @@ inline BatchSpec ragged_prefill_batch() {
   return {"ragged prefill", {3, 1, 0, 2}, {0, 40, 5, 130}, {1, 17, 64, 70}, {}};
 }
 
+// Prefill over several 128-row query tiles per sequence: full tiles, a last
+// tile of one row (129 new rows), cached prefixes that are not a multiple of
+// the 64-position K/V tile, and up to 17 K/V tiles per query tile.
+inline BatchSpec long_ragged_prefill_batch() {
+  return {"long ragged prefill", {0, 2, 4, 1}, {0, 200, 37, 900}, {300, 260, 129, 150}, {}};
+}
+
 // Decode sequences that see 1 position, a tile's rows (tiles are 8 to 32
 // rows) and the minimum split chunk (math::decode_min_chunk = 64) exactly
 // and one past, a few chunks and one past, and a long range of many splits.
@@ -105,7 +113,7 @@ inline std::vector<BatchSpec> attention_batches() {
   BatchSpec positioned = ragged_prefill_batch();
   positioned.name = "ragged prefill, explicit positions";
   positioned.positions = shifted_positions(positioned.cached, positioned.fresh, 9);
-  return {long_decode_batch(), short_decode, ragged_prefill_batch(), positioned};
+  return {long_decode_batch(), short_decode, ragged_prefill_batch(), positioned, long_ragged_prefill_batch()};
 }
 
 // Rotate-half or interleaved, with or without Llama-3 scaling.
@@ -313,7 +321,7 @@ void check_attention_primitive(int group_size, std::span<const int> head_counts,
 }
 
 // ElasticAttention on both executors at every head count of the set, on a
-// decode and a ragged prefill batch.
+// decode batch and two ragged prefill batches.
 template <class T, int HeadDim>
 void check_attention_layer(int kv_config) {
   constexpr index_t hidden = 64;
@@ -335,7 +343,7 @@ void check_attention_layer(int kv_config) {
   host::Executor host_executor;
   cuda::Executor device_executor;
 
-  for (const BatchSpec& spec : {long_decode_batch(), ragged_prefill_batch()}) {
+  for (const BatchSpec& spec : {long_decode_batch(), ragged_prefill_batch(), long_ragged_prefill_batch()}) {
     const AttentionBatch batch = spec.view();
     const int tokens = batch.tokens();
     const KVCacheShape shape = host_layer.kv_cache_shape(attention_slots, attention_capacity);

@@ -74,6 +74,7 @@
 #include "elastic/core/dtype.hpp"
 #include "elastic/core/error.hpp"
 #include "elastic/core/macros.hpp"
+#include "elastic/cuda/async_copy.cuh"
 #include "elastic/cuda/attention_metadata.cuh"
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/kv_append_kernel.cuh"
@@ -131,18 +132,6 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE std::uint32_t pack_pair(float first, flo
 }
 
 namespace kernels {
-
-// 16 bytes global -> shared, asynchronously; bytes = 0 writes zeros.
-__device__ __forceinline__ void copy_async_16(void* shared, const void* global, int bytes) {
-  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(bytes));
-}
-__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most `Pending` committed groups are still in flight.
-template <int Pending>
-__device__ __forceinline__ void wait_async() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
 
 // Quad reductions: the four lanes 4g..4g+3 hold the columns of the same rows.
 __device__ __forceinline__ float quad_max(float value) {
@@ -398,7 +387,7 @@ __device__ __forceinline__ void load_tile_async(T* tile, const T* block, int fir
     const int column = i % kVectors * kWidth;
     const bool inside = first + row < limit;
     const T* source = inside ? block + static_cast<std::size_t>(first + row) * HeadDim + column : block;
-    copy_async_16(tile + row * PrefillSharedLayout<T, HeadDim>::stride + column, source, inside ? 16 : 0);
+    async_copy::copy_16(tile + row * PrefillSharedLayout<T, HeadDim>::stride + column, source, inside ? 16 : 0);
   }
 }
 
@@ -455,7 +444,7 @@ __global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_min_blocks<
   // K/V tile 0 into stage 0 while the queries are rotated into stage 1.
   load_tile_async<T, HeadDim>(shared + Layout::keys(0), key_block, 0, limit, thread);
   load_tile_async<T, HeadDim>(shared + Layout::values(0), value_block, 0, limit, thread);
-  commit_async();
+  async_copy::commit();
   load_query_tile(shared + Layout::queries(), args, tile, head, thread);
   __syncthreads();
   Rows work(shared + Layout::queries(), tile, math::log2_softmax_scale(args.scale), thread);
@@ -470,8 +459,8 @@ __global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_min_blocks<
       load_tile_async<T, HeadDim>(shared + Layout::keys(1 - stage), key_block, next, limit, thread);
       load_tile_async<T, HeadDim>(shared + Layout::values(1 - stage), value_block, next, limit, thread);
     }
-    commit_async();
-    wait_async<1>();
+    async_copy::commit();
+    async_copy::wait<1>();
     __syncthreads();
     work.step(shared + Layout::keys(stage), shared + Layout::values(stage), j * Shape::columns);
     __syncthreads();  // the next iteration refills this stage
