@@ -424,7 +424,8 @@ class CapturedDecodeStep {
 // after it, the output must match the uncaptured attention() on a twin cache
 // and the host executor on the same step's batch (lengths one longer each
 // step, positions default or explicit). At the end both device caches hold
-// the same appended rows, bit for bit, and agree with the host's.
+// the same appended rows, bit for bit, and agree with the host's; replays
+// past max_context leave the cache past it untouched.
 template <class T, int HeadDim>
 void check_decode_graph(int group_size, bool explicit_positions) {
   constexpr int kKvHeads = 2;
@@ -509,6 +510,20 @@ void check_decode_graph(int group_size, bool explicit_positions) {
   CHECK(std::memcmp(captured_cache.keys(), twin_cache.keys(), shape.elements_per_tensor() * sizeof(T)) == 0);
   CHECK(std::memcmp(captured_cache.values(), twin_cache.values(), shape.elements_per_tensor() * sizeof(T)) == 0);
   check_cache(captured_cache, cache.host(), appended.view(), kKvHeads, true, tolerance<T>());
+
+  // Replays past max_context: the longest sequence (slot 2) has reached it
+  // and stops growing, so nothing lands past the positions the plan checked.
+  for (int extra = 0; extra < 3; ++extra) step.replay(stream.get());
+  ELASTIC_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+  const KVCacheView<T> replayed = cache.download(downloaded);
+  bool untouched = true;
+  for (int head = 0; head < kKvHeads; ++head)
+    for (int position = max_context; position < shape.capacity; ++position)
+      for (int d = 0; d < HeadDim; ++d) {
+        const std::size_t at = replayed.offset(2, head, position) + static_cast<std::size_t>(d);
+        untouched = untouched && std::isnan(to_float(replayed.keys()[at])) && std::isnan(to_float(replayed.values()[at]));
+      }
+  CHECK(untouched);
 }
 
 // Every rejected call throws before a kernel runs: the output stays poisoned

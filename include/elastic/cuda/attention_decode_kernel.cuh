@@ -455,10 +455,13 @@ __global__ void __launch_bounds__(HeadDim) combine_decode_splits(const Attention
 }
 
 // One step further: every sequence's cached length and its token's position
-// grow by one (the token just appended is now cached).
-__global__ void advance_decode_lengths(DecodeDeviceFields fields, int sequences) {
+// grow by one (the token just appended is now cached), except a sequence
+// whose next token would see more than max_context positions: it stays
+// where it is, so a replay past the plan's bound recomputes its last
+// position instead of appending past the positions the plan checked.
+__global__ void advance_decode_lengths(DecodeDeviceFields fields, int sequences, int max_context) {
   const int s = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-  if (s >= sequences) return;
+  if (s >= sequences || fields.cached_lengths[s] + 2 > max_context) return;
   ++fields.cached_lengths[s];
   ++fields.token_positions[s];
 }
@@ -496,12 +499,15 @@ struct DecodeAttentionPlan {
   DecodeGrid grid;
   DecodeDeviceFields fields;
   DecodePartials partials;
+  int max_context = 0;  // positions any sequence may see (the advance stops there)
 };
 
 // Enqueues one step's advance of a decode batch's lengths.
-inline void launch_advance_decode_lengths(const DecodeDeviceFields& fields, int sequences, cudaStream_t stream) {
+inline void launch_advance_decode_lengths(const DecodeDeviceFields& fields, int sequences, int max_context,
+                                          cudaStream_t stream) {
   constexpr int kThreads = 128;
-  kernels::advance_decode_lengths<<<(sequences + kThreads - 1) / kThreads, kThreads, 0, stream>>>(fields, sequences);
+  kernels::advance_decode_lengths<<<(sequences + kThreads - 1) / kThreads, kThreads, 0, stream>>>(fields, sequences,
+                                                                                                 max_context);
   ELASTIC_CUDA_CHECK_LAUNCH();
 }
 

@@ -38,9 +38,9 @@
 //     captured layers before it, or by copies outside the graph);
 //   - every sequence sees at most max_context positions at any replay: with
 //     one advance per replay, a sequence that saw `visible` positions at plan
-//     time may be run max_context - visible + 1 times. Past that, the append
-//     writes past the positions the plan checked (the grid and the partials
-//     stay in bounds: the split plan caps the splits at the grid's bound);
+//     time may be run max_context - visible + 1 times. Past that the advance
+//     leaves it where it is, so further replays recompute (and overwrite) its
+//     last position: nothing is written past the positions the plan checked;
 //   - a new plan (lengths or slots set from the host) needs no new capture
 //     when it has the same views, params, sequence count, max_context and
 //     workspace as the captured one: it writes the same device fields the
@@ -266,7 +266,7 @@ class Executor {
   // Capturable.
   template <class T, int HeadDim>
   void advance_decode_attention(const DecodeAttentionPlan<T, HeadDim>& plan) {
-    launch_advance_decode_lengths(plan.fields, plan.args.batch.sequences, stream_);
+    launch_advance_decode_lengths(plan.fields, plan.args.batch.sequences, plan.max_context, stream_);
   }
 
   // Routing primitives (see core/routing_checks.hpp and the notes above).
@@ -607,6 +607,7 @@ class Executor {
     plan.grid = make_decode_grid(params.group_size, params.kv_heads, max_context, multiprocessors_);
     plan.fields = uploaded.fields;
     plan.partials = scratch.partials;
+    plan.max_context = max_context;
     return plan;
   }
 
