@@ -349,8 +349,8 @@ class Executor {
 
   // Copies host indices into device memory, in stream order. The source is
   // pageable memory: the call returns once the driver has staged the values
-  // (so `indices` may change at once) and may block the host briefly; like
-  // attention's metadata upload it is not meant for graph capture.
+  // (so `indices` may change at once) and may block the host briefly; it is
+  // not meant for graph capture (a replay would re-read the host memory).
   void load_indices(int* destination, std::span<const int> indices) {
     detail::check_load_indices(destination, indices);
     if (indices.empty()) return;

@@ -10,25 +10,22 @@
 // from pageable memory (token ids, attention metadata) may also wait for the
 // stream (cuda/attention_metadata.cuh).
 //
-// A decode step is not captured in a CUDA graph: three things in the code
-// this class calls change with every step yet are fixed at enqueue time.
+// A decode step is not captured in a CUDA graph yet. The executor's
+// attention can be (cuda::Executor::plan_decode_attention, then
+// run_decode_attention + advance_decode_attention, which read the lengths
+// and the split plan from device memory), but two things on this path are
+// still fixed at enqueue time:
 //   1. Decoder::forward stages the token ids, the row indices and each
 //      sequence's last row in a host vector and copies them with
 //      cuda::Executor::load_indices, a cudaMemcpyAsync from pageable memory;
 //      a replayed copy would re-read that vector, which only a new forward
 //      refills (and may have reallocated), so never the new token.
-//   2. Each GQA layer's attention packs the batch description (cached length,
-//      RoPE positions, split offsets) into the executor's pageable
-//      AttentionStaging vector and uploads it the same way.
-//   3. Decode attention's split plan (positions per split, the split count in
-//      AttentionArgs::batch.max_splits, the decode grid and whether the
-//      combine kernel runs) is computed on the host from the cached length
-//      and passed by value in the launch; a replay would keep the captured
-//      step's plan while the cache grows.
-// Capturing needs the token ids and the batch description in device memory
-// the graph reads (written before each replay from pinned memory or by the
-// sampler on the device) and a decode attention planned for a fixed split
-// count, reading the cached length on the device.
+//   2. Each GQA layer calls attention(), which plans on every call (host
+//      checks and an upload of the batch from the executor's pinned ring)
+//      instead of running a plan made once before the capture.
+// Capturing needs the token ids in device memory the graph reads (written
+// before each replay from pinned memory, or by a sampler on the device) and
+// the layers running per-layer decode plans made at capture time.
 #pragma once
 
 #include <cuda_runtime.h>
