@@ -1,10 +1,14 @@
-// The lane maps of the tensor-core decode kernel (cuda/row_dot_fragments.hpp)
-// checked on the host: a warp is emulated lane by lane, each lane filling its
-// registers from 16-byte vectors exactly as the kernel does, and an
-// mma.m16n8k16 is emulated from the PTX ISA's fragment layouts for A, B and
-// C/D, written out independently below. Over all chunks of a row the result
-// must equal the plain matrix product, for row tiles cut short, reduction
-// tails and 1-16 tokens.
+// The tensor-core decode kernel's maths checked on the host. Lane maps
+// (cuda/row_dot_fragments.hpp): a warp is emulated lane by lane, each lane
+// filling its registers from 16-byte vectors exactly as the kernel does, and
+// an mma.m16n8k16 is emulated from the PTX ISA's fragment layouts for A, B
+// and C/D, written out independently below; over all chunks of a row the
+// result must equal the plain matrix product, for row tiles cut short,
+// reduction tails and 1-16 tokens. Work plan
+// (cuda/tensor_core_row_dot_plan.hpp): the blocks' loops are run as the
+// kernel runs them, and every (tile, group) must be computed exactly once,
+// each warp's walk must name the group before the loops reach it, and the
+// shared memory must fit.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -14,8 +18,10 @@
 #include <vector>
 
 #include "elastic/cuda/row_dot_fragments.hpp"
+#include "elastic/cuda/tensor_core_row_dot_plan.hpp"
 
 namespace fragments = elastic::cuda::fragments;
+namespace plan = elastic::cuda::tensor_core_plan;
 
 namespace {
 
@@ -154,4 +160,88 @@ TEST_CASE("an emulated warp of mma.m16n8k16 computes the row dots of a 16-row ti
       }
     }
   }
+}
+
+namespace {
+
+// Runs every block's loops over (unit, piece, group) as the kernel does,
+// checking each warp's walk against them, and counts how often each
+// (tile, group of the whole length) is computed.
+void check_plan_covers_once(int rows, int length, int multiprocessors, int piece_elements) {
+  plan::Split split = plan::split_plan(rows, length, multiprocessors);
+  split.piece_elements = piece_elements;
+  const int tiles_per_unit = plan::warps / split.k_splits;
+  const int tiles = (rows + fragments::rows_per_tile - 1) / fragments::rows_per_tile;
+  const int groups = plan::round_up_to_group(length) / plan::group_elements;
+  const int pieces = (length + piece_elements - 1) / piece_elements;
+  const int blocks = std::min(split.units, multiprocessors);
+  REQUIRE(split.units * tiles_per_unit >= tiles);
+  CHECK((split.units - 1) * tiles_per_unit < tiles);
+  CHECK((split.k_splits == 1 || split.k_splits <= groups));
+  std::vector<int> computed(static_cast<std::size_t>(split.units * tiles_per_unit * groups));
+  for (int block = 0; block < blocks; ++block)
+    for (int warp = 0; warp < plan::warps; ++warp) {
+      const int split_index = warp % split.k_splits;
+      const plan::GroupWalk walk{split_index, split.k_splits, split.units, blocks, pieces, piece_elements, length};
+      plan::WalkPosition ahead = walk.first(block);
+      for (int unit = block; unit < split.units; unit += blocks)
+        for (int piece = 0; piece < pieces; ++piece)
+          for (int group = split_index; group < walk.groups_in(piece); group += split.k_splits) {
+            CHECK((ahead.unit == unit && ahead.piece == piece && ahead.group == group));
+            const int tile = unit * tiles_per_unit + warp / split.k_splits;
+            ++computed[static_cast<std::size_t>(tile * groups + piece * piece_elements / plan::group_elements + group)];
+            ahead = walk.next(ahead);
+          }
+      CHECK(ahead.unit >= split.units);
+    }
+  int wrong = 0;
+  for (int count : computed) wrong += count != 1;
+  CHECK(wrong == 0);
+}
+
+}  // namespace
+
+TEST_CASE("the tensor-core decode plan computes every tile and group exactly once") {
+  for (int multiprocessors : {1, 7, 132}) {
+    for (int rows : {1, 16, 45, 200, 1536, 4096}) {
+      for (int length : {8, 64, 200, 576, 4096}) {
+        for (int piece : {64, 192, plan::round_up_to_group(length)}) {
+          CAPTURE(multiprocessors);
+          CAPTURE(rows);
+          CAPTURE(length);
+          CAPTURE(piece);
+          check_plan_covers_once(rows, length, multiprocessors, piece);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("the tensor-core decode plan spreads Llama-sized shapes over 132 SMs") {
+  const plan::Split up = plan::split_plan(14336, 4096, 132);  // gate and up of Llama-3-8B
+  CHECK(up.k_splits == 16);
+  CHECK(up.units == 896);
+  const plan::Split down = plan::split_plan(4096, 14336, 132);
+  CHECK(down.k_splits == 8);
+  CHECK(down.units == 128);
+}
+
+TEST_CASE("the staged piece and the partials fit the shared memory") {
+  constexpr int limit = 227 * 1024;  // H100 / H200 opt-in per block
+  for (int staged_tokens : {8, 16})
+    for (int k_splits : {1, 16})
+      for (int length : {8, 576, 4096, 6208, 6272, 14336, 28672}) {
+        CAPTURE(staged_tokens);
+        CAPTURE(k_splits);
+        CAPTURE(length);
+        const int partials = plan::partial_bytes(k_splits, 2, staged_tokens / 8);
+        const int piece = plan::piece_elements(length, staged_tokens, 2, partials, 64, limit);
+        CHECK(piece % plan::group_elements == 0);
+        CHECK(piece >= std::min(plan::round_up_to_group(length), 4096));
+        CHECK(piece <= plan::round_up_to_group(length));
+        CHECK(plan::shared_bytes(piece, staged_tokens, 2, partials) + 64 <= limit);
+        // The next wider piece would not fit, unless the whole length already does.
+        if (piece < plan::round_up_to_group(length))
+          CHECK(plan::shared_bytes(piece + plan::group_elements, staged_tokens, 2, partials) + 64 > limit);
+      }
 }

@@ -28,6 +28,11 @@
 // warp keeps one group ahead: 16 rows x 64 elements x 2 bytes = 2 KB per
 // weight matrix, so 16 warps hold 32 KB (linear) or 64 KB (gate and up) per
 // SM, plus the loads' L2::256B prefetch of the next 128 bytes of each row.
+// Staging reads the activations from L2 once per block when they fit (gate
+// and up of Llama-3-8B at 16 tokens: 132 x 128 KB = 17 MB beside 235 MB of
+// weights), but once per unit when they come in pieces: the down projection
+// (14336 long, 3 pieces at 16 tokens, units of 2 tiles) re-reads 458 KB per
+// 917 KB of weights, L2 traffic a measurement should watch.
 //
 // sm_90, CUDA 13.0, -Xptxas -v (512 threads, __launch_bounds__(512, 1)),
 // the same for half and bfloat16, no spills, no stack:
@@ -35,10 +40,11 @@
 //   SwiGLU,  bucket 4: 108 registers     bucket 16: 118 registers
 //   (gathered SwiGLU the same, plus 16 / 64 bytes of static shared memory)
 // 118 x 512 = 60 K of the SM's 64 K registers: one block, 16 warps, per SM.
-// Shared memory is dynamic: the staged activations (8 or 16 token rows of
-// the piece plus 32 elements, up to the opt-in limit, 227 KB on H100/H200:
-// 16 tokens stage up to ~6900 elements at once, 4 tokens ~13900) and, with
-// split-k, 16-32 KB of partial sums. The main loop is ~210 SASS instructions
+// Shared memory is dynamic (tensor_core_row_dot_plan.hpp sizes it): the
+// staged activations, 8 or 16 token rows of the piece plus 32 elements, up
+// to the opt-in limit (227 KB on H100/H200: 16 tokens stage 6208-7168
+// elements at once, 4 tokens 13440-14464), and, with split-k, 16-32 KB of
+// partial sums. The main loop is ~210 SASS instructions
 // per group for SwiGLU at 16 tokens (8 LDG.128, 4 LDS.128, 16 HMMA), about
 // 26 per 16-byte weight vector.
 #pragma once
@@ -53,6 +59,7 @@
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/row_dot_fragments.hpp"
 #include "elastic/cuda/row_dot_params.cuh"
+#include "elastic/cuda/tensor_core_row_dot_plan.hpp"
 #include "elastic/cuda/warp_mma.cuh"
 #include "elastic/math/row_dot.hpp"
 
@@ -64,21 +71,16 @@ inline constexpr bool has_tensor_core_row_dots = std::is_same_v<T, half_t> || st
 
 namespace kernels::tensor_core {
 
-inline constexpr int warps = 16;
-inline constexpr int threads = warps * warp_size;
-inline constexpr int chunks_per_group = 2;  // chunks a warp loads per step
-inline constexpr int group_elements = fragments::chunk_elements * chunks_per_group;
-// Added to each staged row's length (a multiple of group_elements, so of 128
-// bytes): rows then start 64 bytes apart modulo 128, and the 8 lanes of a
-// 16-byte shared load phase (2 tokens x 4 quads) hit 8 distinct bank groups.
-inline constexpr int staged_row_padding = 32;
+using tensor_core_plan::chunks_per_group;
+using tensor_core_plan::group_elements;
+using tensor_core_plan::GroupWalk;
+using tensor_core_plan::round_up_to_group;
+using tensor_core_plan::Split;
+using tensor_core_plan::staged_row_padding;
+using tensor_core_plan::WalkPosition;
+using tensor_core_plan::warps;
 
-// How a launch divides its work; the launcher computes it.
-struct Split {
-  int k_splits;        // warps per 16-row tile: 1, 2, 4, 8 or 16
-  int units;           // blocks of warps / k_splits tiles
-  int piece_elements;  // reduction elements staged at a time, a multiple of group_elements
-};
+inline constexpr int threads = warps * warp_size;
 
 struct Words {
   std::uint32_t word[4];
@@ -100,41 +102,6 @@ __device__ __forceinline__ Words load_staged(const void* source) {
                : "r"(address));
   return v;
 }
-
-// A warp's place in its walk over (unit, piece, group); group counts groups
-// of the piece, and the warp takes groups split, split + k_splits, ...
-struct WalkPosition {
-  int unit;
-  int piece;
-  int group;
-};
-
-// Walks one warp's groups in order; the block's loops visit the same
-// (unit, piece) sequence, so the warp can load a group before its turn.
-struct GroupWalk {
-  int split, k_splits, units, unit_stride, pieces, piece_elements, length;
-
-  __device__ __forceinline__ int groups_in(int piece) const {
-    const int elements = min(piece_elements, length - piece * piece_elements);
-    return (elements + group_elements - 1) / group_elements;
-  }
-  // The first position at or after `at` (whose group starts at split) where
-  // this warp has a group; unit == units when there is none.
-  __device__ __forceinline__ WalkPosition settle(WalkPosition at) const {
-    while (at.unit < units && at.group >= groups_in(at.piece)) {
-      at.group = split;
-      if (++at.piece == pieces) {
-        at.piece = 0;
-        at.unit += unit_stride;
-      }
-    }
-    return at;
-  }
-  __device__ __forceinline__ WalkPosition next(WalkPosition at) const {
-    at.group += k_splits;
-    return settle(at);
-  }
-};
 
 // One group of weights per lane: [matrix][chunk][row half].
 template <int NumRows>
@@ -196,8 +163,7 @@ __device__ __forceinline__ void stage_activations(T* staged, int stride, const T
 
 template <class T, int MaxTokens, int NumRows, bool Gathered, class Epilogue>
 __global__ void __launch_bounds__(threads, 1)
-    row_dots(const RowDotParams<T, NumRows> params, const Split split_plan,
-                         const Epilogue epilogue) {
+    row_dots(const RowDotParams<T, NumRows> params, const Split work, const Epilogue epilogue) {
   constexpr int kTiles = (MaxTokens + fragments::tokens_per_tile - 1) / fragments::tokens_per_tile;
   constexpr int kAccumulators = NumRows * kTiles * 4;
   extern __shared__ int4 shared_storage[];
@@ -220,30 +186,28 @@ __global__ void __launch_bounds__(threads, 1)
 
   const int warp = static_cast<int>(threadIdx.x) / warp_size;
   const int lane = static_cast<int>(threadIdx.x) % warp_size;
-  const int k_splits = split_plan.k_splits;
+  const int k_splits = work.k_splits;
   const int split = warp % k_splits;
   const int tile_in_unit = warp / k_splits;
   const int tiles_per_unit = warps / k_splits;
-  const int stride = split_plan.piece_elements + staged_row_padding;
-  const int pieces = (params.length + split_plan.piece_elements - 1) / split_plan.piece_elements;
+  const int stride = work.piece_elements + staged_row_padding;
+  const int pieces = (params.length + work.piece_elements - 1) / work.piece_elements;
   T* const staged = reinterpret_cast<T*>(shared_storage);
   float* const partials = reinterpret_cast<float*>(staged + kTiles * fragments::tokens_per_tile * stride);
 
-  const GroupWalk walk{split,  k_splits, split_plan.units, static_cast<int>(gridDim.x), pieces,
-                       split_plan.piece_elements, params.length};
-  WalkPosition ahead = walk.settle({static_cast<int>(blockIdx.x), 0, split});
+  const GroupWalk walk{split, k_splits, work.units, static_cast<int>(gridDim.x),
+                       pieces, work.piece_elements, params.length};
+  WalkPosition ahead = walk.first(static_cast<int>(blockIdx.x));
   WeightGroup<NumRows> next;
-  if (ahead.unit < split_plan.units) load_weight_group(next, params, ahead, walk, tile_in_unit, tiles_per_unit, lane);
+  if (ahead.unit < work.units) load_weight_group(next, params, ahead, walk, tile_in_unit, tiles_per_unit, lane);
 
-  for (int unit = static_cast<int>(blockIdx.x); unit < split_plan.units; unit += static_cast<int>(gridDim.x)) {
+  for (int unit = static_cast<int>(blockIdx.x); unit < work.units; unit += static_cast<int>(gridDim.x)) {
     float acc[NumRows][kTiles][4] = {};
     for (int piece = 0; piece < pieces; ++piece) {
-      const int piece_start = piece * split_plan.piece_elements;
+      const int piece_start = piece * work.piece_elements;
       if (pieces > 1 || unit == static_cast<int>(blockIdx.x)) {
         __syncthreads();  // the previous piece is no longer read
-        const int staged_elements =
-            min(split_plan.piece_elements,
-                (params.length - piece_start + group_elements - 1) / group_elements * group_elements);
+        const int staged_elements = min(work.piece_elements, round_up_to_group(params.length - piece_start));
         stage_activations<T, Gathered>(staged, stride, params.activations, params.activation_stride, source_rows,
                                        tokens, staged_tokens, piece_start, staged_elements, params.length);
         __syncthreads();
@@ -258,7 +222,7 @@ __global__ void __launch_bounds__(threads, 1)
             ELASTIC_UNROLL
             for (int half = 0; half < 2; ++half) a[r][c][half] = next[r][c][half];
         ahead = walk.next(ahead);
-        if (ahead.unit < split_plan.units)
+        if (ahead.unit < work.units)
           load_weight_group(next, params, ahead, walk, tile_in_unit, tiles_per_unit, lane);
 
         ELASTIC_UNROLL
@@ -332,31 +296,6 @@ __global__ void __launch_bounds__(threads, 1)
 
 }  // namespace kernels::tensor_core
 
-// The split-k factor (warps per 16-row tile) whose units spread most evenly
-// over the SMs: the smallest reaching 95% of the SMs' unit slots busy, else
-// the best one. k_splits is bounded by the reduction's groups, so every warp
-// of a tile has work.
-inline kernels::tensor_core::Split plan_tensor_core_split(int rows, int length, int multiprocessors) {
-  namespace tc = kernels::tensor_core;
-  const int tiles = (rows + fragments::rows_per_tile - 1) / fragments::rows_per_tile;
-  const int groups = (length + tc::group_elements - 1) / tc::group_elements;
-  tc::Split best{1, 0, 0};
-  double best_busy = -1.0;
-  for (int k_splits = 1; k_splits <= tc::warps; k_splits *= 2) {
-    if (k_splits > 1 && k_splits > groups) break;
-    const int tiles_per_unit = tc::warps / k_splits;
-    const int units = (tiles + tiles_per_unit - 1) / tiles_per_unit;
-    const int rounds = (units + multiprocessors - 1) / multiprocessors;
-    const double busy = static_cast<double>(units) / (static_cast<double>(rounds) * multiprocessors);
-    if (busy > best_busy + 1e-9) {
-      best = {k_splits, units, 0};
-      best_busy = busy;
-    }
-    if (busy >= 0.95) break;
-  }
-  return best;
-}
-
 // Enqueues the tensor-core decode kernel for 1 to decode_max_tokens tokens in
 // two buckets, up to 4 (one token tile, 8 staged rows) and up to 16 (two
 // tiles; the second is skipped on the device while 8 or fewer run). Single
@@ -364,34 +303,30 @@ inline kernels::tensor_core::Split plan_tensor_core_split(int rows, int length, 
 template <class T, int NumRows, bool Gathered, class Epilogue>
 void launch_tensor_core_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
   static_assert(has_tensor_core_row_dots<T>, "the tensor-core decode kernel takes half_t or bfloat16_t");
-  namespace tc = kernels::tensor_core;
+  namespace plan = tensor_core_plan;
   require(params.tokens >= 1 && params.tokens <= decode_max_tokens, "decode kernels take 1 to ",
           decode_max_tokens, " tokens, found ", params.tokens);
   int device = 0, multiprocessors = 0, shared_limit = 0;
   ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
   ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  tc::Split split = plan_tensor_core_split(params.rows, params.length, multiprocessors);
+  plan::Split split = plan::split_plan(params.rows, params.length, multiprocessors);
 
   const auto launch = [&]<int MaxTokens>() {
     constexpr int kTiles = (MaxTokens + fragments::tokens_per_tile - 1) / fragments::tokens_per_tile;
     constexpr int kStagedTokens = kTiles * fragments::tokens_per_tile;
+    constexpr int kElementBytes = static_cast<int>(sizeof(T));
     constexpr int kStaticBytes = (Gathered ? MaxTokens : 1) * static_cast<int>(sizeof(int));
-    const int partial_bytes =
-        split.k_splits > 1 ? tc::threads * NumRows * kTiles * 4 * static_cast<int>(sizeof(float)) : 0;
-    // The widest piece (a multiple of group_elements) whose padded rows fit.
-    const int row_elements =
-        (shared_limit - kStaticBytes - partial_bytes) / (kStagedTokens * static_cast<int>(sizeof(T)));
-    const int widest = (row_elements - tc::staged_row_padding) / tc::group_elements * tc::group_elements;
-    const int whole = (params.length + tc::group_elements - 1) / tc::group_elements * tc::group_elements;
-    split.piece_elements = std::min(whole, widest);
-    const int shared_bytes =
-        kStagedTokens * (split.piece_elements + tc::staged_row_padding) * static_cast<int>(sizeof(T)) +
-        partial_bytes;
-    const auto kernel = tc::row_dots<T, MaxTokens, NumRows, Gathered, Epilogue>;
+    const int partials = plan::partial_bytes(split.k_splits, NumRows, kTiles);
+    split.piece_elements =
+        plan::piece_elements(params.length, kStagedTokens, kElementBytes, partials, kStaticBytes, shared_limit);
+    require(split.piece_elements > 0, "decode row dots: ", shared_limit,
+            " bytes of shared memory per block do not hold one staged group");
+    const int shared_bytes = plan::shared_bytes(split.piece_elements, kStagedTokens, kElementBytes, partials);
+    const auto kernel = kernels::tensor_core::row_dots<T, MaxTokens, NumRows, Gathered, Epilogue>;
     ELASTIC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
     const unsigned blocks = static_cast<unsigned>(std::min(split.units, multiprocessors));
-    kernel<<<blocks, tc::threads, shared_bytes, stream>>>(params, split, epilogue);
+    kernel<<<blocks, kernels::tensor_core::threads, shared_bytes, stream>>>(params, split, epilogue);
   };
   if (params.tokens <= 4) launch.template operator()<4>();
   else launch.template operator()<decode_max_tokens>();
