@@ -101,11 +101,12 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
 }  // namespace kernels
 
 // Enqueues out = epilogue(x . w_r^T ...) on the stream (indexed as params
-// says): 2-16 tokens of half and bfloat16 on tensor cores, the rest here.
+// says): 2-16 tokens of half and bfloat16 on tensor cores, the rest (and an
+// empty reduction, which stages nothing) here.
 template <class T, int NumRows, bool Gathered, class Epilogue>
 void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
   if constexpr (has_tensor_core_row_dots<T>) {
-    if (params.tokens > 1) {
+    if (params.tokens > 1 && params.length > 0) {
       launch_tensor_core_row_dots<T, NumRows, Gathered>(params, epilogue, stream);
       return;
     }
