@@ -120,10 +120,10 @@ void check_convert_parity() {
 // --- decode row dots -------------------------------------------------------
 
 // Row counts (not multiples of 16, one tile and several) and reduction lengths
-// (8: one vector; 40 and 200: partial groups of 64; 7000: two staged pieces
-// at 16 tokens) the decode kernels are checked over.
+// (0: outputs epilogue(0); 8: one vector; 40 and 200: partial groups of 64;
+// 7000: two staged pieces at 16 tokens) the decode kernels are checked over.
 inline constexpr int decode_rows[] = {45, 200};
-inline constexpr int decode_lengths[] = {8, 40, 200};
+inline constexpr int decode_lengths[] = {0, 8, 40, 200};
 inline constexpr int decode_long_length = 7000;
 
 // Budget for max|got - expected| / max|expected|: one rounding to T of each
@@ -187,7 +187,7 @@ void check_decode_output(const HostMatrix<T>& got, const HostMatrix<T>& before, 
 template <class T>
 void check_decode_linear_and_swiglu(int rows, int length) {
   constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(length));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(std::max(length, 1)));
   const HostMatrix<T> gate = random_matrix<T>(rows + 3, padded_cols(length), 11 + rows, scale);
   const HostMatrix<T> up = random_matrix<T>(rows + 3, padded_cols(length), 12 + rows, scale);
   const PaddedDeviceMatrix<T> device_gate(gate, length), device_up(up, length);
@@ -225,7 +225,7 @@ template <class T>
 void check_decode_indexed(int rows, int length) {
   constexpr double nan = std::numeric_limits<double>::quiet_NaN();
   constexpr index_t batch_rows = 24;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(length));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(std::max(length, 1)));
   const HostMatrix<T> gate = random_matrix<T>(rows, padded_cols(length), 21 + rows, scale);
   const HostMatrix<T> up = random_matrix<T>(rows, padded_cols(length), 22 + rows, scale);
   const PaddedDeviceMatrix<T> device_gate(gate, length), device_up(up, length);

@@ -101,23 +101,23 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
 }  // namespace kernels
 
 // Enqueues out = epilogue(x . w_r^T ...) on the stream (indexed as params
-// says): 2-16 tokens of half and bfloat16 on tensor cores, the rest (and an
-// empty reduction, which stages nothing) here.
+// says): 2-16 tokens of half and bfloat16 on tensor cores, single tokens and
+// float32 here.
 template <class T, int NumRows, bool Gathered, class Epilogue>
 void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
-  if constexpr (has_tensor_core_row_dots<T>) {
-    if (params.tokens > 1 && params.length > 0) {
-      launch_tensor_core_row_dots<T, NumRows, Gathered>(params, epilogue, stream);
-      return;
-    }
-  }
-  const unsigned blocks = static_cast<unsigned>(
-      (params.rows + kernels::row_dot_warps_per_block - 1) / kernels::row_dot_warps_per_block);
-  dispatch_token_bucket(params.tokens, [&]<int MaxTokens>() {
+  const auto launch = [&]<int MaxTokens>() {
+    const unsigned blocks = static_cast<unsigned>(
+        (params.rows + kernels::row_dot_warps_per_block - 1) / kernels::row_dot_warps_per_block);
     kernels::row_dots<T, MaxTokens, NumRows, Gathered, Epilogue>
         <<<blocks, kernels::row_dot_warps_per_block * kernels::warp_size, 0, stream>>>(params, epilogue);
-  });
-  ELASTIC_CUDA_CHECK_LAUNCH();
+    ELASTIC_CUDA_CHECK_LAUNCH();
+  };
+  if constexpr (has_tensor_core_row_dots<T>) {
+    if (params.tokens == 1) launch.template operator()<1>();
+    else launch_tensor_core_row_dots<T, NumRows, Gathered>(params, epilogue, stream);
+  } else {
+    dispatch_token_bucket(params.tokens, launch);
+  }
 }
 
 }  // namespace elastic::cuda

@@ -36,9 +36,10 @@
 //
 // sm_90, CUDA 13.0, -Xptxas -v (512 threads, __launch_bounds__(512, 1)),
 // the same for half and bfloat16, no spills, no stack:
-//   linear,  bucket 4:  87 registers     bucket 16:  96 registers
-//   SwiGLU,  bucket 4: 108 registers     bucket 16: 118 registers
-//   (gathered SwiGLU the same, plus 16 / 64 bytes of static shared memory)
+//   linear,             bucket 4:  85 registers   bucket 16:  96 registers
+//   SwiGLU,             bucket 4: 110 registers   bucket 16: 118 registers
+//   SwiGLU, gathered,   bucket 4: 108 registers   bucket 16: 118 registers
+//   (gathered: plus 16 / 64 bytes of static shared memory)
 // 118 x 512 = 60 K of the SM's 64 K registers: one block, 16 warps, per SM.
 // Shared memory is dynamic (tensor_core_row_dot_plan.hpp sizes it): the
 // staged activations, 8 or 16 token rows of the piece plus 32 elements, up
@@ -56,6 +57,7 @@
 #include <type_traits>
 
 #include "elastic/core/dtype.hpp"
+#include "elastic/cuda/dynamic_shared_memory.cuh"
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/row_dot_fragments.hpp"
 #include "elastic/cuda/row_dot_params.cuh"
@@ -191,7 +193,7 @@ __global__ void __launch_bounds__(threads, 1)
   const int tile_in_unit = warp / k_splits;
   const int tiles_per_unit = warps / k_splits;
   const int stride = work.piece_elements + staged_row_padding;
-  const int pieces = (params.length + work.piece_elements - 1) / work.piece_elements;
+  const int pieces = tensor_core_plan::pieces(params.length, work.piece_elements);
   T* const staged = reinterpret_cast<T*>(shared_storage);
   float* const partials = reinterpret_cast<float*>(staged + kTiles * fragments::tokens_per_tile * stride);
 
@@ -299,32 +301,30 @@ __global__ void __launch_bounds__(threads, 1)
 // Enqueues the tensor-core decode kernel for 1 to decode_max_tokens tokens in
 // two buckets, up to 4 (one token tile, 8 staged rows) and up to 16 (two
 // tiles; the second is skipped on the device while 8 or fewer run). Single
-// tokens go to the CUDA-core kernel, which wastes no token columns.
+// tokens go to the CUDA-core kernel, which wastes no token columns. An empty
+// reduction stages nothing and stores epilogue(0).
 template <class T, int NumRows, bool Gathered, class Epilogue>
 void launch_tensor_core_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
   static_assert(has_tensor_core_row_dots<T>, "the tensor-core decode kernel takes half_t or bfloat16_t");
   namespace plan = tensor_core_plan;
   require(params.tokens >= 1 && params.tokens <= decode_max_tokens, "decode kernels take 1 to ",
           decode_max_tokens, " tokens, found ", params.tokens);
-  int device = 0, multiprocessors = 0, shared_limit = 0;
+  int device = 0, multiprocessors = 0;
   ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
   ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   plan::Split split = plan::split_plan(params.rows, params.length, multiprocessors);
 
   const auto launch = [&]<int MaxTokens>() {
     constexpr int kTiles = (MaxTokens + fragments::tokens_per_tile - 1) / fragments::tokens_per_tile;
     constexpr int kStagedTokens = kTiles * fragments::tokens_per_tile;
     constexpr int kElementBytes = static_cast<int>(sizeof(T));
-    constexpr int kStaticBytes = (Gathered ? MaxTokens : 1) * static_cast<int>(sizeof(int));
+    constexpr auto kernel = kernels::tensor_core::row_dots<T, MaxTokens, NumRows, Gathered, Epilogue>;
+    const int shared_limit = allow_most_dynamic_shared_memory<kernel>();
     const int partials = plan::partial_bytes(split.k_splits, NumRows, kTiles);
-    split.piece_elements =
-        plan::piece_elements(params.length, kStagedTokens, kElementBytes, partials, kStaticBytes, shared_limit);
+    split.piece_elements = plan::piece_elements(params.length, kStagedTokens, kElementBytes, partials, shared_limit);
     require(split.piece_elements > 0, "decode row dots: ", shared_limit,
-            " bytes of shared memory per block do not hold one staged group");
+            " bytes of dynamic shared memory per block do not hold one staged group");
     const int shared_bytes = plan::shared_bytes(split.piece_elements, kStagedTokens, kElementBytes, partials);
-    const auto kernel = kernels::tensor_core::row_dots<T, MaxTokens, NumRows, Gathered, Epilogue>;
-    ELASTIC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
     const unsigned blocks = static_cast<unsigned>(std::min(split.units, multiprocessors));
     kernel<<<blocks, kernels::tensor_core::threads, shared_bytes, stream>>>(params, split, epilogue);
   };

@@ -68,13 +68,18 @@ constexpr int partial_bytes(int k_splits, int num_rows, int token_tiles) {
 }
 
 // The widest piece (a multiple of group_elements, at most the whole length
-// rounded up) whose staged rows and the partials fit in `shared_limit` bytes
-// beside `static_bytes`; 0 when not even one group fits.
-constexpr int piece_elements(int length, int staged_tokens, int element_bytes, int partials, int static_bytes,
-                             int shared_limit) {
-  const int row_elements = (shared_limit - static_bytes - partials) / (staged_tokens * element_bytes);
+// rounded up, at least one group) whose staged rows and the partials fit in
+// `shared_limit` bytes of dynamic shared memory; 0 when not even one group
+// fits.
+constexpr int piece_elements(int length, int staged_tokens, int element_bytes, int partials, int shared_limit) {
+  const int row_elements = (shared_limit - partials) / (staged_tokens * element_bytes);
   const int widest = std::max(0, (row_elements - staged_row_padding) / group_elements * group_elements);
-  return std::min(round_up_to_group(length), widest);
+  return std::min(std::max(round_up_to_group(length), group_elements), widest);
+}
+
+// Pieces of a reduction: at least one, so an empty one still runs its epilogue.
+ELASTIC_HOST_DEVICE constexpr int pieces(int length, int piece_elements) {
+  return std::max(1, (length + piece_elements - 1) / piece_elements);
 }
 
 // Dynamic shared memory of a launch: the staged rows, then the partials.
