@@ -88,6 +88,9 @@ struct Words {
   std::uint32_t word[4];
 };
 
+// 16 bytes of weights through the read-only path without allocating in L1
+// (nothing reads them twice), asking L2 to fetch the whole 256-byte segment
+// (the row's neighbouring group, which the next load of the row wants).
 __device__ __forceinline__ Words stream_weights(const void* source) {
   Words v;
   asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -96,6 +99,8 @@ __device__ __forceinline__ Words stream_weights(const void* source) {
   return v;
 }
 
+// 16 bytes of the staged activations. Volatile, so the load stays after the
+// barrier that publishes the piece.
 __device__ __forceinline__ Words load_staged(const void* source) {
   Words v;
   const std::uint32_t address = warp_mma::shared_address(source);
@@ -133,17 +138,18 @@ __device__ __forceinline__ void load_weight_group(WeightGroup<NumRows>& a, const
 
 // Copies the tokens' activations [piece_start, piece_start + staged_elements)
 // into shared memory rows of `stride` elements, zero past the length and for
-// tokens that read no row. Each thread keeps 4 loads in flight.
+// tokens that read no row; `thread` is the caller's index in the block. Each
+// thread keeps 4 loads in flight.
 template <class T, bool Gathered>
 __device__ __forceinline__ void stage_activations(T* staged, int stride, const T* activations,
                                                   index_t activation_stride, const int* source_rows, int tokens,
                                                   int staged_tokens, int piece_start, int staged_elements,
-                                                  int length) {
+                                                  int length, int thread) {
   constexpr int kWidth = math::vector_width<T>;
   constexpr int kInFlight = 4;
   const int row_vectors = staged_elements / kWidth;
   const int vectors = staged_tokens * row_vectors;
-  for (int base = static_cast<int>(threadIdx.x); base < vectors; base += kInFlight * threads) {
+  for (int base = thread; base < vectors; base += kInFlight * threads) {
     math::Vector16<T> values[kInFlight];
     ELASTIC_UNROLL
     for (int u = 0; u < kInFlight; ++u) {
@@ -211,7 +217,8 @@ __global__ void __launch_bounds__(threads, 1)
         __syncthreads();  // the previous piece is no longer read
         const int staged_elements = min(work.piece_elements, round_up_to_group(params.length - piece_start));
         stage_activations<T, Gathered>(staged, stride, params.activations, params.activation_stride, source_rows,
-                                       tokens, staged_tokens, piece_start, staged_elements, params.length);
+                                       tokens, staged_tokens, piece_start, staged_elements, params.length,
+                                       static_cast<int>(threadIdx.x));
         __syncthreads();
       }
       const int groups = walk.groups_in(piece);
