@@ -17,18 +17,7 @@
 namespace elastic::support {
 
 using cuda::DeviceBuffer;
-
-class Stream {
- public:
-  Stream() { ELASTIC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  ~Stream() { cudaStreamDestroy(stream_); }
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
+using cuda::Stream;
 
 namespace kernels {
 

@@ -17,3 +17,4 @@
 #include "elastic/cuda/row_kernels.cuh"
 #include "elastic/cuda/swiglu_kernel.cuh"
 #include "elastic/cuda/device_buffer.cuh"
+#include "elastic/cuda/stream.cuh"

@@ -381,19 +381,6 @@ void check_decode_group(int group_size) {
   check_attention_primitive<T, HeadDim>(group_size, heads, {boundary_decode_batch()}, boundary_capacity);
 }
 
-// A stream of its own (a graph cannot be captured on the legacy default stream).
-class TestStream {
- public:
-  TestStream() { ELASTIC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  TestStream(const TestStream&) = delete;
-  TestStream& operator=(const TestStream&) = delete;
-  ~TestStream() { cudaStreamDestroy(stream_); }
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
 // One captured decode step: run + advance of `plan` on `executor`'s stream.
 class CapturedDecodeStep {
  public:
@@ -446,7 +433,7 @@ void check_decode_graph(int group_size, bool explicit_positions) {
   cache.reset();
   twin.reset();
 
-  const TestStream stream;
+  const cuda::Stream stream;  // a graph cannot be captured on the legacy default stream
   cuda::Executor executor(stream.get());
   cuda::Executor twin_executor;
   host::Executor host_executor;

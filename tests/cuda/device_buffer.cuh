@@ -40,9 +40,7 @@ struct DeviceMatrix {
 // A poisoned device matrix for outputs.
 template <class T>
 DeviceMatrix<T> poisoned_device_matrix(index_t rows, index_t cols) {
-  HostMatrix<T> host(rows, cols);
-  fill_poison(host);
-  return DeviceMatrix<T>(host);
+  return DeviceMatrix<T>(poisoned_matrix<T>(rows, cols));
 }
 
 // ||a - b|| / ||b|| over two host matrices of the same shape.

@@ -145,13 +145,6 @@ struct PaddedDeviceMatrix {
   DeviceMatrix<T> matrix;
 };
 
-template <class T>
-HostMatrix<T> poisoned_matrix(index_t rows, index_t cols) {
-  HostMatrix<T> host(rows, cols);
-  fill_poison(host);
-  return host;
-}
-
 inline index_t padded_cols(index_t cols) { return (cols + 7) / 8 * 8 + 8; }
 
 // float64 dot of row `row` of x (its first `length` columns) with row `o` of w.

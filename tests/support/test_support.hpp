@@ -87,6 +87,13 @@ void fill_poison(HostMatrix<T>& matrix) {
   for (auto& value : matrix.values) value = poison<T>();
 }
 
+template <class T>
+HostMatrix<T> poisoned_matrix(index_t rows, index_t cols) {
+  HostMatrix<T> matrix(rows, cols);
+  fill_poison(matrix);
+  return matrix;
+}
+
 // True when every element still holds the poison bits.
 template <class T>
 bool all_poison(const HostMatrix<T>& matrix) {

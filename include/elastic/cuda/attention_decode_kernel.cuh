@@ -220,15 +220,18 @@ struct DecodeLane {
 
 namespace kernels {
 
-// The split plan of a decode batch from its device lengths (one block): the
-// chunk of math::decode_chunk and each sequence's first partial slot.
+// The split plan of a decode batch from its device lengths (one block of
+// Threads): the chunk of math::decode_chunk and each sequence's first
+// partial slot. (Kernels in these headers are templates, so every
+// translation unit that includes them may define them.)
 inline constexpr int plan_threads = 256;
 
-__global__ void __launch_bounds__(plan_threads)
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
     plan_decode_splits(const AttentionMetadata batch, DecodeDeviceFields fields, long long readers,
                        long long target_blocks, int split_bound) {
-  using Reduce = cub::BlockReduce<long long, plan_threads>;
-  using Scan = cub::BlockScan<int, plan_threads>;
+  using Reduce = cub::BlockReduce<long long, Threads>;
+  using Scan = cub::BlockScan<int, Threads>;
   __shared__ union {
     typename Reduce::TempStorage reduce;
     typename Scan::TempStorage scan;
@@ -239,7 +242,7 @@ __global__ void __launch_bounds__(plan_threads)
 
   long long total = 0;
   long long longest = 0;
-  for (int s = thread; s < batch.sequences; s += plan_threads) {
+  for (int s = thread; s < batch.sequences; s += Threads) {
     total += visible(s);
     longest = max(longest, static_cast<long long>(visible(s)));
   }
@@ -253,7 +256,7 @@ __global__ void __launch_bounds__(plan_threads)
   __syncthreads();
 
   int first = 0;
-  for (int base = 0; base < batch.sequences; base += plan_threads) {
+  for (int base = 0; base < batch.sequences; base += Threads) {
     const int s = base + thread;
     const int splits = s < batch.sequences ? math::decode_splits(visible(s), chunk) : 0;
     int offset, count;
@@ -459,7 +462,9 @@ __global__ void __launch_bounds__(HeadDim) combine_decode_splits(const Attention
 // whose next token would see more than max_context positions: it stays
 // where it is, so a replay past the plan's bound recomputes its last
 // position instead of appending past the positions the plan checked.
-__global__ void advance_decode_lengths(DecodeDeviceFields fields, int sequences, int max_context) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads) advance_decode_lengths(DecodeDeviceFields fields, int sequences,
+                                                                 int max_context) {
   const int s = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (s >= sequences || fields.cached_lengths[s] + 2 > max_context) return;
   ++fields.cached_lengths[s];
@@ -474,8 +479,8 @@ __global__ void advance_decode_lengths(DecodeDeviceFields fields, int sequences,
 template <class T, int HeadDim>
 void launch_decode_attention(const AttentionArgs<T, HeadDim>& args, const DecodeGrid& grid,
                              const DecodeDeviceFields& fields, const DecodePartials& partials, cudaStream_t stream) {
-  kernels::plan_decode_splits<<<1, kernels::plan_threads, 0, stream>>>(args.batch, fields, grid.readers,
-                                                                       grid.target_blocks, grid.split_bound);
+  kernels::plan_decode_splits<kernels::plan_threads>
+      <<<1, kernels::plan_threads, 0, stream>>>(args.batch, fields, grid.readers, grid.target_blocks, grid.split_bound);
   ELASTIC_CUDA_CHECK_LAUNCH();
   with_decode_heads(args.group_size, [&]<int Heads>() {
     const dim3 blocks(static_cast<unsigned>(grid.split_bound * grid.head_batches), static_cast<unsigned>(args.kv_heads),
@@ -506,8 +511,8 @@ struct DecodeAttentionPlan {
 inline void launch_advance_decode_lengths(const DecodeDeviceFields& fields, int sequences, int max_context,
                                           cudaStream_t stream) {
   constexpr int kThreads = 128;
-  kernels::advance_decode_lengths<<<(sequences + kThreads - 1) / kThreads, kThreads, 0, stream>>>(fields, sequences,
-                                                                                                 max_context);
+  kernels::advance_decode_lengths<kThreads>
+      <<<(sequences + kThreads - 1) / kThreads, kThreads, 0, stream>>>(fields, sequences, max_context);
   ELASTIC_CUDA_CHECK_LAUNCH();
 }
 

@@ -43,7 +43,7 @@
 // The 20 bytes at head_dim 64 come back as 4 local (L1) loads per K/V tile
 // against 64 mma.sync per warp, the price of two blocks per SM.
 // (32 bytes of stack in each hold the rotated query vectors of the prologue.)
-// Above 48 KB the launch needs the opt-in (allow_prefill_shared_memory).
+// Above 48 KB the launch needs the opt-in (cuda/dynamic_shared_memory.cuh).
 //
 // Expected rate (no device measurement yet), bf16 at head_dim 128: a K/V tile
 // is 1024 mma.sync per block (4.2 MFLOP) against 8192 ex2 (512 cycles of
@@ -66,7 +66,6 @@
 
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -76,6 +75,7 @@
 #include "elastic/core/macros.hpp"
 #include "elastic/cuda/async_copy.cuh"
 #include "elastic/cuda/attention_metadata.cuh"
+#include "elastic/cuda/dynamic_shared_memory.cuh"
 #include "elastic/cuda/error.cuh"
 #include "elastic/cuda/kv_append_kernel.cuh"
 #include "elastic/cuda/warp_mma.cuh"
@@ -470,27 +470,14 @@ __global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_min_blocks<
 
 }  // namespace kernels
 
-// Lets prefill_attention<T, HeadDim> take its dynamic shared memory on the
-// current device (above 48 KB that needs the opt-in, which is per device):
-// set once per instantiation and device.
-template <class T, int HeadDim>
-void allow_prefill_shared_memory() {
-  static std::atomic<std::uint64_t> devices_done{0};  // bit d: device d is set up
-  int device = 0;
-  ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
-  const std::uint64_t bit = device < 64 ? std::uint64_t{1} << device : 0;
-  if (bit != 0 && (devices_done.load(std::memory_order_acquire) & bit) != 0) return;
-  ELASTIC_CUDA_CHECK(cudaFuncSetAttribute(kernels::prefill_attention<T, HeadDim>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(PrefillSharedLayout<T, HeadDim>::bytes)));
-  devices_done.fetch_or(bit, std::memory_order_release);
-}
-
 // Enqueues prefill attention over the metadata's query tiles.
 template <class T, int HeadDim>
 void launch_prefill_attention(const AttentionArgs<T, HeadDim>& args, cudaStream_t stream) {
   if (args.batch.tile_count == 0) return;
-  allow_prefill_shared_memory<T, HeadDim>();
+  // Above 48 KB of dynamic shared memory the launch needs the opt-in.
+  const int allowed = allow_most_dynamic_shared_memory<kernels::prefill_attention<T, HeadDim>>();
+  require(static_cast<std::size_t>(allowed) >= PrefillSharedLayout<T, HeadDim>::bytes, "attention: prefill needs ",
+          PrefillSharedLayout<T, HeadDim>::bytes, " bytes of shared memory per block, the device allows ", allowed);
   const dim3 grid(static_cast<unsigned>(args.heads), static_cast<unsigned>(args.batch.tile_count));
   kernels::prefill_attention<T, HeadDim>
       <<<grid, PrefillShape<T>::threads, PrefillSharedLayout<T, HeadDim>::bytes, stream>>>(args);

@@ -419,7 +419,7 @@ class Executor {
                     "linear_scatter_add");
     if (tokens == 0 || y.cols() == 0) return;
     if (is_decode(tokens)) {
-      launch_scattered_linear<T, StaticLength>(y, x, w, indices, nullptr);
+      launch_scattered_linear<T>(y, x, w, indices, nullptr);
       return;
     }
     WorkspaceCursor cursor(workspace);
@@ -449,7 +449,7 @@ class Executor {
     detail::check_linear_scatter_add(y, x, w, group.permutation, StaticLength);
     detail::check_route_group(group, x.rows(), group_max_rows, y, "linear_scatter_add");
     if (x.rows() == 0 || y.cols() == 0) return;
-    launch_scattered_linear<T, StaticLength>(y, x, w, group.permutation, &group);
+    launch_scattered_linear<T>(y, x, w, group.permutation, &group);
   }
 
   template <ElementType T>
@@ -643,7 +643,7 @@ class Executor {
     launch_row_dots<T, 2, true>(params, math::SwiGLU{}, stream_);
   }
 
-  template <class T, int StaticLength>
+  template <class T>
   void launch_scattered_linear(MatrixView<T> y, ConstMatrixView<T> x, ConstMatrixView<T> w, const int* indices,
                                const RouteGroup* group) {
     RowDotParams<T, 1> params = row_dot_params<T, 1>(y, x, {w});
