@@ -8,8 +8,9 @@ computes each reference in float32 from the same values. In bfloat16 and
 float16:
 
 mlp        Llama-3-8B's MLP (hidden 4096, widths 3584 / 7168 / 10752 / 14336,
-           the benchmarks' width set) at 1, 4 and 16 tokens (the decode
-           kernels, specialised on each width) and 512 tokens (cuBLASLt on
+           the benchmarks' width set) at 1 token (the CUDA-core decode
+           kernel), 3, 4, 9 and 16 tokens (the tensor-core decode kernel,
+           one and two token tiles) and 512 tokens (cuBLASLt on
            the sliced weights plus the SwiGLU epilogue):
                y_ref = (silu(x gate[:k]^T) * (x up[:k]^T)) down[:, :k]^T
 attention  Llama-3-8B's (32 query heads over 8 KV heads of 128) and
@@ -297,7 +298,7 @@ def main() -> int:
     parser.add_argument("--library", required=True, help="libelastic_torch_check.so")
     parser.add_argument("--hidden", type=int, default=4096)
     parser.add_argument("--widths", default="3584,7168,10752,14336", help="the library's width set")
-    parser.add_argument("--tokens", default="1,4,16,512", help="MLP token counts")
+    parser.add_argument("--tokens", default="1,3,4,9,16,512", help="MLP token counts")
     parser.add_argument("--routed-tokens", type=int, default=4096)
     parser.add_argument("--dtypes", default="bfloat16,float16")
     parser.add_argument("--checks", default="mlp,attention,routed")

@@ -2,8 +2,8 @@
 // torch allocates and fills every tensor, this library runs ElasticMLP over
 // them (device pointers, row-major, contiguous) on the caller's stream, and
 // torch computes the reference. The MLP runs over the benchmarks' width set
-// (ELASTIC_BENCH_WIDTHS), so the width-specialised decode kernels and
-// cuBLASLt's sliced GEMMs are the code under test.
+// (ELASTIC_BENCH_WIDTHS), so the decode kernels (CUDA cores for one token,
+// tensor cores for 2-16) and cuBLASLt's sliced GEMMs are the code under test.
 //
 //   elastic_mlp_workspace_bytes(dtype, tokens, hidden, intermediate, gate, up, down)
 //   elastic_mlp_forward(dtype, width, tokens, hidden, intermediate, x, gate,

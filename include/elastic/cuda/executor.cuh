@@ -1,9 +1,10 @@
 // The CUDA executor: the executor primitives on device memory, enqueued on an
 // explicit stream.
 //
-// Decode (1-16 tokens) runs our row-dot kernels, specialised on the token
-// bucket and, for linear maps, on the compile-time reduction width; SwiGLU is
-// fused into the gate/up pass. Prefill (more tokens) runs cuBLASLt on the
+// Decode (1-16 tokens) runs our row-dot kernels (row_dot_kernel.cuh: one
+// token and float32 on CUDA cores, 2-16 tokens of 16-bit types on tensor
+// cores), specialised on the token bucket; SwiGLU is fused into the gate/up
+// pass. A compile-time reduction length (Extent) is checked, not compiled in. Prefill (more tokens) runs cuBLASLt on the
 // strided width slices and the in-place SwiGLU epilogue. Scratch memory comes
 // from the caller's workspace (device memory, sized by the *_workspace_bytes
 // queries); the forward path never allocates device memory and never
