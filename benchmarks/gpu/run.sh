@@ -93,7 +93,7 @@ step cuda_tests 200 "$bundle/bin/elastic_cuda_tests"
 step large_shapes 120 python3 "$repo/benchmarks/gpu/large_shapes.py" --library "$bundle/lib/libelastic_torch_check.so"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 99 "$bundle/bin/elastic_cuda_tests" \
-    "--test-case=cuda: bad input*,cuda decoder prefill*,cuda DeviceSequence*,cuda forward_decode matches*,cuda attention primitive*"
+    "--test-case=cuda: bad input*,cuda decoder prefill*,cuda DeviceSequence*,cuda forward_decode matches*,cuda attention primitive*bfloat16_t,cuda decode row dots*bfloat16_t,cuda decode attention replayed*bfloat16_t"
 else
   rows+=("memcheck|not run (no compute-sanitizer)|0")
   failed=1
