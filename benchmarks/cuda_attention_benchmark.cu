@@ -15,9 +15,13 @@
 //            combine), replayed: the device time without the per-call host
 //            work, at 32 query heads.
 //   prefill  one sequence of `context` new tokens on an empty cache (the
-//            causal tiled kernel); flop = 2 * 2 * heads * head_dim *
-//            n * (n + 1) / 2; frac_gemm_peak against the measured bf16 GEMM
-//            rate.
+//            causal tiled kernel; when its query tiles alone would leave
+//            SMs idle, as at 512 tokens x 8-32 heads, their K/V ranges
+//            split across blocks and a second pass merges them); flop = 2 *
+//            2 * heads * head_dim * n * (n + 1) / 2; frac_gemm_peak against
+//            the measured bf16 GEMM rate; blocks = the attention grid and
+//            split_chunk = the K/V positions per split (the whole range of
+//            the longest tile when nothing splits).
 //
 // Names follow the host attention benchmark's, e.g.
 // elastic_cuda/bfloat16/decode/heads:32/kv_heads:8/head_dim:128/batch:1/context:4096;
@@ -272,10 +276,15 @@ void run_case(benchmark::State& state, Harness& harness, const AttentionCase& c)
     state.counters["head_fraction"] = static_cast<double>(c.heads) / AttentionHeads::max;
     state.counters["rotation_over_cache"] =
         static_cast<double>(setup.copies()) * c.kv_bytes() / std::max(gpu.l2_bytes(), 1.0);
-    if (c.phase != "prefill")
+    if (c.phase != "prefill") {
       bench::set_ceiling_fraction(state, "frac_copy_bw", c.kv_bytes(), gpu.copy_bytes_per_second);
-    else
+    } else {
       bench::set_ceiling_fraction(state, "frac_gemm_peak", c.flops(), gpu.gemm_flop_per_second);
+      const elastic::cuda::PrefillSplitPlan plan =
+          elastic::cuda::plan_prefill_splits<T>(setup.batch(0), c.heads, head_dim, gpu.executor.multiprocessors());
+      state.counters["blocks"] = static_cast<double>(c.heads) * plan.work;
+      state.counters["split_chunk"] = plan.chunk;
+    }
   });
 }
 

@@ -6,7 +6,11 @@
 // block's largest head bucket), both RoPE layouts with and without Llama-3
 // scaling, on decode batches (one sequence long enough to split into several
 // chunks, one batch that needs no split) and ragged prefill batches (one of
-// several query tiles per sequence), with
+// several query tiles per sequence; at these few heads the query tiles'
+// K/V ranges split across blocks, merged in a second pass, while tiles
+// that see one chunk or less write directly; for the primitive also a
+// short prefill after a long cache, whose two tiles split many times),
+// with
 // default and explicit positions. Decode also runs at GQA group sizes 1, 3
 // (SmolLM2's), 4 (Llama-3-8B's) and 8 over sequences whose lengths sit on
 // both sides of the split and tile boundaries, and as a captured CUDA graph:
@@ -92,6 +96,16 @@ inline BatchSpec long_ragged_prefill_batch() {
   return {"long ragged prefill", {0, 2, 4, 1}, {0, 200, 37, 900}, {300, 260, 129, 150}, {}};
 }
 
+// A short prefill after a long cached prefix beside a tiny one: few query
+// tiles (3 for 16-bit types: 24 blocks unsplit at 8 heads) of which two see
+// about 1100 positions, so their K/V ranges are cut into several splits (6
+// each at 8 heads and head_dim 128 on 132 SMs, 17 and 18 at 2 heads),
+// merged in split order; the tiny sequence's tile sees less than a chunk
+// and writes its output directly.
+inline BatchSpec split_prefill_batch() {
+  return {"short prefill after a long cache (split K/V ranges)", {1, 3}, {900, 0}, {200, 5}, {}};
+}
+
 // Decode sequences that see 1 position, a tile's rows (tiles are 8 to 32
 // rows) and the minimum split chunk (math::decode_min_chunk = 64) exactly
 // and one past, a few chunks and one past, and a long range of many splits.
@@ -113,7 +127,8 @@ inline std::vector<BatchSpec> attention_batches() {
   BatchSpec positioned = ragged_prefill_batch();
   positioned.name = "ragged prefill, explicit positions";
   positioned.positions = shifted_positions(positioned.cached, positioned.fresh, 9);
-  return {long_decode_batch(), short_decode, ragged_prefill_batch(), positioned, long_ragged_prefill_batch()};
+  return {long_decode_batch(), short_decode, ragged_prefill_batch(), positioned, long_ragged_prefill_batch(),
+          split_prefill_batch()};
 }
 
 // Rotate-half or interleaved, with or without Llama-3 scaling.

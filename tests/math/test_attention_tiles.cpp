@@ -4,8 +4,13 @@
 // PTX ISA defines (modelled here from its fragment tables), the score
 // accumulators are the A operand of O += P V element for element, the K/V
 // tile classification (whole / partial / none) agrees with the causal mask
-// position by position, and the base-2 online softmax over masked tiles gives
-// math::softmax_push's weights, with fully masked tiles staying finite.
+// position by position, the base-2 online softmax over masked tiles gives
+// math::softmax_push's weights, with fully masked tiles staying finite, and
+// the split of a query tile's K/V range across blocks: splits start on K/V
+// tile edges, cover every visible position once, are never empty, mask only
+// where they reach the diagonal, stay within the workspace bounds for every
+// head count, and their states merged with math::softmax_merge give the
+// unsplit softmax.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -194,5 +199,202 @@ TEST_CASE("the base-2 online softmax over masked tiles gives softmax_push's weig
     CAPTURE(trial);
     CHECK(state.max == doctest::Approx(reference.max * math::log2_e).epsilon(1e-5));
     CHECK(output / state.sum == doctest::Approx(reference_output / reference.sum).epsilon(1e-5));
+  }
+}
+
+namespace {
+
+// One query tile of a ragged prefill: what its last row sees.
+struct TileLimit {
+  int limit;
+  int first_limit;  // what its first row sees
+  int rows;
+};
+
+std::vector<TileLimit> query_tiles(const std::vector<int>& cached, const std::vector<int>& fresh, int tile_rows) {
+  std::vector<TileLimit> tiles;
+  for (std::size_t s = 0; s < cached.size(); ++s)
+    for (int row = 0; row < fresh[s]; row += tile_rows) {
+      const int rows = std::min(tile_rows, fresh[s] - row);
+      tiles.push_back({cached[s] + row + rows, cached[s] + row + 1, rows});
+    }
+  return tiles;
+}
+
+// The split plan of executor.cuh's make_prefill_split_plan over these tiles.
+struct SplitTotals {
+  int chunk;
+  long long key_tiles;
+  long long work;
+  long long partial_slots;  // per head
+};
+
+SplitTotals split_totals(const std::vector<TileLimit>& tiles, int heads, long long target, int columns) {
+  long long key_tiles = 0;
+  int longest = 0;
+  for (const TileLimit& tile : tiles) {
+    key_tiles += math::key_tile_count(tile.limit, columns);
+    longest = std::max(longest, math::key_tile_count(tile.limit, columns));
+  }
+  SplitTotals totals{math::prefill_split_chunk(static_cast<long long>(tiles.size()), key_tiles, longest, heads, target,
+                                               columns),
+                     key_tiles, 0, 0};
+  for (const TileLimit& tile : tiles) {
+    const int splits = math::prefill_splits(tile.limit, totals.chunk);
+    totals.work += splits;
+    if (splits > 1) totals.partial_slots += splits;
+  }
+  return totals;
+}
+
+}  // namespace
+
+TEST_CASE("prefill splits start on K/V tile edges, cover each visible position once and mask only at the diagonal") {
+  constexpr int kTileRows = 128;
+  constexpr int kBand = 16;
+  constexpr int kColumns = 64;
+  for (int cached : {0, 5, 64, 130, 900})
+    for (int fresh : {1, 17, 128, 200, 300})
+      for (int chunk_tiles : {1, 2, 3, 5, 40})
+        for (int first_row = 0; first_row < fresh; first_row += kTileRows) {
+          CAPTURE(cached);
+          CAPTURE(fresh);
+          CAPTURE(chunk_tiles);
+          CAPTURE(first_row);
+          const math::QueryRows rows{0, std::min(kTileRows, fresh - first_row), cached + first_row + 1};
+          const int limit = rows.limit(kTileRows - 1);
+          const int chunk = chunk_tiles * kColumns;
+          const int splits = math::prefill_splits(limit, chunk);
+          std::vector<int> covered(static_cast<std::size_t>(limit), 0);
+          int expected_begin = 0;
+          for (int split = 0; split < splits; ++split) {
+            const math::KeyRange range = math::prefill_split_range(limit, chunk, split);
+            CHECK(range.begin == expected_begin);
+            CHECK(range.begin % kColumns == 0);
+            CHECK(range.begin < range.end);
+            CHECK(range.end - range.begin <= chunk);
+            for (int p = range.begin; p < range.end; ++p) ++covered[static_cast<std::size_t>(p)];
+            expected_begin = range.end;
+            // The kernel's K/V tiles of this split: masked (partial) or
+            // skipped (none) only in a split whose tiles reach past what the
+            // tile's first row sees (the diagonal, or the sequence's end
+            // inside a K/V tile).
+            const int tiles = math::key_tile_count(range.end - range.begin, kColumns);
+            bool masked = false;
+            for (int j = 0; j < tiles; ++j)
+              for (int band = 0; band < kTileRows; band += kBand)
+                masked = masked || math::key_tile_visibility(rows, band, kBand, range.begin + j * kColumns,
+                                                             kColumns) != math::KeyTileVisibility::whole;
+            if (range.begin + tiles * kColumns <= rows.limit(0)) CHECK_FALSE(masked);
+            if (split + 1 == splits && rows.rows > 1) CHECK(masked);
+          }
+          CHECK(expected_begin == limit);
+          CHECK(std::all_of(covered.begin(), covered.end(), [](int c) { return c == 1; }));
+        }
+}
+
+TEST_CASE("the prefill split chunk fills the grid only when needed and stays within the workspace bounds") {
+  constexpr int kTileRows = 128;
+  constexpr int kColumns = 64;
+  constexpr long long kTarget = 132;  // an H100's SMs, one block each
+
+  // One sequence of 512 new tokens: 4 query tiles seeing 2, 4, 6, 8 K/V tiles.
+  const std::vector<TileLimit> prompt = query_tiles({0}, {512}, kTileRows);
+  const SplitTotals eight = split_totals(prompt, 8, kTarget, kColumns);
+  CHECK(eight.chunk == 2 * kColumns);
+  CHECK(eight.work == 1 + 2 + 3 + 4);  // 80 blocks at 8 heads, 2 K/V tiles each at most
+  CHECK(eight.partial_slots == 2 + 3 + 4);
+  const SplitTotals thirty_two = split_totals(prompt, 32, kTarget, kColumns);
+  CHECK(thirty_two.chunk == 5 * kColumns);
+  CHECK(thirty_two.work == 1 + 1 + 2 + 2);  // 192 blocks at 32 heads, 5 K/V tiles each at most
+  const SplitTotals thirty_three = split_totals(prompt, 33, kTarget, kColumns);
+  CHECK(thirty_three.work == 4);  // 132 blocks: no split
+  CHECK(thirty_three.partial_slots == 0);
+
+  std::mt19937 engine(5);
+  std::uniform_int_distribution<int> sequences(1, 6), cached(0, 2000), fresh(1, 700), heads(1, 64);
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<int> cached_lengths, fresh_lengths;
+    for (int s = sequences(engine); s > 0; --s) {
+      cached_lengths.push_back(cached(engine));
+      fresh_lengths.push_back(fresh(engine));
+    }
+    const std::vector<TileLimit> tiles = query_tiles(cached_lengths, fresh_lengths, kTileRows);
+    const auto tile_count = static_cast<long long>(tiles.size());
+    const int h = heads(engine);
+    const long long target = trial % 2 == 0 ? kTarget : 2 * kTarget;
+    CAPTURE(trial);
+    CAPTURE(h);
+    const SplitTotals totals = split_totals(tiles, h, target, kColumns);
+    CHECK(totals.chunk % kColumns == 0);
+    CHECK(totals.chunk >= kColumns);
+    if (tile_count * h >= target) CHECK(totals.work == tile_count);  // enough blocks: no split
+    CHECK(totals.work <= math::prefill_work_bound(tile_count, totals.key_tiles, target));
+    long long previous_bound = 0;
+    for (int fewer = 1; fewer <= h; ++fewer) {
+      const long long bound = math::prefill_partial_slot_bound(tile_count, totals.key_tiles, fewer, target);
+      CHECK(bound >= previous_bound);
+      CHECK(split_totals(tiles, fewer, target, kColumns).partial_slots * fewer <= bound);
+      CHECK(split_totals(tiles, fewer, target, kColumns).work <=
+            math::prefill_work_bound(tile_count, totals.key_tiles, target));
+      previous_bound = bound;
+    }
+  }
+}
+
+TEST_CASE("split states in natural units merged in split order give the unsplit softmax") {
+  constexpr float kScale = 0.125f;
+  const float log2_scale = math::log2_softmax_scale(kScale);
+  constexpr int kColumns = 8;
+  std::mt19937 engine(17);
+  std::uniform_real_distribution<float> uniform(-20.0f, 20.0f);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int positions = 1 + trial % 50;
+    const int chunk = kColumns * (1 + trial % 3);
+    // A row that sees only the first `visible` positions: later splits may
+    // see none of theirs.
+    const int visible = 1 + trial % positions;
+    std::vector<float> scores(static_cast<std::size_t>(positions)), values(scores.size());
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+      scores[i] = static_cast<int>(i) < visible ? uniform(engine) : -INFINITY;
+      values[i] = uniform(engine);
+    }
+
+    math::SoftmaxState merged;
+    float merged_output = 0.0f;
+    for (int split = 0; split < math::prefill_splits(positions, chunk); ++split) {
+      const math::KeyRange range = math::prefill_split_range(positions, chunk, split);
+      math::SoftmaxState state;  // the kernel's base-2 state over the split's tiles
+      float output = 0.0f;
+      for (int first = range.begin; first < range.end; first += kColumns) {
+        float tile_max = -INFINITY;
+        for (int p = first; p < std::min(first + kColumns, range.end); ++p)
+          tile_max = std::max(tile_max, scores[static_cast<std::size_t>(p)]);
+        output *= math::begin_tile(state, tile_max * log2_scale);
+        const float offset = math::exponent_offset(state);
+        for (int p = first; p < std::min(first + kColumns, range.end); ++p) {
+          const float weight = math::softmax_exp2(std::fma(scores[static_cast<std::size_t>(p)], log2_scale, -offset));
+          state.sum += weight;
+          output += weight * values[static_cast<std::size_t>(p)];
+        }
+      }
+      float scale_merged = 0.0f, scale_split = 0.0f;
+      math::softmax_merge(merged, math::SoftmaxState{math::natural_max(state.max), state.sum}, scale_merged,
+                          scale_split);
+      CHECK(std::isfinite(scale_merged));
+      CHECK(std::isfinite(scale_split));
+      merged_output = merged_output * scale_merged + output * scale_split;
+    }
+
+    math::SoftmaxState reference;
+    float reference_output = 0.0f;
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+      float rescale = 0.0f, weight = 0.0f;
+      math::softmax_push(reference, scores[i] * kScale, rescale, weight);
+      reference_output = reference_output * rescale + weight * values[i];
+    }
+    CAPTURE(trial);
+    CHECK(merged.max == doctest::Approx(reference.max).epsilon(1e-5));
+    CHECK(merged_output / merged.sum == doctest::Approx(reference_output / reference.sum).epsilon(1e-5));
   }
 }

@@ -4,10 +4,12 @@
 //
 // AttentionBatch lives in host memory. The kernels need, per sequence, its
 // cache slot, cached length, new length and first packed token, per packed
-// token its sequence and RoPE position, for prefill the list of query tiles,
-// and for decode the split chunk and where each sequence's split partials
-// start. AttentionStaging packs the host part into one int array in pinned
-// host memory the executor owns (PinnedStaging) and moves it into the
+// token its sequence and RoPE position, for prefill the query tiles and the
+// (tile, split) work items of the call's split plan (PrefillSplitPlan: a
+// tile's K/V range is cut into splits when the tiles alone would leave the
+// GPU idle), and for decode the split chunk and where each sequence's split
+// partials start. AttentionStaging packs the host part into one int array in
+// pinned host memory the executor owns (PinnedStaging) and moves it into the
 // workspace with one cudaMemcpyAsync on the executor's stream; decode's split
 // chunk and offsets are then computed on the device from the uploaded lengths
 // (attention_decode_kernel.cuh), so a captured decode step that advances the
@@ -38,6 +40,7 @@
 #include "elastic/core/tensor.hpp"
 #include "elastic/cuda/device_buffer.cuh"
 #include "elastic/cuda/error.cuh"
+#include "elastic/math/attention_tiles.hpp"
 #include "elastic/math/rope.hpp"
 
 namespace elastic::cuda {
@@ -51,7 +54,14 @@ struct AttentionMetadata {
   const int* first_tokens = nullptr;
   const int* token_sequences = nullptr;  // [tokens]
   const int* token_positions = nullptr;  // [tokens]: RoPE position
-  const int* tiles = nullptr;            // [2 * tile_count]: prefill tiles (sequence, first new row), longest first
+  // Prefill: [4 * tile_count] query tiles (sequence, first new row, splits,
+  // first partial slot), longest first; [2 * work_count] work items (tile,
+  // split), one block row each, longest first. Split s of a tile covers
+  // math::prefill_split_range(limit, key_chunk, s); a tile of one split
+  // writes its output directly, the others write partial slots first
+  // partial slot + s.
+  const int* tiles = nullptr;
+  const int* work = nullptr;
   // Decode, written on the device before the attention kernel runs: sequence
   // s owns split partials [first_splits[s], first_splits[s + 1]); every split
   // but a sequence's last covers *split_chunk positions.
@@ -60,20 +70,63 @@ struct AttentionMetadata {
   int sequences = 0;
   int tokens = 0;
   int tile_count = 0;
+  int work_count = 0;
+  int key_chunk = 0;  // prefill: K/V positions per split, a whole number of K/V tiles
 };
 
-// Query tiles of tile_rows rows that cover every sequence's new tokens.
-inline int query_tile_count(const AttentionBatch& batch, int tile_rows) {
-  int tiles = 0;
-  for (int length : batch.new_lengths) tiles += (length + tile_rows - 1) / tile_rows;
-  return tiles;
+// Calls f(sequence, first new row, limit) for every query tile of tile_rows
+// rows, limit being what the tile's last row sees: [0, limit).
+template <class F>
+void for_each_query_tile(const AttentionBatch& batch, int tile_rows, F&& f) {
+  for (std::size_t s = 0; s < batch.sequences(); ++s)
+    for (int row = 0; row < batch.new_lengths[s]; row += tile_rows)
+      f(static_cast<int>(s), row, batch.cached_lengths[s] + std::min(row + tile_rows, batch.new_lengths[s]));
 }
 
-// Ints of workspace the metadata of a prefill (or mixed) batch takes.
-inline std::size_t prefill_metadata_ints(const AttentionBatch& batch, int tile_rows) {
+// How a prefill call cuts its query tiles' K/V ranges into splits
+// (math/attention_tiles.hpp), and the workspace that takes: exact counts
+// for this call and bounds, from the lengths alone, that size the workspace
+// for every head count up to the call's.
+struct PrefillSplitPlan {
+  int chunk = 0;          // K/V positions per split
+  int tiles = 0;          // query tiles
+  int work = 0;           // (tile, split) items: blocks per head
+  int partial_slots = 0;  // per head: the splits of tiles with more than one
+  long long work_bound = 0;          // work items, whatever the head count
+  long long partial_slot_bound = 0;  // partial slots of all heads, non-decreasing in heads
+};
+
+// The plan of a validated prefill batch for query tiles of tile_rows rows,
+// K/V tiles of `columns` positions and `heads` heads, on a device that holds
+// target_blocks blocks at once.
+inline PrefillSplitPlan make_prefill_split_plan(const AttentionBatch& batch, int tile_rows, int columns, int heads,
+                                                long long target_blocks) {
+  PrefillSplitPlan plan;
+  long long key_tiles = 0;
+  int longest = 0;
+  for_each_query_tile(batch, tile_rows, [&](int, int, int limit) {
+    const int tiles = math::key_tile_count(limit, columns);
+    ++plan.tiles;
+    key_tiles += tiles;
+    longest = std::max(longest, tiles);
+  });
+  plan.chunk = math::prefill_split_chunk(plan.tiles, key_tiles, longest, heads, target_blocks, columns);
+  for_each_query_tile(batch, tile_rows, [&](int, int, int limit) {
+    const int splits = math::prefill_splits(limit, plan.chunk);
+    plan.work += splits;
+    if (splits > 1) plan.partial_slots += splits;
+  });
+  plan.work_bound = math::prefill_work_bound(plan.tiles, key_tiles, target_blocks);
+  plan.partial_slot_bound = math::prefill_partial_slot_bound(plan.tiles, key_tiles, heads, target_blocks);
+  return plan;
+}
+
+// Ints of workspace the metadata of a prefill (or mixed) batch takes under
+// `plan`, for any head count.
+inline std::size_t prefill_metadata_ints(const AttentionBatch& batch, const PrefillSplitPlan& plan) {
   const std::size_t sequences = batch.sequences();
   return 3 * sequences + (sequences + 1) + 2 * static_cast<std::size_t>(batch.tokens()) +
-         2 * static_cast<std::size_t>(query_tile_count(batch, tile_rows));
+         4 * static_cast<std::size_t>(plan.tiles) + 2 * static_cast<std::size_t>(plan.work_bound);
 }
 
 // Ints of workspace the metadata of a decode batch of `sequences` takes: the
@@ -150,16 +203,19 @@ struct DecodeMetadata {
 class AttentionStaging {
  public:
   // Packs a prefill (or mixed) batch with query tiles of tile_rows rows and
-  // enqueues its copy into `device` (prefill_metadata_ints ints) on `stream`.
-  // The batch must have passed AttentionBatch::validate.
-  AttentionMetadata upload_prefill(int* device, const AttentionBatch& batch, int tile_rows, cudaStream_t stream) {
+  // the work items of `plan` (made for this batch and tile_rows) and
+  // enqueues its copy into `device` (prefill_metadata_ints ints) on
+  // `stream`. The batch must have passed AttentionBatch::validate.
+  AttentionMetadata upload_prefill(int* device, const AttentionBatch& batch, int tile_rows,
+                                   const PrefillSplitPlan& plan, cudaStream_t stream) {
     const int sequences = static_cast<int>(batch.sequences());
     const int tokens = static_cast<int>(batch.tokens());
-    const std::size_t count = prefill_metadata_ints(batch, tile_rows);
+    const std::size_t count = prefill_metadata_ints(batch, plan);
     Packer pack{device, staging_.reserve(count)};
     AttentionMetadata metadata;
     metadata.sequences = sequences;
     metadata.tokens = tokens;
+    metadata.key_chunk = plan.chunk;
     std::copy(batch.cache_slots.begin(), batch.cache_slots.end(), pack(metadata.cache_slots, sequences));
     std::copy(batch.cached_lengths.begin(), batch.cached_lengths.end(), pack(metadata.cached_lengths, sequences));
     std::copy(batch.new_lengths.begin(), batch.new_lengths.end(), pack(metadata.new_lengths, sequences));
@@ -177,12 +233,23 @@ class AttentionStaging {
         token_positions[token] = batch.position(static_cast<std::size_t>(s), first_tokens[s], j);
       }
 
-    const std::vector<Tile>& tiles = longest_first_tiles(batch, tile_rows);
-    metadata.tile_count = static_cast<int>(tiles.size());
-    int* out = pack(metadata.tiles, 2 * tiles.size());
-    for (const Tile& tile : tiles) {
-      *out++ = tile.sequence;
-      *out++ = tile.first_row;
+    list_work(batch, tile_rows, plan.chunk);
+    metadata.tile_count = static_cast<int>(tiles_.size());
+    metadata.work_count = static_cast<int>(work_.size());
+    int* tile_out = pack(metadata.tiles, 4 * tiles_.size());
+    int first_partial = 0;
+    for (const Tile& tile : tiles_) {
+      const int splits = math::prefill_splits(tile.limit, plan.chunk);
+      *tile_out++ = tile.sequence;
+      *tile_out++ = tile.first_row;
+      *tile_out++ = splits;
+      *tile_out++ = splits > 1 ? first_partial : -1;
+      if (splits > 1) first_partial += splits;
+    }
+    int* work_out = pack(metadata.work, 2 * work_.size());
+    for (const Work& item : work_) {
+      *work_out++ = item.tile;
+      *work_out++ = item.split;
     }
     staging_.upload(device, pack.used, stream);
     return metadata;
@@ -238,26 +305,37 @@ class AttentionStaging {
   };
 
   struct Tile {
-    int work;  // KV positions the tile's last row attends to
+    int limit;  // KV positions the tile's last row attends to
     int sequence;
     int first_row;
   };
+  struct Work {
+    int positions;  // KV positions of the split
+    int tile;
+    int split;
+  };
 
-  // The query tiles, the longest first, so the blocks that run longest start
-  // first and the short ones fill the tail of the grid.
-  const std::vector<Tile>& longest_first_tiles(const AttentionBatch& batch, int tile_rows) {
+  // The query tiles, the longest first, and their splits of `chunk`
+  // positions, the longest first, so the blocks that run longest start first
+  // and the short ones fill the tail of the grid.
+  void list_work(const AttentionBatch& batch, int tile_rows, int chunk) {
     tiles_.clear();
-    for (std::size_t s = 0; s < batch.sequences(); ++s)
-      for (int row = 0; row < batch.new_lengths[s]; row += tile_rows) {
-        const int last_row = std::min(row + tile_rows, batch.new_lengths[s]) - 1;
-        tiles_.push_back({batch.cached_lengths[s] + last_row + 1, static_cast<int>(s), row});
+    for_each_query_tile(batch, tile_rows,
+                        [&](int sequence, int row, int limit) { tiles_.push_back({limit, sequence, row}); });
+    std::stable_sort(tiles_.begin(), tiles_.end(), [](const Tile& a, const Tile& b) { return a.limit > b.limit; });
+    work_.clear();
+    for (std::size_t t = 0; t < tiles_.size(); ++t)
+      for (int split = 0; split < math::prefill_splits(tiles_[t].limit, chunk); ++split) {
+        const math::KeyRange range = math::prefill_split_range(tiles_[t].limit, chunk, split);
+        work_.push_back({range.end - range.begin, static_cast<int>(t), split});
       }
-    std::stable_sort(tiles_.begin(), tiles_.end(), [](const Tile& a, const Tile& b) { return a.work > b.work; });
-    return tiles_;
+    std::stable_sort(work_.begin(), work_.end(),
+                     [](const Work& a, const Work& b) { return a.positions > b.positions; });
   }
 
   PinnedStaging staging_;
   std::vector<Tile> tiles_;
+  std::vector<Work> work_;
 };
 
 // Everything one attention launch reads besides the metadata: the

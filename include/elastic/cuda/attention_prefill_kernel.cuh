@@ -11,6 +11,19 @@
 // float32, rounded to T) into the second K/V stage while the first tile
 // loads; the block then holds them in registers.
 //
+// Split K/V ranges (flash-decoding applied to prefill): when heads x query
+// tiles would not fill the device (fewer blocks than the SMs hold at once),
+// the host cuts each tile's K/V range into splits of one chunk per call, a
+// whole number of K/V tiles (math::prefill_split_chunk: the call's K/V tiles
+// x heads shared over the resident blocks), and the grid runs (tile, split)
+// work items, longest first. A split block runs the same loop over its
+// chunk and writes its rows' unnormalised outputs and (max, sum) states,
+// float32, into partials in the workspace; merge_prefill_splits then merges
+// a tile's splits in split order with math::softmax_merge and writes the
+// rows. A tile that sees one chunk or less (every tile, when the grid is
+// already full) writes its output directly, and a call where no tile
+// splits has no partials and no merge.
+//
 // Softmax in base 2 (math/attention_tiles.hpp): log2(e) is folded into the
 // softmax scale, each weight is one ex2 of a fused multiply-add, and the
 // epilogue multiplies by one reciprocal per row. The arithmetic is a policy:
@@ -36,12 +49,16 @@
 //
 //   T, head_dim    threads  registers  spills  shared memory  blocks per SM
 //   bf16/f16, 128  256      223        none    69,632 B       1 (registers; 8 warps)
-//   bf16/f16, 64   256      128        20 B    36,864 B       2 (registers; 16 warps)
-//   float, 128     128      198        none    65,536 B       2 (registers)
-//   float, 64      128      143        none    32,768 B       3 (registers)
+//   bf16/f16, 64   256      128        8 B     36,864 B       2 (registers; 16 warps)
+//   float, 128     128      243        none    65,536 B       2 (registers)
+//   float, 64      128      157        none    32,768 B       3 (registers)
+//   merge_prefill_splits, every T and head_dim: 256 threads, 46 registers,
+//   no spills, no shared memory
 //
-// The 20 bytes at head_dim 64 come back as 4 local (L1) loads per K/V tile
-// against 64 mma.sync per warp, the price of two blocks per SM.
+// The partial store costs the float32 kernels registers (198 and 143 before
+// it) but no residency; at 16 bits it changed nothing at head_dim 128 and
+// cut the spill at 64 from 20 to 8 bytes (local loads through L1, against
+// 64 mma.sync per warp and K/V tile: the price of two blocks per SM).
 // (32 bytes of stack in each hold the rotated query vectors of the prologue.)
 // Above 48 KB the launch needs the opt-in (cuda/dynamic_shared_memory.cuh).
 //
@@ -53,23 +70,32 @@
 // at about 300-380 TFLOP/s on H100/H200, 0.4-0.48x of the measured ~800
 // TFLOP/s bf16 GEMM: mma.sync issues at about two thirds of Hopper's wgmma
 // rate, so 0.5x and above needs wgmma with TMA loads (FlashAttention-3's
-// route). Short sequences are bound by the longest tile: at 512 tokens x 8
-// heads the grid is 4 tiles x 8 heads = 32 blocks on 132 SMs, and the last
-// tile's warps each stream 512 positions for their 16 rows. Shorter query
-// tiles or more heads per block do not shorten that chain (every warp owns
-// 16 rows however tall the tile); spreading the same chains over more SMs
-// gains at most what one warp alone on a scheduler runs faster than two
-// sharing it. What shortens the chain is splitting a long tile's K/V range
-// across blocks and merging their softmax states (flash-decoding applied to
-// prefill), which needs partials in the workspace and a merge pass.
+// route). Short sequences were bound by the longest tile: at 512 tokens x 8
+// heads the unsplit grid is 4 tiles x 8 heads = 32 blocks on 132 SMs, and
+// the last tile's warps each stream 512 positions (8 K/V tiles) for their
+// 16 rows; shorter query tiles or more heads per block do not shorten that
+// chain (every warp owns 16 rows however tall the tile). With the split
+// (132 SMs, one block each at head_dim 128) the tiles' 20 K/V tiles x 8
+// heads give a chunk of 2 K/V tiles: 1 + 2 + 3 + 4 = 10 work items x 8
+// heads = 80 blocks of at most 128 positions, a quarter of the chain, plus
+// 9 x 8 partial slots (4.7 MB of float32, written and read back through L2)
+// and a merge grid of 8 x 4 blocks (8 of which return at once). At 32
+// heads (128 unsplit blocks) the chunk is 5 K/V tiles: 6 work items x 32
+// heads = 192 blocks of at most 320 positions, against 8 K/V tiles; from
+// 33 heads on (132 blocks) nothing splits. Whether the merge pass and the
+// partial traffic leave a net gain at 512 tokens waits for a device run
+// (elastic_cuda_attention_benchmark, prefill context:512, whose blocks and
+// split_chunk counters report the plan).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
+#include "elastic/core/attention_batch.hpp"
 #include "elastic/core/dtype.hpp"
 #include "elastic/core/error.hpp"
 #include "elastic/core/macros.hpp"
@@ -113,15 +139,38 @@ struct PrefillSharedLayout {
   ELASTIC_HOST_DEVICE static constexpr int queries() { return keys(1); }
 };
 
-// Blocks per SM the kernel is compiled for: two at head_dim 64 (at most 128
-// registers a thread), one at 128 (its O, S and Q fragments alone take 128).
-template <class T, int HeadDim>
-inline constexpr int prefill_min_blocks = PrefillShape<T>::tensor_cores && HeadDim == 64 ? 2 : 1;
-
-// Throws unless the prefill grid (heads x tiles) can be launched.
-inline void check_prefill_grid(int tiles) {
-  require(tiles <= 65535, "attention: prefill takes at most 65535 query tiles per call, found ", tiles);
+// Blocks per SM the kernel is compiled for, and the split plan aims at: two
+// at head_dim 64 (at most 128 registers a thread), one at 128 (its O, S and
+// Q fragments alone take 128).
+template <class T>
+inline constexpr int prefill_blocks_per_sm(int head_dim) {
+  return PrefillShape<T>::tensor_cores && head_dim == 64 ? 2 : 1;
 }
+
+// The split plan of a prefill call with `heads` query heads on a device of
+// sm_count multiprocessors (see PrefillSplitPlan).
+template <class T>
+PrefillSplitPlan plan_prefill_splits(const AttentionBatch& batch, int heads, int head_dim, int sm_count) {
+  using Shape = PrefillShape<T>;
+  const long long target_blocks = static_cast<long long>(std::max(sm_count, 1)) * prefill_blocks_per_sm<T>(head_dim);
+  return make_prefill_split_plan(batch, Shape::rows, Shape::columns, heads, target_blocks);
+}
+
+// Throws unless the prefill grid (heads x work items) can be launched.
+inline void check_prefill_grid(const PrefillSplitPlan& plan) {
+  require(plan.work <= 65535, "attention: prefill takes at most 65535 query tiles (and splits) per call, found ",
+          plan.work);
+}
+
+// The split partials of a prefill call: slot (partial slot * heads + head)
+// holds, for each of the query tile's PrefillShape<T>::rows rows, the
+// softmax state of the split (maximum in natural units) at index slot *
+// rows + row and the unnormalised output, HeadDim floats, at (slot * rows +
+// row) * HeadDim. Null when no tile of the call splits.
+struct PrefillPartials {
+  math::SoftmaxState* states = nullptr;
+  float* values = nullptr;
+};
 
 // Two floats rounded to T in one 32-bit register, the first in the low half
 // (the element order of mma operands).
@@ -276,6 +325,24 @@ struct TensorCoreRows {
             pack_pair<T>(output[n][2 * r] * inverse_sum, output[n][2 * r + 1] * inverse_sum);
     }
   }
+
+  // Writes the valid rows' unnormalised outputs and softmax states into
+  // partial slot `slot` (PrefillPartials).
+  __device__ void store_partial(const PrefillPartials& partials, std::size_t slot) {
+    ELASTIC_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(state[r].sum);
+      const int row = first_row + math::accumulator_row(lane, 2 * r);
+      if (row >= rows.rows) continue;
+      const std::size_t at = slot * Shape::rows + row;
+      if (lane % 4 == 0) partials.states[at] = math::SoftmaxState{math::natural_max(state[r].max), sum};
+      float* destination = partials.values + at * HeadDim;
+      ELASTIC_UNROLL
+      for (int n = 0; n < output_tiles; ++n)
+        *reinterpret_cast<float2*>(destination + n * 8 + math::accumulator_column(lane, 0)) =
+            make_float2(output[n][2 * r], output[n][2 * r + 1]);
+    }
+  }
 };
 
 // float32 on CUDA cores: four threads per query row, each with a quarter of
@@ -364,6 +431,18 @@ struct CudaCoreRows {
           make_float4(output[i][0] * inverse_sum, output[i][1] * inverse_sum, output[i][2] * inverse_sum,
                       output[i][3] * inverse_sum);
   }
+
+  // The row's unnormalised output and softmax state into partial slot `slot`.
+  __device__ void store_partial(const PrefillPartials& partials, std::size_t slot) {
+    if (row >= rows.rows) return;
+    const std::size_t at = slot * Shape::rows + row;
+    if (part == 0) partials.states[at] = math::SoftmaxState{math::natural_max(state.max), state.sum};
+    float* destination = partials.values + at * HeadDim;
+    ELASTIC_UNROLL
+    for (int i = 0; i < vectors; ++i)
+      *reinterpret_cast<float4*>(destination + dim(i, 0)) =
+          make_float4(output[i][0], output[i][1], output[i][2], output[i][3]);
+  }
 };
 
 template <class T, int HeadDim>
@@ -415,11 +494,13 @@ __device__ __forceinline__ void load_query_tile(T* tile, const AttentionArgs<T, 
   }
 }
 
-// grid: (heads, tiles); PrefillSharedLayout<T, HeadDim>::bytes of dynamic
-// shared memory.
+// grid: (heads, work items); PrefillSharedLayout<T, HeadDim>::bytes of
+// dynamic shared memory. A block runs split `split` of its query tile: the
+// K/V tiles of math::prefill_split_range, then the output (a tile of one
+// split) or its partial slot.
 template <class T, int HeadDim>
-__global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_min_blocks<T, HeadDim>))
-    prefill_attention(const AttentionArgs<T, HeadDim> args) {
+__global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_blocks_per_sm<T>(HeadDim)))
+    prefill_attention(const AttentionArgs<T, HeadDim> args, const PrefillPartials partials) {
   using Shape = PrefillShape<T>;
   using Layout = PrefillSharedLayout<T, HeadDim>;
   using Rows = PrefillRows<T, HeadDim>;
@@ -429,21 +510,26 @@ __global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_min_blocks<
 
   const AttentionMetadata& batch = args.batch;
   const int head = static_cast<int>(blockIdx.x);
-  const int sequence = batch.tiles[2 * blockIdx.y];
-  const int first_row = batch.tiles[2 * blockIdx.y + 1];
+  const int* entry = batch.tiles + 4 * batch.work[2 * blockIdx.y];
+  const int split = batch.work[2 * blockIdx.y + 1];
+  const int sequence = entry[0];
+  const int first_row = entry[1];
   math::QueryRows tile;
   tile.first_token = batch.first_tokens[sequence] + first_row;
   tile.rows = min(Shape::rows, batch.new_lengths[sequence] - first_row);
   tile.first_limit = batch.cached_lengths[sequence] + first_row + 1;
-  const int limit = tile.limit(Shape::rows - 1);  // what the tile's last row sees
-  const int key_tiles = math::key_tile_count(limit, Shape::columns);
+  // What the tile's last row sees, cut to this split's share; the share
+  // starts on a K/V tile edge.
+  const math::KeyRange range = math::prefill_split_range(tile.limit(Shape::rows - 1), batch.key_chunk, split);
+  const int first_position = range.begin;
+  const int key_tiles = math::key_tile_count(range.end - first_position, Shape::columns);
 
   const std::size_t base = args.cache_offset(batch.cache_slots[sequence], head / args.group_size, 0);
   const T* key_block = args.cache_keys + base;
   const T* value_block = args.cache_values + base;
   // K/V tile 0 into stage 0 while the queries are rotated into stage 1.
-  load_tile_async<T, HeadDim>(shared + Layout::keys(0), key_block, 0, limit, thread);
-  load_tile_async<T, HeadDim>(shared + Layout::values(0), value_block, 0, limit, thread);
+  load_tile_async<T, HeadDim>(shared + Layout::keys(0), key_block, first_position, range.end, thread);
+  load_tile_async<T, HeadDim>(shared + Layout::values(0), value_block, first_position, range.end, thread);
   async_copy::commit();
   load_query_tile(shared + Layout::queries(), args, tile, head, thread);
   __syncthreads();
@@ -455,32 +541,83 @@ __global__ void __launch_bounds__(PrefillShape<T>::threads, (prefill_min_blocks<
   for (int j = 0; j < key_tiles; ++j) {
     const int stage = j % 2;
     if (j + 1 < key_tiles) {
-      const int next = (j + 1) * Shape::columns;
-      load_tile_async<T, HeadDim>(shared + Layout::keys(1 - stage), key_block, next, limit, thread);
-      load_tile_async<T, HeadDim>(shared + Layout::values(1 - stage), value_block, next, limit, thread);
+      const int next = first_position + (j + 1) * Shape::columns;
+      load_tile_async<T, HeadDim>(shared + Layout::keys(1 - stage), key_block, next, range.end, thread);
+      load_tile_async<T, HeadDim>(shared + Layout::values(1 - stage), value_block, next, range.end, thread);
     }
     async_copy::commit();
     async_copy::wait<1>();
     __syncthreads();
-    work.step(shared + Layout::keys(stage), shared + Layout::values(stage), j * Shape::columns);
+    work.step(shared + Layout::keys(stage), shared + Layout::values(stage), first_position + j * Shape::columns);
     __syncthreads();  // the next iteration refills this stage
   }
-  work.store(args, head);
+  if (entry[2] == 1) {
+    work.store(args, head);
+  } else {
+    work.store_partial(partials, static_cast<std::size_t>(entry[3] + split) * args.heads + head);
+  }
+}
+
+inline constexpr int prefill_merge_threads = 256;
+
+// grid: (heads, tiles), prefill_merge_threads threads. Merges the partials
+// of each split tile in split order with math::softmax_merge and writes its
+// rows; tiles of one split were finished by prefill_attention.
+template <class T, int HeadDim>
+__global__ void __launch_bounds__(prefill_merge_threads)
+    merge_prefill_splits(const AttentionArgs<T, HeadDim> args, const PrefillPartials partials) {
+  using Shape = PrefillShape<T>;
+  constexpr int kVectors = HeadDim / 4;  // float4 vectors per row
+  const int head = static_cast<int>(blockIdx.x);
+  const int* entry = args.batch.tiles + 4 * blockIdx.y;
+  const int splits = entry[2];
+  if (splits == 1) return;
+  const int sequence = entry[0];
+  const int first_row = entry[1];
+  const int rows = min(Shape::rows, args.batch.new_lengths[sequence] - first_row);
+  const int first_token = args.batch.first_tokens[sequence] + first_row;
+  for (int i = static_cast<int>(threadIdx.x); i < rows * kVectors; i += prefill_merge_threads) {
+    const int row = i / kVectors;
+    const int column = i % kVectors * 4;
+    math::SoftmaxState state;
+    float merged[4] = {};
+    for (int split = 0; split < splits; ++split) {
+      const std::size_t at =
+          (static_cast<std::size_t>(entry[3] + split) * args.heads + head) * Shape::rows + row;
+      float scale_merged, scale_split;
+      math::softmax_merge(state, partials.states[at], scale_merged, scale_split);
+      const float4 value = *reinterpret_cast<const float4*>(partials.values + at * HeadDim + column);
+      merged[0] = merged[0] * scale_merged + value.x * scale_split;
+      merged[1] = merged[1] * scale_merged + value.y * scale_split;
+      merged[2] = merged[2] * scale_merged + value.z * scale_split;
+      merged[3] = merged[3] * scale_merged + value.w * scale_split;
+    }
+    const float inverse_sum = 1.0f / state.sum;
+    T* destination = args.out + (first_token + row) * args.out_stride + head * HeadDim + column;
+    ELASTIC_UNROLL
+    for (int e = 0; e < 4; ++e) destination[e] = from_float<T>(merged[e] * inverse_sum);
+  }
 }
 
 }  // namespace kernels
 
-// Enqueues prefill attention over the metadata's query tiles.
+// Enqueues prefill attention over the metadata's work items and, when a
+// tile splits (partials not null), the merge of its splits.
 template <class T, int HeadDim>
-void launch_prefill_attention(const AttentionArgs<T, HeadDim>& args, cudaStream_t stream) {
-  if (args.batch.tile_count == 0) return;
+void launch_prefill_attention(const AttentionArgs<T, HeadDim>& args, const PrefillPartials& partials,
+                              cudaStream_t stream) {
+  if (args.batch.work_count == 0) return;
   // Above 48 KB of dynamic shared memory the launch needs the opt-in.
   const int allowed = allow_most_dynamic_shared_memory<kernels::prefill_attention<T, HeadDim>>();
   require(static_cast<std::size_t>(allowed) >= PrefillSharedLayout<T, HeadDim>::bytes, "attention: prefill needs ",
           PrefillSharedLayout<T, HeadDim>::bytes, " bytes of shared memory per block, the device allows ", allowed);
-  const dim3 grid(static_cast<unsigned>(args.heads), static_cast<unsigned>(args.batch.tile_count));
+  const dim3 grid(static_cast<unsigned>(args.heads), static_cast<unsigned>(args.batch.work_count));
   kernels::prefill_attention<T, HeadDim>
-      <<<grid, PrefillShape<T>::threads, PrefillSharedLayout<T, HeadDim>::bytes, stream>>>(args);
+      <<<grid, PrefillShape<T>::threads, PrefillSharedLayout<T, HeadDim>::bytes, stream>>>(args, partials);
+  ELASTIC_CUDA_CHECK_LAUNCH();
+  if (partials.states == nullptr) return;
+  const dim3 merge_grid(static_cast<unsigned>(args.heads), static_cast<unsigned>(args.batch.tile_count));
+  kernels::merge_prefill_splits<T, HeadDim><<<merge_grid, kernels::prefill_merge_threads, 0, stream>>>(args, partials);
   ELASTIC_CUDA_CHECK_LAUNCH();
 }
 

@@ -18,8 +18,9 @@
 // keys and values to the cache (kv_append_kernel.cuh), then runs
 // flash-decoding when every sequence brings one token
 // (attention_decode_kernel.cuh) and the tiled flash-attention kernel
-// otherwise (attention_prefill_kernel.cuh). The decode grid depends on the
-// SM count, read once here.
+// otherwise (attention_prefill_kernel.cuh), whose query tiles split their
+// K/V ranges across blocks when they alone would leave SMs idle. The decode
+// grid and the prefill split plan depend on the SM count, read once here.
 //
 // Decode attention also comes as plan + run, the form a CUDA graph captures:
 //   plan = plan_decode_attention(out, q, k, v, cache, batch, params, max_context, workspace);
@@ -173,7 +174,8 @@ class Executor {
   }
 
   // Workspace for attention over `batch` with `heads` query heads: the
-  // uploaded batch description and, for decode, the split partials. Grows
+  // uploaded batch description and the split partials (decode, and prefill
+  // whose query tiles alone would leave the GPU idle). Grows
   // with heads, so a layer may size it for its full head count. The sizes
   // come from the batch's lengths, so the batch is validated against the
   // cache here too (positions are checked by the call).
@@ -212,14 +214,15 @@ class Executor {
       run_decode_attention(make_decode_plan(out, q, k, v, cache, batch, params, longest_visible(batch), workspace));
       return;
     }
-    const int tile_rows = PrefillShape<T>::rows;
-    check_prefill_grid(query_tile_count(batch, tile_rows));
+    const PrefillSplitPlan plan = plan_prefill_splits<T>(batch, params.heads, HeadDim, multiprocessors_);
+    check_prefill_grid(plan);
     WorkspaceCursor cursor(workspace);
-    int* device = cursor.take<int>(prefill_metadata_ints(batch, tile_rows));
-    const AttentionMetadata metadata = staging_.upload_prefill(device, batch, tile_rows, stream_);
+    const PrefillScratch scratch = carve_prefill<T>(cursor, batch, plan, HeadDim);
+    const AttentionMetadata metadata = staging_.upload_prefill(scratch.metadata, batch, PrefillShape<T>::rows, plan,
+                                                               stream_);
     const AttentionArgs<T, HeadDim> args = make_attention_args<T, HeadDim>(out, q, k, v, cache, params, metadata);
     launch_append_kv(args, stream_);
-    launch_prefill_attention(args, stream_);
+    launch_prefill_attention(args, plan.partial_slots > 0 ? scratch.partials : PrefillPartials{}, stream_);
   }
 
   // The plan step of a captured decode (see the contract at the top): checks
@@ -573,8 +576,26 @@ class Executor {
       return decode_attention_workspace_bytes(static_cast<int>(batch.sequences()), heads, head_dim,
                                               longest_visible(batch));
     WorkspaceCursor cursor;
-    cursor.take<int>(prefill_metadata_ints(batch, PrefillShape<T>::rows));
+    carve_prefill<T>(cursor, batch, plan_prefill_splits<T>(batch, heads, head_dim, multiprocessors_), head_dim);
     return cursor.bytes_used();
+  }
+
+  struct PrefillScratch {
+    int* metadata;  // prefill_metadata_ints() ints
+    PrefillPartials partials;
+  };
+
+  // The metadata and the partials of a prefill call, sized by the plan's
+  // bounds (so a workspace sized for more heads serves fewer).
+  template <class T>
+  static PrefillScratch carve_prefill(WorkspaceCursor& cursor, const AttentionBatch& batch,
+                                      const PrefillSplitPlan& plan, int head_dim) {
+    PrefillScratch scratch{};
+    scratch.metadata = cursor.take<int>(prefill_metadata_ints(batch, plan));
+    const auto rows = static_cast<std::size_t>(plan.partial_slot_bound) * PrefillShape<T>::rows;
+    scratch.partials.states = cursor.take<math::SoftmaxState>(rows);
+    scratch.partials.values = cursor.take<float>(rows * static_cast<std::size_t>(head_dim));
+    return scratch;
   }
 
   struct DecodeScratch {

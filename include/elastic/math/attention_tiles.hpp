@@ -13,12 +13,20 @@
 //   - the online softmax in base 2: the softmax scale times log2(e) is folded
 //     into the scores, so each weight is one exp2 of a fused multiply-add,
 //     exactly exp(scale * s - max) up to rounding; fully masked rows stay
-//     safe (no exp of -inf - -inf), as with math::softmax_push.
+//     safe (no exp of -inf - -inf), as with math::softmax_push;
+//   - the split of a query tile's K/V range across blocks when a call's
+//     tiles alone would leave most of the GPU idle (flash-decoding applied
+//     to prefill): one chunk of K/V positions per call, a whole number of
+//     K/V tiles, so every split starts on a tile edge, every visible
+//     position falls in exactly one split and only the splits that reach
+//     the diagonal mask; each split's (max, sum) state, in natural units,
+//     merges with math::softmax_merge.
 #pragma once
 
 #include <cmath>
 
 #include "elastic/core/macros.hpp"
+#include "elastic/math/decode_splits.hpp"
 #include "elastic/math/online_softmax.hpp"
 
 namespace elastic::math {
@@ -123,6 +131,65 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE float begin_tile(SoftmaxState& state, fl
 // it is -inf, so masked scores give exp2(-inf) = 0, never NaN.
 ELASTIC_HOST_DEVICE constexpr float exponent_offset(const SoftmaxState& state) {
   return state.max == -INFINITY ? 0.0f : state.max;
+}
+
+// The state's maximum in natural units: the kernel keeps it in base 2
+// (scaled by log2(e)), math::softmax_merge takes exp of differences.
+ELASTIC_HOST_DEVICE constexpr float natural_max(float base2_max) { return base2_max * 0.693147180559945309f; }
+
+// K/V positions [begin, end) of one split.
+struct KeyRange {
+  int begin;
+  int end;
+};
+
+// The split chunk of a prefill call, in K/V positions (a multiple of
+// `columns`): `tiles` query tiles that see key_tiles K/V tiles of `columns`
+// positions in all, longest_key_tiles at most, each run by `heads` blocks,
+// on a device that holds target_blocks blocks at once. No split (the
+// longest tile's range in one chunk) when the unsplit grid already holds
+// target_blocks; otherwise each block's share of the call's K/V tiles, at
+// least one tile.
+ELASTIC_HOST_DEVICE constexpr int prefill_split_chunk(long long tiles, long long key_tiles, int longest_key_tiles,
+                                                      int heads, long long target_blocks, int columns) {
+  const int whole = (longest_key_tiles > 1 ? longest_key_tiles : 1) * columns;
+  if (heads <= 0 || tiles * heads >= target_blocks) return whole;
+  const long long share = ceil_div(key_tiles * heads, target_blocks);
+  return share >= longest_key_tiles ? whole : static_cast<int>(share) * columns;
+}
+
+// Splits of a query tile whose last row sees [0, limit) (limit >= 1).
+ELASTIC_HOST_DEVICE constexpr int prefill_splits(int limit, int chunk) {
+  return static_cast<int>(ceil_div(limit, chunk));
+}
+
+// The positions split `split` of that tile covers.
+ELASTIC_HOST_DEVICE constexpr KeyRange prefill_split_range(int limit, int chunk, int split) {
+  const int begin = split * chunk;
+  return {begin, begin + chunk < limit ? begin + chunk : limit};
+}
+
+// The most split partials (one per head and split of a split tile) a call
+// needs, non-decreasing in heads so that a workspace sized for a layer's full
+// head count serves every smaller one. Splitting at all needs tiles * heads
+// < target_blocks (none when the tiles alone fill the device even at one
+// head); each split holds a K/V tile at least, and with a chunk of c >=
+// key_tiles * heads / target_blocks K/V tiles a tile of n has at most n / c
+// + 1 splits: target_blocks + tiles * heads partials, under 2 target_blocks.
+ELASTIC_HOST_DEVICE constexpr long long prefill_partial_slot_bound(long long tiles, long long key_tiles, int heads,
+                                                                  long long target_blocks) {
+  if (tiles >= target_blocks) return 0;
+  const long long split_heads = tiles * heads < target_blocks ? tiles * heads : target_blocks - 1;
+  const long long by_grid = target_blocks + split_heads;
+  const long long by_tiles = key_tiles * heads;
+  return by_grid < by_tiles ? by_grid : by_tiles;
+}
+
+// The most (tile, split) work items a call has, whatever its head count.
+ELASTIC_HOST_DEVICE constexpr long long prefill_work_bound(long long tiles, long long key_tiles,
+                                                          long long target_blocks) {
+  const long long by_grid = tiles + target_blocks;
+  return by_grid < key_tiles ? by_grid : key_tiles;
 }
 
 }  // namespace elastic::math
