@@ -1,11 +1,12 @@
 // The whole decoder on the host at SmolLM2-135M's shapes (30 layers, hidden
 // 576, 9 query / 3 KV heads of 64, SwiGLU 1536, vocabulary 49152, tied LM
 // head) with random weights, at every MLP width of the deployment set
-// {384, 768, 1152, 1536}: what naming the widths at compile time buys.
+// {384, 768, 1152, 1536}, in both forms a decoder takes its widths:
 //
 //   .../any_width     Decoder<T>: any width at run time (a loaded checkpoint)
-//   .../width_set     Decoder<T, Widths<384, 768, 1152, 1536>>: a deployment,
-//                     each width on kernels specialised on it
+//   .../width_set     Decoder<T, Widths<384, 768, 1152, 1536>>: a deployment
+//                     that names its widths (checked up front; the kernels
+//                     take the length at run time in both forms)
 //
 // decode: one token after 128 cached positions (the step rewrites position
 // 128, so the cache stays the same size); prefill: 64 tokens into an empty

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian (bookworm) machine is missing to build and test
-# Elastic: CMake, g++, make, doctest, Google Benchmark, CLI11 and nlohmann/json,
-# PCRE2 and pkg-config for the tokenizers, clang with its runtime libraries
+# Elastic: CMake, g++, make, Google Highway (the host kernels' SIMD), doctest,
+# Google Benchmark, CLI11 and nlohmann/json, PCRE2 and pkg-config for the
+# tokenizers, clang with its runtime libraries
 # for the libFuzzer harnesses; then the Python environment of the reference
 # tests and the default model (cmake/setup-python.sh).
 # Packages already installed are skipped; the package lists are refreshed only
@@ -14,6 +15,7 @@ packages=(
   cmake
   g++
   make
+  libhwy-dev
   doctest-dev
   libbenchmark-dev
   libcli11-dev

@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
   args.tokens = selection.tokens;
 
   float dots[NumRows][MaxTokens] = {};
-  math::accumulate_row_dots<T, MaxTokens, NumRows, warp_size, 0, Gathered>(dots, args, lane);
+  math::accumulate_row_dots<T, MaxTokens, NumRows, warp_size, Gathered>(dots, args, lane);
   warp_sum(dots);
 
   ELASTIC_UNROLL

@@ -1,8 +1,8 @@
-// The host (CPU) executor: reference-exact, multi-threaded, usable as a
-// fallback. Output rows of a weight are split across the pool's threads; each
-// output element is one call of the shared math::accumulate_row_dots (the
-// kernel's per-lane loop with a single lane) over tiles of tokens, with
-// float32 accumulation and one rounding to the storage type at the store.
+// The host (CPU) executor: multi-threaded, float32 accumulation throughout.
+// Output rows of a weight are split across the pool's threads; each output
+// row is one call of the vector row-dot kernel (host/simd/row_dots.hpp,
+// dispatched at run time to the best instruction set the CPU has) per tile
+// of up to 16 tokens, with one rounding to the storage type at the store.
 // The routed halves of an MLP (gather_swiglu, linear_scatter_add) run the
 // same loop reading and writing rows by index. Memory is host memory; no
 // primitive needs workspace.
@@ -24,6 +24,7 @@
 #include "elastic/core/routing_checks.hpp"
 #include "elastic/host/attention.hpp"
 #include "elastic/host/routing.hpp"
+#include "elastic/host/simd/row_dots.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/activation.hpp"
 #include "elastic/math/row_dot.hpp"
@@ -64,7 +65,7 @@ class Executor {
               std::type_identity_t<ConstMatrixView<T>> w, Workspace /*workspace*/ = {},
               Extent<StaticLength> = {}) {
     detail::check_linear(y, x, w, StaticLength);
-    run_row_dots<T, 1, StaticLength, false>(y, x, x.rows(), {w}, math::Identity{});
+    run_row_dots<T, 1, false>(y, x, x.rows(), {w}, math::Identity{});
   }
 
   template <ElementType T>
@@ -72,7 +73,7 @@ class Executor {
               std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
               Workspace /*workspace*/ = {}) {
     detail::check_swiglu(h, x, gate, up);
-    run_row_dots<T, 2, dynamic_extent, false>(h, x, x.rows(), {gate, up}, math::SwiGLU{});
+    run_row_dots<T, 2, false>(h, x, x.rows(), {gate, up}, math::SwiGLU{});
   }
 
   template <ElementType T>
@@ -165,7 +166,7 @@ class Executor {
                      Workspace /*workspace*/ = {}) {
     detail::check_gather_swiglu(h, x, indices, gate, up);
     kernels::check_indices(indices, h.rows(), x.rows(), "gather_swiglu");
-    run_row_dots<T, 2, dynamic_extent, true>(h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
+    run_row_dots<T, 2, true>(h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
   }
 
   // The indices must be distinct (as a route plan's are).
@@ -175,7 +176,7 @@ class Executor {
                           Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
     detail::check_linear_scatter_add(y, x, w, indices, StaticLength);
     kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
-    run_row_dots<T, 1, StaticLength, false>(y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
+    run_row_dots<T, 1, false>(y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
   }
 
   // Route groups sized in executor memory: here host memory, read directly,
@@ -247,10 +248,11 @@ class Executor {
   //   out[t, o] = epilogue(x[s] . w_0[o], ..., x[s] . w_{NumRows-1}[o])
   // where s = source_rows[t] if Gathered, else t; with output_rows, the value
   // is added to out[output_rows[t], o] instead (one rounding of the sum).
-  template <class T, int NumRows, int StaticLength, bool Gathered, class Epilogue>
+  template <class T, int NumRows, bool Gathered, class Epilogue>
   void run_row_dots(MatrixView<T> out, ConstMatrixView<T> x, index_t tokens,
                     std::array<ConstMatrixView<T>, NumRows> weights, Epilogue epilogue,
                     const int* source_rows = nullptr, const int* output_rows = nullptr) {
+    static_assert(token_tile == simd::max_call_tokens);
     const index_t rows = out.cols();
     if (tokens == 0 || rows == 0) return;
     const index_t length = x.cols();
@@ -258,16 +260,19 @@ class Executor {
     pool_->parallel_for(0, rows, grain, [&](index_t first_row, index_t last_row) {
       for (index_t row = first_row; row < last_row; ++row) {
         for (index_t first_token = 0; first_token < tokens; first_token += token_tile) {
-          math::RowDotArgs<T, NumRows> args{};
-          for (int r = 0; r < NumRows; ++r) args.weight_rows[r] = weights[r].row(row);
-          args.activations = Gathered ? x.data() : x.row(first_token);
-          args.activation_stride = x.row_stride();
-          args.token_rows = Gathered ? source_rows + first_token : nullptr;
-          args.length = static_cast<int>(length);
-          args.tokens = static_cast<int>(std::min<index_t>(token_tile, tokens - first_token));
           float partials[NumRows][token_tile] = {};
-          math::accumulate_row_dots<T, token_tile, NumRows, 1, StaticLength, Gathered>(partials, args, 0);
-          for (int t = 0; t < args.tokens; ++t) {
+          simd::RowDotsCall call{};
+          call.dtype = dtype_of<T>;
+          call.num_rows = NumRows;
+          for (int r = 0; r < NumRows; ++r) call.weight_rows[r] = weights[r].row(row);
+          call.activations = Gathered ? x.data() : x.row(first_token);
+          call.activation_stride = x.row_stride();
+          call.token_rows = Gathered ? source_rows + first_token : nullptr;
+          call.length = static_cast<int>(length);
+          call.tokens = static_cast<int>(std::min<index_t>(token_tile, tokens - first_token));
+          call.partials = partials;
+          simd::row_dots(call);
+          for (int t = 0; t < call.tokens; ++t) {
             const float value = math::finish_row_dots(epilogue, partials, t);
             if (output_rows == nullptr) {
               out(first_token + t, row) = from_float<T>(value);

@@ -1,17 +1,17 @@
-// The per-lane inner loop of the skinny GEMM (decode GEMV) shared by both
-// executors.
+// The per-lane inner loop of the skinny GEMM (decode GEMV): the readable
+// reference form of the row dot products.
 //
 // accumulate_row_dots() computes, for one lane of a group of Lanes lanes, the
 // partial dot products of one weight row (or the same row of NumRows weight
 // matrices, e.g. gate and up) with up to MaxTokens activation rows. Lane l
 // handles the 16-byte vectors l, l + Lanes, l + 2*Lanes, ... of the row; the
-// partials of all lanes sum to the full dot products. The CUDA kernel calls it
-// with its warp lane (Lanes = 32) and reduces across the warp; the host
-// executor calls it with Lanes = 1; tests drive every lane from a host loop.
-// StaticLength, when non-zero, is the row length known at compile time (the
-// elastic width), which lets the compiler fully unroll the lane's loop.
-// Gathered reads token t's activations from row token_rows[t] instead of row
-// t, so a route group's tokens are used in place, with no gathered copy.
+// partials of all lanes sum to the full dot products. The CUDA kernel for
+// single tokens and float32 calls it with its warp lane (Lanes = 32) and
+// reduces across the warp; tests drive every lane from a host loop. (The
+// host executor runs host/simd/row_dots.hpp, the same sums in another
+// order.) Gathered reads token t's activations from row token_rows[t]
+// instead of row t, so a route group's tokens are used in place, with no
+// gathered copy.
 //
 // The 16-byte vector type and its loads and stores, used by every kernel that
 // streams rows, live here too.
@@ -84,13 +84,12 @@ struct RowDotArgs {
   int tokens;                     // 1 .. MaxTokens
 };
 
-template <class T, int MaxTokens, int NumRows, int Lanes, int StaticLength = 0, bool Gathered = false>
+template <class T, int MaxTokens, int NumRows, int Lanes, bool Gathered = false>
 ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void accumulate_row_dots(
     float (&partials)[NumRows][MaxTokens], const RowDotArgs<T, NumRows>& args, int lane) {
   constexpr int kWidth = vector_width<T>;
   constexpr int kUnroll = 4;  // independent vector loads in flight per row
-  const int length = StaticLength != 0 ? StaticLength : args.length;
-  const int vectors = length / kWidth;
+  const int vectors = args.length / kWidth;
   for (int base = lane; base < vectors; base += Lanes * kUnroll) {
     Vector16<T> weights[NumRows][kUnroll];
     ELASTIC_UNROLL

@@ -50,10 +50,9 @@ enum class LogitsFor : std::uint8_t { every_token, last_token };
 
 // MlpWidths: AnyWidth runs any SwiGLU width a checkpoint or configuration
 // asks for; a deployment that knows the widths it serves names them,
-// e.g. Decoder<bfloat16_t, Widths<384, 768, 1152, 1536>>, and each runs the
-// executor's code for that compile-time width (the host's reduction loops
-// take it as a constant; every width must fit every SwiGLU layer; a
-// configuration asking for another is refused up front).
+// e.g. Decoder<bfloat16_t, Widths<384, 768, 1152, 1536>> (every width must
+// fit every SwiGLU layer; a configuration asking for another is refused up
+// front).
 template <ElementType T, WidthSet MlpWidths = AnyWidth>
 class Decoder {
  public:

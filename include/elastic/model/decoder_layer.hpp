@@ -12,8 +12,7 @@
 // (AnyWidth) with the layer's own KV-head count; head_dim (64 or 128) is
 // read from the model at run time and picks the HeadDim specialisation. The
 // SwiGLU is an ElasticMLP over any neuron prefix, or over the widths of
-// MlpWidths when a deployment names them (each then runs the executor's
-// code for its compile-time width). Each half adds into the
+// MlpWidths when a deployment names them. Each half adds into the
 // residual rows through the executor's row primitives (scatter_add_rows,
 // linear_scatter_add, ElasticMLP::add_to_rows), so the residual is rounded
 // once per half. A half runs once per group of sequences a BatchSchedule

@@ -1,0 +1,97 @@
+// The host's vector row-dot kernel (host/simd/row_dots.hpp) on every
+// instruction set Highway compiled it for and this CPU runs, each forced in
+// turn with hwy::SetSupportedTargetsForTest (so the AVX2, SSE4, SSSE3 and
+// scalar builds are tested on an AVX-512 machine): linear, the fused SwiGLU
+// and the gathered / scatter-add forms through the host executor, against
+// float64, for each element type, over token counts that fill and straddle
+// its groups of four and tiles of sixteen, reduction lengths shorter than
+// one vector, ending in a partial vector and spanning many, and weights that
+// are column slices of wider matrices.
+#include <doctest/doctest.h>
+
+#include <hwy/targets.h>
+
+#include <string>
+#include <vector>
+
+#include "support/test_support.hpp"
+
+using namespace elastic;
+
+namespace {
+
+// Restricts the kernel to one instruction set for the life of the object.
+class ForcedTarget {
+ public:
+  explicit ForcedTarget(std::int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+  ForcedTarget(const ForcedTarget&) = delete;
+  ForcedTarget& operator=(const ForcedTarget&) = delete;
+  ~ForcedTarget() { hwy::SetSupportedTargetsForTest(0); }
+};
+
+template <class T>
+void check_row_dots(host::Executor& executor, index_t length, int tokens) {
+  CAPTURE(length);
+  CAPTURE(tokens);
+  constexpr index_t out = 24;  // output rows hold whole 16-byte vectors
+  constexpr index_t padding = 16;  // the weights are the first `length` columns of wider rows
+  const auto w = test::random_matrix<T>(out, length + padding, 1 + length, 0.3f);
+  const auto gate = test::random_matrix<T>(out, length + padding, 2 + length, 0.3f);
+  const auto up = test::random_matrix<T>(out, length + padding, 3 + length, 0.3f);
+  const auto slice = [&](const test::HostMatrix<T>& m) { return m.view().first_cols(length); };
+  const auto x = test::random_matrix<T>(tokens, length, 10 + tokens);
+  const auto g = test::reference_linear(x, gate, out, length);
+  const auto u = test::reference_linear(x, up, out, length);
+  const auto linear = test::reference_linear(x, w, out, length);
+
+  test::HostMatrix<T> y = test::poisoned_matrix<T>(tokens, out);
+  executor.linear(y.view(), x.view(), slice(w));
+  CHECK(test::relative_error(y, linear) < test::tolerance<T>());
+
+  std::vector<double> swiglu(g.size());
+  for (std::size_t i = 0; i < g.size(); ++i) swiglu[i] = test::reference_silu(g[i]) * u[i];
+  test::HostMatrix<T> h = test::poisoned_matrix<T>(tokens, out);
+  executor.swiglu(h.view(), x.view(), slice(gate), slice(up));
+  CHECK(test::relative_error(h, swiglu) < test::tolerance<T>());
+
+  // Token t reads input row order[t] and adds into output row order[t]: the
+  // rows in reverse.
+  std::vector<int> order(static_cast<std::size_t>(tokens));
+  for (int t = 0; t < tokens; ++t) order[static_cast<std::size_t>(t)] = tokens - 1 - t;
+  test::HostMatrix<T> gathered = test::poisoned_matrix<T>(tokens, out);
+  executor.gather_swiglu(gathered.view(), x.view(), order.data(), slice(gate), slice(up));
+  std::vector<double> gathered_expected(swiglu.size());
+  for (int t = 0; t < tokens; ++t)
+    for (index_t o = 0; o < out; ++o)
+      gathered_expected[static_cast<std::size_t>(t * out + o)] = swiglu[static_cast<std::size_t>(order[t] * out + o)];
+  CHECK(test::relative_error(gathered, gathered_expected) < test::tolerance<T>());
+
+  const auto residual = test::random_matrix<T>(tokens, out, 99);
+  test::HostMatrix<T> added = residual;
+  executor.linear_scatter_add(added.view(), x.view(), slice(w), order.data());
+  std::vector<double> added_expected(linear.size());
+  for (int t = 0; t < tokens; ++t)
+    for (index_t o = 0; o < out; ++o) {
+      const auto at = static_cast<std::size_t>(order[t] * out + o);
+      added_expected[at] = residual.at(order[t], o) + linear[static_cast<std::size_t>(t * out + o)];
+    }
+  CHECK(test::relative_error(added, added_expected) < test::tolerance<T>());
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction set", T, float, half_t, bfloat16_t) {
+  host::Executor executor(2);
+  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  REQUIRE(!targets.empty());
+  for (const std::int64_t target : targets) {
+    const ForcedTarget forced(target);
+    CAPTURE(std::string(hwy::TargetName(target)));
+    CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(target));
+    constexpr index_t w = math::vector_width<T>;
+    for (const index_t length : {w, 3 * w, 5 * w, 33 * w, 257 * w})
+      for (const int tokens : {1, 2, 3, 4, 5, 8, 16, 17, 35}) check_row_dots<T>(executor, length, tokens);
+  }
+  // Without the restriction the kernel runs the best set again.
+  CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(targets.front()));
+}
