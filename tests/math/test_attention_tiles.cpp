@@ -53,6 +53,23 @@ TileCoord ldmatrix_element(Addressing address, int lane, int m, int half, bool t
   return {origin.row + lane / 4, origin.column + 2 * (lane % 4) + half};
 }
 
+// softmax_push over every score (scaled) in order, with the running
+// weighted sum of the values: the reference the tiled forms must give.
+struct PushedSoftmax {
+  math::SoftmaxState state;
+  float output = 0.0f;
+};
+
+PushedSoftmax push_all(const std::vector<float>& scores, const std::vector<float>& values, float scale) {
+  PushedSoftmax pushed;
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    float rescale = 0.0f, weight = 0.0f;
+    math::softmax_push(pushed.state, scores[i] * scale, rescale, weight);
+    pushed.output = pushed.output * rescale + weight * values[i];
+  }
+  return pushed;
+}
+
 }  // namespace
 
 TEST_CASE("ldmatrix addresses deliver the m16n8k16 operand fragments of Q, K and V") {
@@ -189,13 +206,9 @@ TEST_CASE("the base-2 online softmax over masked tiles gives softmax_push's weig
       }
     }
 
-    math::SoftmaxState reference;
-    float reference_output = 0.0f;
-    for (std::size_t i = 0; i < scores.size(); ++i) {
-      float rescale = 0.0f, weight = 0.0f;
-      math::softmax_push(reference, scores[i] * kScale, rescale, weight);
-      reference_output = reference_output * rescale + weight * values[i];
-    }
+    const PushedSoftmax pushed = push_all(scores, values, kScale);
+    const math::SoftmaxState& reference = pushed.state;
+    const float reference_output = pushed.output;
     CAPTURE(trial);
     CHECK(state.max == doctest::Approx(reference.max * math::log2_e).epsilon(1e-5));
     CHECK(output / state.sum == doctest::Approx(reference_output / reference.sum).epsilon(1e-5));
@@ -386,13 +399,9 @@ TEST_CASE("split states in natural units merged in split order give the unsplit 
       merged_output = merged_output * scale_merged + output * scale_split;
     }
 
-    math::SoftmaxState reference;
-    float reference_output = 0.0f;
-    for (std::size_t i = 0; i < scores.size(); ++i) {
-      float rescale = 0.0f, weight = 0.0f;
-      math::softmax_push(reference, scores[i] * kScale, rescale, weight);
-      reference_output = reference_output * rescale + weight * values[i];
-    }
+    const PushedSoftmax pushed = push_all(scores, values, kScale);
+    const math::SoftmaxState& reference = pushed.state;
+    const float reference_output = pushed.output;
     CAPTURE(trial);
     CHECK(merged.max == doctest::Approx(reference.max).epsilon(1e-5));
     CHECK(merged_output / merged.sum == doctest::Approx(reference_output / reference.sum).epsilon(1e-5));
