@@ -5,9 +5,12 @@
 //
 // Calls cycle through copies of the weights so that, within a memory budget,
 // the bytes read between two reads of one copy exceed twice the last-level
-// cache (the rotation_over_cache counter says how far that got). Times are
-// wall clock: the executor computes on a thread pool, so the calling
-// thread's CPU time would undercount.
+// cache (the rotation_over_cache counter says how far that got). Decode cases
+// are read against the machine's read bandwidth, measured at startup with
+// the executor's thread count (host_read_bandwidth.hpp; context
+// read_bytes_per_second, counter frac_read_bw). Times are wall clock: the
+// executor computes on a thread pool, so the calling thread's CPU time would
+// undercount.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "bench_shapes.hpp"
+#include "host_read_bandwidth.hpp"
 #include "mlp_benchmark.hpp"
 #include "support.hpp"
 
@@ -36,6 +40,12 @@ constexpr double weight_budget_bytes = 512.0 * (1 << 20);
 host::Executor& executor() {
   static host::Executor instance(0);
   return instance;
+}
+
+// The read bandwidth decode cases are compared with, measured once.
+double read_bytes_per_second() {
+  static const double rate = bench::measure_read_bytes_per_second(executor().threads());
+  return rate;
 }
 
 // Copies of one full-width MLP and of its inputs in host memory, one output
@@ -94,6 +104,8 @@ void run_case(benchmark::State& state, const bench::MlpCase& mlp_case) {
       copy = (copy + 1) % set.copies();
     }
     bench::set_mlp_counters(state, mlp_case, set.copies(), bench::last_level_cache_bytes());
+    if (mlp_case.phase == "decode")
+      bench::set_ceiling_fraction(state, "frac_read_bw", mlp_case.bytes(), read_bytes_per_second());
   });
 }
 
@@ -117,6 +129,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("last_level_cache_bytes",
                               std::to_string(static_cast<long long>(bench::last_level_cache_bytes())));
   benchmark::AddCustomContext("widths", HostWidths::describe());
+  benchmark::AddCustomContext("read_bytes_per_second", std::to_string(read_bytes_per_second()));
   register_cases<float>();
   register_cases<bfloat16_t>();
   benchmark::RunSpecifiedBenchmarks();

@@ -6,7 +6,8 @@ elastic_host_mlp_benchmark writes (--benchmark_out=FILE
 --benchmark_out_format=json) and prints, per case: the median time per call,
 GB/s and TFLOP/s, the width scaling time(k)/time(K) beside its target
 k/K + 0.05, the share of the measured ceiling (copy bandwidth for decode, the
-bf16 8192^3 GEMM rate for prefill) and the peer's time over ours on the same
+bf16 8192^3 GEMM rate for prefill; on the host, the read bandwidth the
+benchmark measured) and the peer's time over ours on the same
 shape (above 1: we are faster). peer_torch_mlp.py prints through the same
 table, so its numbers line up with ours.
 
@@ -81,7 +82,7 @@ def rows_from_benchmark_json(document: dict) -> List[Row]:
 
 def ceilings_from_context(context: dict) -> Dict[str, float]:
     ceilings = {}
-    for key in ("copy_bytes_per_second", "gemm_bf16_8192_flop_per_second"):
+    for key in ("copy_bytes_per_second", "read_bytes_per_second", "gemm_bf16_8192_flop_per_second"):
         if key in context:
             ceilings[key] = float(context[key])
     return ceilings
@@ -106,6 +107,8 @@ def format_table(rows: List[Row], ceilings: Dict[str, float], peer: Optional[str
         bound = f"{r.width / full_width[series] + 0.05:.3f}"
         if r.phase == "decode" and "copy_bytes_per_second" in ceilings:
             ceiling = f"{r.bytes() / r.seconds / ceilings['copy_bytes_per_second']:.1%} bw"
+        elif r.phase == "decode" and "read_bytes_per_second" in ceilings:
+            ceiling = f"{r.bytes() / r.seconds / ceilings['read_bytes_per_second']:.1%} read"
         elif r.phase == "prefill" and "gemm_bf16_8192_flop_per_second" in ceilings:
             ceiling = f"{r.flops() / r.seconds / ceilings['gemm_bf16_8192_flop_per_second']:.1%} gemm"
         else:
@@ -123,6 +126,8 @@ def describe_ceilings(ceilings: Dict[str, float]) -> str:
     parts = []
     if "copy_bytes_per_second" in ceilings:
         parts.append(f"device-to-device copy {ceilings['copy_bytes_per_second'] * 1e-9:.0f} GB/s")
+    if "read_bytes_per_second" in ceilings:
+        parts.append(f"host memory read {ceilings['read_bytes_per_second'] * 1e-9:.1f} GB/s")
     if "gemm_bf16_8192_flop_per_second" in ceilings:
         parts.append(f"bf16 8192^3 GEMM {ceilings['gemm_bf16_8192_flop_per_second'] * 1e-12:.0f} TFLOP/s")
     return "; ".join(parts) if parts else "none measured"
