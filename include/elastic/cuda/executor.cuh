@@ -148,7 +148,7 @@ class Executor {
     check_workspace(workspace, linear_workspace_bytes<T>(tokens, w.rows(), w.cols()), "linear");
     if (y.empty()) return;
     if (is_decode(tokens)) {
-      launch_row_dots<T, 1, false>(row_dot_params<T, 1>(y, x, {w}), math::Identity{}, stream_);
+      launch_row_dots<T, 1, false>(row_dot_params<T, 1>(y, x, {w}), math::Identity{}, multiprocessors_, stream_);
     } else {
       gemm_->run(y, x, w, workspace, stream_);
     }
@@ -163,7 +163,8 @@ class Executor {
     check_workspace(workspace, swiglu_workspace_bytes<T>(tokens, gate.rows(), gate.cols()), "swiglu");
     if (h.empty()) return;
     if (is_decode(tokens)) {
-      launch_row_dots<T, 2, false>(row_dot_params<T, 2>(h, x, {gate, up}), math::SwiGLU{}, stream_);
+      launch_row_dots<T, 2, false>(row_dot_params<T, 2>(h, x, {gate, up}), math::SwiGLU{}, multiprocessors_,
+                                   stream_);
       return;
     }
     WorkspaceCursor cursor(workspace);
@@ -662,7 +663,7 @@ class Executor {
     params.source_rows = indices;
     params.source_row_count = x.rows();
     size_by_group(params, group);
-    launch_row_dots<T, 2, true>(params, math::SwiGLU{}, stream_);
+    launch_row_dots<T, 2, true>(params, math::SwiGLU{}, multiprocessors_, stream_);
   }
 
   template <class T>
@@ -672,7 +673,7 @@ class Executor {
     params.output_rows = indices;
     params.output_row_count = y.rows();
     size_by_group(params, group);
-    launch_row_dots<T, 1, false>(params, math::Identity{}, stream_);
+    launch_row_dots<T, 1, false>(params, math::Identity{}, multiprocessors_, stream_);
   }
 
   template <class T, int NumRows>

@@ -101,10 +101,11 @@ __global__ void __launch_bounds__(row_dot_warps_per_block* warp_size)
 }  // namespace kernels
 
 // Enqueues out = epilogue(x . w_r^T ...) on the stream (indexed as params
-// says): 2-16 tokens of half and bfloat16 on tensor cores, single tokens and
-// float32 here.
+// says): 2-16 tokens of half and bfloat16 on tensor cores (spread over the
+// device's `multiprocessors` SMs), single tokens and float32 here.
 template <class T, int NumRows, bool Gathered, class Epilogue>
-void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
+void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, int multiprocessors,
+                     cudaStream_t stream) {
   const auto launch = [&]<int MaxTokens>() {
     const unsigned blocks = static_cast<unsigned>(
         (params.rows + kernels::row_dot_warps_per_block - 1) / kernels::row_dot_warps_per_block);
@@ -114,7 +115,7 @@ void launch_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, 
   };
   if constexpr (has_tensor_core_row_dots<T>) {
     if (params.tokens == 1) launch.template operator()<1>();
-    else launch_tensor_core_row_dots<T, NumRows, Gathered>(params, epilogue, stream);
+    else launch_tensor_core_row_dots<T, NumRows, Gathered>(params, epilogue, multiprocessors, stream);
   } else {
     dispatch_token_bucket(params.tokens, launch);
   }

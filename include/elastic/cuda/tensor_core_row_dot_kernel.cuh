@@ -311,14 +311,12 @@ __global__ void __launch_bounds__(threads, 1)
 // tokens go to the CUDA-core kernel, which wastes no token columns. An empty
 // reduction stages nothing and stores epilogue(0).
 template <class T, int NumRows, bool Gathered, class Epilogue>
-void launch_tensor_core_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, cudaStream_t stream) {
+void launch_tensor_core_row_dots(const RowDotParams<T, NumRows>& params, Epilogue epilogue, int multiprocessors,
+                                 cudaStream_t stream) {
   static_assert(has_tensor_core_row_dots<T>, "the tensor-core decode kernel takes half_t or bfloat16_t");
   namespace plan = tensor_core_plan;
   require(params.tokens >= 1 && params.tokens <= decode_max_tokens, "decode kernels take 1 to ",
           decode_max_tokens, " tokens, found ", params.tokens);
-  int device = 0, multiprocessors = 0;
-  ELASTIC_CUDA_CHECK(cudaGetDevice(&device));
-  ELASTIC_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   plan::Split split = plan::split_plan(params.rows, params.length, multiprocessors);
 
   const auto launch = [&]<int MaxTokens>() {

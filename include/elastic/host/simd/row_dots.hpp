@@ -57,21 +57,21 @@ inline const bool runtime_row_dots_kernel_shared = [] {
   shared_row_dots_kernel().store(&runtime_row_dots_kernel, std::memory_order_release);
   return true;
 }();
-
-inline const RowDotsKernel& row_dots_kernel() {
-  const RowDotsKernel* shared = shared_row_dots_kernel().load(std::memory_order_acquire);
-  return shared != nullptr ? *shared : runtime_row_dots_kernel;
-}
 #else
 inline constexpr RowDotsKernel baseline_row_dots_kernel{
     [](const RowDotsCall& call) { HWY_STATIC_DISPATCH(RowDots)(call); },
     [] { return HWY_STATIC_DISPATCH(RowDotsTarget)(); }};
+#endif
 
+// The shared kernel, or this translation unit's own build before any is stored.
 inline const RowDotsKernel& row_dots_kernel() {
   const RowDotsKernel* shared = shared_row_dots_kernel().load(std::memory_order_acquire);
+#if !defined(__CUDACC__)
+  return shared != nullptr ? *shared : runtime_row_dots_kernel;
+#else
   return shared != nullptr ? *shared : baseline_row_dots_kernel;
-}
 #endif
+}
 
 // partials[r][t] += w_r . x_t for the call's rows and tokens (row_dots_call.hpp).
 inline void row_dots(const RowDotsCall& call) { row_dots_kernel().run(call); }
