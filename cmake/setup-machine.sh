@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian (bookworm) machine is missing to build and test
 # Elastic: CMake, g++, make, Google Highway (the host kernels' SIMD), doctest,
-# Google Benchmark, CLI11 and nlohmann/json, PCRE2 and pkg-config for the
-# tokenizers, clang with its runtime libraries
-# for the libFuzzer harnesses; then the Python environment of the reference
+# Google Benchmark, OpenBLAS (the host GEMM benchmark's peer), CLI11 and
+# nlohmann/json, PCRE2 and pkg-config for the tokenizers, clang with its
+# runtime libraries for the libFuzzer harnesses; then the Python environment of the reference
 # tests and the default model (cmake/setup-python.sh).
 # Packages already installed are skipped; the package lists are refreshed only
 # when they are empty or an install fails for want of them. Safe to run again.
@@ -16,6 +16,7 @@ packages=(
   g++
   make
   libhwy-dev
+  libopenblas-dev
   doctest-dev
   libbenchmark-dev
   libcli11-dev

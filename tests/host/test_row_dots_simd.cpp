@@ -1,12 +1,14 @@
-// The host's vector row-dot kernel (host/simd/row_dots.hpp) on every
+// The host's vector row-dot kernel (host/simd/row_dots-inl.hpp) on every
 // instruction set Highway compiled it for and this CPU runs, each forced in
 // turn with hwy::SetSupportedTargetsForTest (so the AVX2, SSE4, SSSE3 and
 // scalar builds are tested on an AVX-512 machine): linear, the fused SwiGLU
 // and the gathered / scatter-add forms through the host executor, against
-// float64, for each element type, over token counts that fill and straddle
-// its groups of four and tiles of sixteen, reduction lengths shorter than
-// one vector, ending in a partial vector and spanning many, and weights that
-// are column slices of wider matrices.
+// float64, for each element type, over decode and prefill token counts that
+// fill and straddle its groups of four and tiles of sixteen, output counts
+// that fill and straddle its register tiles and chunks of rows, reduction
+// lengths shorter than one vector, ending in a partial vector and spanning
+// many, and weights that are column slices of wider matrices; and a token's
+// outputs bitwise the same in any batch.
 #include <doctest/doctest.h>
 
 #include <hwy/targets.h>
@@ -30,10 +32,10 @@ class ForcedTarget {
 };
 
 template <class T>
-void check_row_dots(host::Executor& executor, index_t length, int tokens) {
+void check_row_dots(host::Executor& executor, index_t length, int tokens, index_t out = 24) {
   CAPTURE(length);
   CAPTURE(tokens);
-  constexpr index_t out = 24;  // output rows hold whole 16-byte vectors
+  CAPTURE(out);
   constexpr index_t padding = 16;  // the weights are the first `length` columns of wider rows
   const auto w = test::random_matrix<T>(out, length + padding, 1 + length, 0.3f);
   const auto gate = test::random_matrix<T>(out, length + padding, 2 + length, 0.3f);
@@ -94,4 +96,54 @@ TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction se
   }
   // Without the restriction the kernel runs the best set again.
   CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(targets.front()));
+}
+
+TEST_CASE_TEMPLATE("host row dots over prefill token counts match float64 on every instruction set", T, float,
+                   half_t, bfloat16_t) {
+  host::Executor executor(2);
+  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  REQUIRE(!targets.empty());
+  for (const std::int64_t target : targets) {
+    const ForcedTarget forced(target);
+    CAPTURE(std::string(hwy::TargetName(target)));
+    constexpr index_t w = math::vector_width<T>;
+    // Several token tiles, the last one partial; output counts below, at and
+    // across the kernel's chunks of neurons and register tiles of rows.
+    for (const index_t length : {w, 7 * w, 65 * w})
+      for (const int tokens : {33, 100})
+        for (const index_t out : {8, 24, 40, 88}) check_row_dots<T>(executor, length, tokens, out);
+  }
+}
+
+// A token's outputs are the same bits whether it runs alone, in a decode
+// batch or in a prefill batch, in any position.
+TEST_CASE_TEMPLATE("host row dots give a token the same bits in any batch", T, float, half_t, bfloat16_t) {
+  host::Executor executor(2);
+  constexpr index_t length = 9 * math::vector_width<T>;  // whole vectors of AVX-512 and a tail
+  constexpr index_t out = 40;
+  constexpr int tokens = 70;
+  const auto gate = test::random_matrix<T>(out, length, 1);
+  const auto up = test::random_matrix<T>(out, length, 2);
+  const auto x = test::random_matrix<T>(tokens, length, 3);
+  test::HostMatrix<T> linear_all = test::poisoned_matrix<T>(tokens, out);
+  test::HostMatrix<T> swiglu_all = test::poisoned_matrix<T>(tokens, out);
+  executor.linear(linear_all.view(), x.view(), gate.view());
+  executor.swiglu(swiglu_all.view(), x.view(), gate.view(), up.view());
+  for (const int first : {0, 5, 37, 69})
+    for (const int count : {1, 3, 16}) {
+      if (first + count > tokens) continue;
+      CAPTURE(first);
+      CAPTURE(count);
+      const ConstMatrixView<T> some = x.view().first_rows(first + count);
+      test::HostMatrix<T> linear_some = test::poisoned_matrix<T>(count, out);
+      test::HostMatrix<T> swiglu_some = test::poisoned_matrix<T>(count, out);
+      const ConstMatrixView<T> rows(some.row(first), count, length, some.row_stride());
+      executor.linear(linear_some.view(), rows, gate.view());
+      executor.swiglu(swiglu_some.view(), rows, gate.view(), up.view());
+      for (int t = 0; t < count; ++t)
+        for (index_t o = 0; o < out; ++o) {
+          CHECK(linear_some.at(t, o) == linear_all.at(first + t, o));
+          CHECK(swiglu_some.at(t, o) == swiglu_all.at(first + t, o));
+        }
+    }
 }

@@ -1,11 +1,14 @@
 // The host (CPU) executor: multi-threaded, float32 accumulation throughout.
-// Output rows of a weight are split across the pool's threads; each output
-// row is one call of the vector row-dot kernel (host/simd/row_dots.hpp,
-// dispatched at run time to the best instruction set the CPU has) per tile
-// of up to 16 tokens, with one rounding to the storage type at the store.
-// The routed halves of an MLP (gather_swiglu, linear_scatter_add) run the
-// same loop reading and writing rows by index. Memory is host memory; no
-// primitive needs workspace.
+// Output rows of a weight are split across the pool's threads. Up to
+// gemm_min_tokens - 1 tokens (decode), each output row is one call of the
+// vector row-dot kernel (host/simd/row_dots-inl.hpp) per tile of up to 16
+// tokens; from gemm_min_tokens on (prefill), the packed, register-tiled
+// GEMM (host/simd/gemm-inl.hpp) runs instead. Both are dispatched at run time
+// to the best instruction set the CPU has and round to the storage type
+// once, at the store. The routed halves of an MLP (gather_swiglu,
+// linear_scatter_add) run the same paths reading and writing rows by index.
+// Memory is host memory; no primitive needs workspace (the GEMM packs into
+// per-thread scratch, host/thread_scratch.hpp).
 #pragma once
 
 #include <algorithm>
@@ -24,7 +27,7 @@
 #include "elastic/core/routing_checks.hpp"
 #include "elastic/host/attention.hpp"
 #include "elastic/host/routing.hpp"
-#include "elastic/host/simd/row_dots.hpp"
+#include "elastic/host/simd/kernels.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/activation.hpp"
 #include "elastic/math/row_dot.hpp"
@@ -253,18 +256,21 @@ class Executor {
                     std::array<ConstMatrixView<T>, NumRows> weights, Epilogue epilogue,
                     const int* source_rows = nullptr, const int* output_rows = nullptr) {
     static_assert(token_tile == simd::max_call_tokens);
-    const index_t rows = out.cols();
-    if (tokens == 0 || rows == 0) return;
+    constexpr index_t neurons_per_call = simd::max_call_rows / NumRows;
+    const index_t neurons = out.cols();
+    if (tokens == 0 || neurons == 0) return;
     const index_t length = x.cols();
-    const index_t grain = std::max<index_t>(1, rows / (8 * static_cast<index_t>(threads())));
-    pool_->parallel_for(0, rows, grain, [&](index_t first_row, index_t last_row) {
-      for (index_t row = first_row; row < last_row; ++row) {
-        for (index_t first_token = 0; first_token < tokens; first_token += token_tile) {
-          float partials[NumRows][token_tile] = {};
+    pool_->parallel_for(0, neurons, neuron_grain(neurons, tokens, length * NumRows * sizeof(T), neurons_per_call),
+                        [&](index_t first_neuron, index_t last_neuron) {
+      for (index_t first_token = 0; first_token < tokens; first_token += token_tile) {
+        for (index_t first = first_neuron; first < last_neuron; first += neurons_per_call) {
+          const int count = static_cast<int>(std::min(neurons_per_call, last_neuron - first));
+          float partials[simd::max_call_rows][token_tile] = {};
           simd::RowDotsCall call{};
           call.dtype = dtype_of<T>;
-          call.num_rows = NumRows;
-          for (int r = 0; r < NumRows; ++r) call.weight_rows[r] = weights[r].row(row);
+          call.rows = count * NumRows;
+          for (int r = 0; r < NumRows; ++r)
+            for (int n = 0; n < count; ++n) call.weight_rows[r * count + n] = weights[r].row(first + n);
           call.activations = Gathered ? x.data() : x.row(first_token);
           call.activation_stride = x.row_stride();
           call.token_rows = Gathered ? source_rows + first_token : nullptr;
@@ -272,18 +278,37 @@ class Executor {
           call.tokens = static_cast<int>(std::min<index_t>(token_tile, tokens - first_token));
           call.partials = partials;
           simd::row_dots(call);
-          for (int t = 0; t < call.tokens; ++t) {
-            const float value = math::finish_row_dots(epilogue, partials, t);
-            if (output_rows == nullptr) {
-              out(first_token + t, row) = from_float<T>(value);
-            } else {
-              T& target = out(output_rows[first_token + t], row);
-              target = from_float<T>(to_float(target) + value);
+          for (int t = 0; t < call.tokens; ++t)
+            for (int n = 0; n < count; ++n) {
+              float value;
+              if constexpr (NumRows == 1) value = epilogue(partials[n][t]);
+              else value = epilogue(partials[n][t], partials[count + n][t]);
+              const index_t token = first_token + t;
+              if (output_rows == nullptr) {
+                out(token, first + n) = from_float<T>(value);
+              } else {
+                T& target = out(output_rows[token], first + n);
+                target = from_float<T>(to_float(target) + value);
+              }
             }
-          }
         }
       }
     });
+  }
+
+  // Neurons per parallel grain: with one token tile (decode), small grains
+  // that balance the threads; with more, as many as keep the block's
+  // weight rows (`neuron_bytes` each) in the second-level cache while the
+  // token tiles pass, but at least four grains per thread where the neurons
+  // allow. Whole chunks of `chunk` neurons either way.
+  index_t neuron_grain(index_t neurons, index_t tokens, std::size_t neuron_bytes, index_t chunk) const {
+    const auto threads_ = static_cast<index_t>(threads());
+    const auto round_up = [&](index_t n) { return std::max<index_t>(chunk, (n + chunk - 1) / chunk * chunk); };
+    if (tokens <= token_tile) return std::max<index_t>(1, neurons / (8 * threads_));
+    constexpr std::size_t block_bytes = 256 * 1024;
+    const auto cached = static_cast<index_t>(block_bytes / std::max<std::size_t>(1, neuron_bytes));
+    const index_t balanced = (neurons + 4 * threads_ - 1) / (4 * threads_);
+    return round_up(std::min(cached, balanced));
   }
 
   std::unique_ptr<ThreadPool> pool_;
