@@ -55,6 +55,28 @@ TEST_CASE("parallel_for visits every index exactly once") {
   }
 }
 
+// Calls that follow each other while the workers still spin, and calls that
+// find them asleep, both hand every grain out once.
+TEST_CASE("back-to-back calls and calls after the workers slept see every index once") {
+  for (unsigned threads : {2u, 3u}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> visits(64);
+    const auto call = [&] {
+      pool.parallel_for(0, 64, 1, [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t i = lo; i < hi; ++i) visits[i].fetch_add(1);
+      });
+    };
+    int calls = 0;
+    for (int round = 0; round < 3; ++round) {
+      for (int i = 0; i < 2000; ++i, ++calls) call();
+      std::this_thread::sleep_for(10 * ThreadPool::spin_duration);
+      call();
+      ++calls;
+    }
+    for (const auto& count : visits) REQUIRE(count.load() == calls);
+  }
+}
+
 TEST_CASE("exceptions from a grain reach the caller and the pool stays usable") {
   ThreadPool pool(3);
   CHECK_THROWS_WITH_AS(pool.parallel_for(0, 100, 1,

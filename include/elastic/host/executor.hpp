@@ -29,8 +29,6 @@
 #include "elastic/host/routing.hpp"
 #include "elastic/host/simd/kernels.hpp"
 #include "elastic/host/thread_pool.hpp"
-#include "elastic/math/activation.hpp"
-#include "elastic/math/row_dot.hpp"
 
 namespace elastic::host {
 
@@ -68,7 +66,7 @@ class Executor {
               std::type_identity_t<ConstMatrixView<T>> w, Workspace /*workspace*/ = {},
               Extent<StaticLength> = {}) {
     detail::check_linear(y, x, w, StaticLength);
-    run_row_dots<T, 1, false>(y, x, x.rows(), {w}, math::Identity{});
+    run_row_dots<T, 1, false>(y, x, x.rows(), {w});
   }
 
   template <ElementType T>
@@ -76,7 +74,7 @@ class Executor {
               std::type_identity_t<ConstMatrixView<T>> gate, std::type_identity_t<ConstMatrixView<T>> up,
               Workspace /*workspace*/ = {}) {
     detail::check_swiglu(h, x, gate, up);
-    run_row_dots<T, 2, false>(h, x, x.rows(), {gate, up}, math::SwiGLU{});
+    run_row_dots<T, 2, false>(h, x, x.rows(), {gate, up});
   }
 
   template <ElementType T>
@@ -169,7 +167,7 @@ class Executor {
                      Workspace /*workspace*/ = {}) {
     detail::check_gather_swiglu(h, x, indices, gate, up);
     kernels::check_indices(indices, h.rows(), x.rows(), "gather_swiglu");
-    run_row_dots<T, 2, true>(h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
+    run_row_dots<T, 2, true>(h, x, h.rows(), {gate, up}, indices);
   }
 
   // The indices must be distinct (as a route plan's are).
@@ -179,7 +177,7 @@ class Executor {
                           Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
     detail::check_linear_scatter_add(y, x, w, indices, StaticLength);
     kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
-    run_row_dots<T, 1, false>(y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
+    run_row_dots<T, 1, false>(y, x, x.rows(), {w}, nullptr, indices);
   }
 
   // Route groups sized in executor memory: here host memory, read directly,
@@ -248,13 +246,13 @@ class Executor {
   }
 
   // For each of `tokens` tokens t and output neuron o:
-  //   out[t, o] = epilogue(x[s] . w_0[o], ..., x[s] . w_{NumRows-1}[o])
+  //   out[t, o] = x[s] . w_0[o]                          (one weight: linear)
+  //   out[t, o] = silu(x[s] . w_0[o]) * (x[s] . w_1[o])  (two: gate and up)
   // where s = source_rows[t] if Gathered, else t; with output_rows, the value
   // is added to out[output_rows[t], o] instead (one rounding of the sum).
-  template <class T, int NumRows, bool Gathered, class Epilogue>
+  template <class T, int NumRows, bool Gathered>
   void run_row_dots(MatrixView<T> out, ConstMatrixView<T> x, index_t tokens,
-                    std::array<ConstMatrixView<T>, NumRows> weights, Epilogue epilogue,
-                    const int* source_rows = nullptr, const int* output_rows = nullptr) {
+                    std::array<ConstMatrixView<T>, NumRows> weights, const int* source_rows = nullptr, const int* output_rows = nullptr) {
     static_assert(token_tile == simd::max_call_tokens);
     constexpr index_t neurons_per_call = simd::max_call_rows / NumRows;
     const index_t neurons = out.cols();
@@ -269,6 +267,7 @@ class Executor {
           simd::RowDotsCall call{};
           call.dtype = dtype_of<T>;
           call.rows = count * NumRows;
+          call.swiglu = NumRows == 2;
           for (int r = 0; r < NumRows; ++r)
             for (int n = 0; n < count; ++n) call.weight_rows[r * count + n] = weights[r].row(first + n);
           call.activations = Gathered ? x.data() : x.row(first_token);
@@ -280,9 +279,7 @@ class Executor {
           simd::row_dots(call);
           for (int t = 0; t < call.tokens; ++t)
             for (int n = 0; n < count; ++n) {
-              float value;
-              if constexpr (NumRows == 1) value = epilogue(partials[n][t]);
-              else value = epilogue(partials[n][t], partials[count + n][t]);
+              const float value = partials[n][t];
               const index_t token = first_token + t;
               if (output_rows == nullptr) {
                 out(token, first + n) = from_float<T>(value);
