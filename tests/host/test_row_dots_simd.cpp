@@ -93,26 +93,15 @@ TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction se
     constexpr index_t w = math::vector_width<T>;
     for (const index_t length : {w, 3 * w, 5 * w, 33 * w, 257 * w})
       for (const int tokens : {1, 2, 3, 4, 5, 8, 16, 17, 35}) check_row_dots<T>(executor, length, tokens);
-  }
-  // Without the restriction the kernel runs the best set again.
-  CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(targets.front()));
-}
-
-TEST_CASE_TEMPLATE("host row dots over prefill token counts match float64 on every instruction set", T, float,
-                   half_t, bfloat16_t) {
-  host::Executor executor(2);
-  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  REQUIRE(!targets.empty());
-  for (const std::int64_t target : targets) {
-    const ForcedTarget forced(target);
-    CAPTURE(std::string(hwy::TargetName(target)));
-    constexpr index_t w = math::vector_width<T>;
-    // Several token tiles, the last one partial; output counts below, at and
-    // across the kernel's chunks of neurons and register tiles of rows.
+    // Prefill: several token tiles, the last one partial; output counts
+    // below, at and across the kernel's chunks of neurons and register tiles
+    // of rows.
     for (const index_t length : {w, 7 * w, 65 * w})
       for (const int tokens : {33, 100})
         for (const index_t out : {8, 24, 40, 88}) check_row_dots<T>(executor, length, tokens, out);
   }
+  // Without the restriction the kernel runs the best set again.
+  CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(targets.front()));
 }
 
 // A token's outputs are the same bits whether it runs alone, in a decode
