@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Whole-model speed of `elastic bench` beside llama.cpp, in one run.
 
-Runs `elastic bench -o json` once per element type (f32, bf16) and
+Runs `elastic bench -o json` once per element type (f32, bf16, and quant:
+the file's own blocks with 8-bit activations) and
 benchmarks/peer_llama_cpp.py on the same GGUF file with the same thread
 count, one after the other on the same machine, then writes a results folder:
 
@@ -66,7 +67,7 @@ def main() -> int:
     parser.add_argument("-n", "--n-gen", default="128")
     parser.add_argument("-r", "--repetitions", type=int, default=5)
     parser.add_argument("--mlp-widths", default="", help="elastic sub-networks to add (comma list, 0: stored)")
-    parser.add_argument("--dtypes", default="f32,bf16")
+    parser.add_argument("--dtypes", default="f32,bf16,quant")
     parser.add_argument("--python", default=sys.executable, help="interpreter with llama-cpp-python")
     args = parser.parse_args()
 
@@ -96,8 +97,9 @@ def main() -> int:
         f"{args.threads} threads, one after the other.",
         f"- Model: `{os.path.basename(model_file)}` ({first['model']}, {first['parameters'] / 1e6:.1f} M parameters, "
         f"{first['model_bytes'] / 2**20:.1f} MiB on disk).",
-        f"- Peer: {peer[0]['peer']}, computing on the file's quantised blocks; elastic dequantises once "
-        "into the element type and computes in float32.",
+        f"- Peer: {peer[0]['peer']}, computing on the file's quantised blocks with 8-bit activations; "
+        "elastic f32 / bf16 dequantise once into the element type and compute in float32, elastic quant "
+        "computes on the file's blocks with 8-bit activations like the peer.",
         f"- Tokens per second, mean ± sample standard deviation over {args.repetitions} runs after one warm-up.",
         "",
         "| engine | dtype | config | test | t/s | ours / llama.cpp |",
