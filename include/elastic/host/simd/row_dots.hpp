@@ -17,15 +17,7 @@
 // initialisation has run).
 #pragma once
 
-#if !defined(__CUDACC__)
-#undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "elastic/host/simd/row_dots-inl.hpp"
-#include <hwy/foreach_target.h>  // IWYU pragma: keep
-#endif
-
-#include <hwy/highway.h>
-
-#include "elastic/host/simd/row_dots-inl.hpp"
+#include "elastic/host/simd/host_kernels.hpp"
 #include "elastic/host/simd/row_dots_call.hpp"
 
 #if HWY_ONCE
