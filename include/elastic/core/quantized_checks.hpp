@@ -27,6 +27,18 @@ inline void check_quantized_weight(const QuantizedMatrixView& weight, std::strin
           " has a null data pointer");
 }
 
+// The float views' check_view / check_shape for a quantised weight, so the
+// layers check either kind of weight with one call.
+inline void check_view(const QuantizedMatrixView& weight, std::string_view op, std::string_view name) {
+  check_quantized_weight(weight, op, name);
+}
+
+inline void check_shape(const QuantizedMatrixView& weight, index_t rows, index_t cols, std::string_view op,
+                        std::string_view name) {
+  require(weight.rows() == rows && weight.cols() == cols, op, ": ", name, " must be [", rows, " x ", cols,
+          "], found ", weight.describe());
+}
+
 // y[t, o] = sum_i x[t, i] * w[o, i] with w quantised; output_rows as in
 // check_linear_operands.
 template <class T>
