@@ -4,8 +4,9 @@
 // and viewed as a QuantizedMatrixView, which the host executor computes on
 // directly (activations quantised to 8 bits per block); the norm vectors
 // are dequantised into T. So a 4-bit file runs at its own size, not as
-// float32 or bfloat16 copies of it. A matrix stored in any other type is
-// refused, naming the tensor and what it is (HostWeights dequantises those).
+// float32 or bfloat16 copies of it. A matrix stored in any other type, or
+// FFN gate and up projections in two formats, are refused, naming what was
+// found (HostWeights dequantises those).
 #pragma once
 
 #include <cstddef>
@@ -82,6 +83,12 @@ class QuantizedHostWeights {
       }
     }
     if (description_.tied_embeddings) views_.lm_head = views_.token_embedding;
+    for (std::size_t i = 0; i < views_.layers.size(); ++i) {
+      const MLPWeights<T, QuantizedMatrixView>& mlp = views_.layers[i].mlp;
+      require(mlp.gate.empty() || mlp.gate.format() == mlp.up.format(), "layer ", i,
+              ": the FFN gate and up projections must share one block format to compute on the blocks (the fused "
+              "kernel reads them together), found ", mlp.gate.describe(), " and ", mlp.up.describe());
+    }
   }
 
   const io::ModelDescription& description() const { return description_; }
