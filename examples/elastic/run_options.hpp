@@ -43,7 +43,8 @@ struct RunOptions {
 
   void add_to(CLI::App& command) {
     command.add_option("--dtype", dtype, "weights and activations: f32, bf16, quant (cpu: the file's quantised "
-                       "blocks, f32 activations), or auto (f32 on cpu, bf16 on cuda); computed in f32 either way")
+                       "blocks, 8-bit activations), or auto (cpu: quant for a file whose matrices all are Q8_0, "
+                       "Q4_0, Q4_1, Q4_K or Q6_K, else f32; cuda: bf16); f32 and bf16 compute in f32")
         ->check(CLI::IsMember({"auto", "f32", "bf16", "quant"}))
         ->capture_default_str();
     command.add_option("--device", device, "executor: cpu or cuda (when built with CUDA)")
@@ -63,13 +64,14 @@ struct RunOptions {
         ->check(CLI::ExistingFile);
   }
 
-  // --dtype auto: float32 on the host (which computes in float32 and pays a
-  // conversion per bfloat16 load), bfloat16 on CUDA (half the bytes).
-  // --dtype quant keeps a GGUF file's blocks on the host (activations in
-  // float32).
-  // --dtype quant runs on the host executor only.
+  // --dtype auto: on the host, the file's own blocks when every weight
+  // matrix is in a format the host computes on (a quantised GGUF file runs
+  // at its own size, as llama.cpp runs it), else float32 (the host computes
+  // in float32 and pays a conversion per bfloat16 load); bfloat16 on CUDA
+  // (half the bytes). --dtype quant runs on the host executor only.
   void resolve_dtype() {
-    if (dtype == "auto") dtype = device == "cuda" ? "bf16" : "f32";
+    if (dtype == "auto")
+      dtype = device == "cuda" ? "bf16" : model::computes_on_blocks(io::ModelSource::open(model)) ? "quant" : "f32";
     require(dtype != "quant" || device == "cpu", "--dtype quant computes on the file's quantised blocks on the "
             "host executor only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
   }

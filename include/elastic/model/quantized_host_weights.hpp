@@ -44,6 +44,21 @@ constexpr std::optional<QuantFormat> quant_format_of(io::TensorType type) {
   }
 }
 
+// True when every weight matrix `source` holds for its model is in a block
+// format the host executor computes on (and each FFN's gate and up share
+// one), so QuantizedHostWeights can load it.
+template <TensorSource Source>
+bool computes_on_blocks(const Source& source) {
+  for (const io::TensorSlot& slot : io::required_tensors(source.description())) {
+    if (is_norm_role(slot.role)) continue;
+    const io::StoredTensor& tensor = source.tensor(slot.role, slot.layer);
+    if (!quant_format_of(tensor.type)) return false;
+    if (slot.role == io::TensorRole::ffn_gate && source.tensor(io::TensorRole::ffn_up, slot.layer).type != tensor.type)
+      return false;
+  }
+  return true;
+}
+
 template <ElementType T>
 class QuantizedHostWeights {
  public:
