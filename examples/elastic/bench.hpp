@@ -187,7 +187,7 @@ void print_bench(const Runner& runner, const RunOptions& run, const BenchOptions
 template <class Runner>
 int run_bench(const RunOptions& run, const BenchOptions& options) {
   Runner runner(run);
-  const LoadedModel<typename Runner::Element>& loaded = runner.loaded;
+  const auto& loaded = runner.loaded;
   int capacity = 1;
   for (int length : options.prompt_lengths) capacity = std::max(capacity, length);
   for (int length : options.generate_lengths) capacity = std::max(capacity, length);

@@ -11,7 +11,7 @@
 //   elastic bench [-p 512] [-n 128] [-r 5] [--mlp-widths ...] [-o md|json]
 //                                     prompt and generation tokens per second
 //
-// The running subcommands share --model, --dtype auto|f32|bf16, --device
+// The running subcommands share --model, --dtype auto|f32|bf16|quant, --device
 // cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
 // a --config file and the flags --mlp-width, --heads and --skip-layers on
 // top of it (one weight copy, any prefix of each layer).
@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
       options.run.model = model;
       options.run.resolve_dtype();
       if (command == Command::perplexity && subcommand->count("--ctx") == 0) options.run.context = 512;
+      if (options.run.device == "cpu" && options.run.dtype == "quant")
+        return elastic::cli::run_command<elastic::cli::QuantizedHostRunner>(command, options);
       if (options.run.device == "cpu") return elastic::cli::run_command<elastic::cli::HostRunner>(command, options);
 #ifdef ELASTIC_CLI_CUDA
       return elastic::cli::run_command_on_cuda(command, options);

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +24,7 @@
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_sequence.hpp"
 #include "elastic/model/host_weights.hpp"
+#include "elastic/model/quantized_host_weights.hpp"
 #include "elastic/model/subnetwork_config.hpp"
 #include "elastic/model/subnetwork_config_file.hpp"
 
@@ -39,9 +42,10 @@ struct RunOptions {
   std::string config_file;  // a SubnetworkConfig JSON file; the flags above apply on top of it
 
   void add_to(CLI::App& command) {
-    command.add_option("--dtype", dtype, "weights and activations: f32, bf16, or auto (f32 on cpu, bf16 on cuda); "
-                       "computed in f32 either way")
-        ->check(CLI::IsMember({"auto", "f32", "bf16"}))
+    command.add_option("--dtype", dtype, "weights and activations: f32, bf16, quant (cpu: the file's quantised "
+                       "blocks, 8-bit activations), or auto (cpu: quant for a file whose matrices all are Q8_0, "
+                       "Q4_0, Q4_1, Q4_K or Q6_K, else f32; cuda: bf16); f32 and bf16 compute in f32")
+        ->check(CLI::IsMember({"auto", "f32", "bf16", "quant"}))
         ->capture_default_str();
     command.add_option("--device", device, "executor: cpu or cuda (when built with CUDA)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
@@ -60,10 +64,16 @@ struct RunOptions {
         ->check(CLI::ExistingFile);
   }
 
-  // --dtype auto: float32 on the host (which computes in float32 and pays a
-  // conversion per bfloat16 load), bfloat16 on CUDA (half the bytes).
+  // --dtype auto: on the host, the file's own blocks when every weight
+  // matrix is in a format the host computes on (a quantised GGUF file runs
+  // at its own size, as llama.cpp runs it), else float32 (the host computes
+  // in float32 and pays a conversion per bfloat16 load); bfloat16 on CUDA
+  // (half the bytes). --dtype quant runs on the host executor only.
   void resolve_dtype() {
-    if (dtype == "auto") dtype = device == "cuda" ? "bf16" : "f32";
+    if (dtype == "auto")
+      dtype = device == "cuda" ? "bf16" : model::computes_on_blocks(io::ModelSource::open(model)) ? "quant" : "f32";
+    require(dtype != "quant" || device == "cpu", "--dtype quant computes on the file's quantised blocks on the "
+            "host executor only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
   }
 
   // The sub-network the flags describe, for `description`.
@@ -89,10 +99,11 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// A model's files loaded for running: the source, its weights dequantised
-// once into T (the element type --dtype chose), the tokenizer and the
-// sub-network of the flags, with the time loading started.
-template <ElementType T>
+// A model's files loaded for running: the source, its weights (Weights:
+// dequantised once into T, the element type --dtype chose, or kept in the
+// file's quantised blocks), the tokenizer and the sub-network of the flags,
+// with the time loading started.
+template <ElementType T, class Weights = model::HostWeights<T>>
 struct LoadedModel {
   explicit LoadedModel(const RunOptions& options)
       : start(std::chrono::steady_clock::now()),
@@ -108,35 +119,46 @@ struct LoadedModel {
 
   std::chrono::steady_clock::time_point start;
   io::ModelSource source;
-  model::HostWeights<T> weights;
+  Weights weights;
   model::SubnetworkConfig config;
   std::optional<io::Tokenizer> tokenizer;
 };
 
 // A loaded model on the host executor. Every runner (this one, CudaRunner)
 // offers what the subcommands use: Element (T), `loaded` (the
-// LoadedModel<T>), sequence(capacity, config), device_name(), threads()
+// LoadedModel), sequence(capacity, config), device_name(), threads()
 // and load_seconds.
-template <ElementType T>
-struct HostRunner {
+template <ElementType T, class Weights = model::HostWeights<T>>
+struct HostRunnerOf {
   using Element = T;
-  explicit HostRunner(const RunOptions& options)
+  using MatrixView = std::remove_cvref_t<decltype(std::declval<const Weights&>().views().lm_head)>;
+  explicit HostRunnerOf(const RunOptions& options)
       : loaded(options),
         executor(options.threads),
         decoder(loaded.description(), loaded.weights.views()),
         load_seconds(seconds_since(loaded.start)) {}
 
-  using Sequence = model::HostSequence<T>;
+  using Sequence = model::HostSequence<T, AnyWidth, MatrixView>;
   Sequence sequence(int capacity, const model::SubnetworkConfig& config) {
     return Sequence(decoder, executor, capacity, config);
   }
   std::string device_name() const { return "cpu"; }
   unsigned threads() const { return executor.threads(); }
 
-  LoadedModel<T> loaded;
+  LoadedModel<T, Weights> loaded;
   host::Executor executor;
-  model::Decoder<T> decoder;
+  model::Decoder<T, AnyWidth, MatrixView> decoder;
   double load_seconds;
 };
+
+// Weights dequantised into T (--dtype f32 / bf16).
+template <ElementType T>
+using HostRunner = HostRunnerOf<T>;
+
+// Weights kept in the file's quantised blocks (--dtype quant). The kernels
+// quantise the activations to 8 bits per block whatever their storage, so
+// they are kept in float32 for every T the command dispatch asks for.
+template <ElementType>
+using QuantizedHostRunner = HostRunnerOf<float, model::QuantizedHostWeights<float>>;
 
 }  // namespace elastic::cli

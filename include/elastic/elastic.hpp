@@ -15,6 +15,7 @@
 #include "elastic/core/executor.hpp"
 #include "elastic/core/kv_cache.hpp"
 #include "elastic/core/macros.hpp"
+#include "elastic/core/quantized_matrix.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"

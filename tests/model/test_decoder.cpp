@@ -24,6 +24,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "elastic/io/tokenizer.hpp"
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_weights.hpp"
+#include "elastic/model/quantized_host_weights.hpp"
 #include "model/reference_logits.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
@@ -75,9 +77,12 @@ std::vector<std::byte> random_quantised(io::TensorType type, std::int64_t elemen
   return bytes;
 }
 
-// A GGUF llama with tied Q8_0 embeddings, Q4_0 / Q4_1 / F16 matrices and F32
-// norms; Q/K rows in GGUF's interleaved pair order (random, so any order).
-void write_gguf(const std::filesystem::path& path, const TinyModel& m, std::uint64_t seed) {
+// A GGUF llama with tied Q8_0 embeddings, Q4_0 / Q4_1 / Q8_0 matrices (the
+// FFN gate in Q4_1), the FFN down and up projections in `down_type` and
+// `up_type`, and F32 norms; Q/K rows in GGUF's
+// interleaved pair order (random, so any order).
+void write_gguf(const std::filesystem::path& path, const TinyModel& m, std::uint64_t seed,
+                io::TensorType down_type = io::TensorType::f16, io::TensorType up_type = io::TensorType::q8_0) {
   io::GgufWriter writer;
   const auto u32 = [](int v) { return io::GgufValue{static_cast<std::uint32_t>(v)}; };
   writer.add("general.architecture", {std::string("llama")});
@@ -126,8 +131,8 @@ void write_gguf(const std::filesystem::path& path, const TinyModel& m, std::uint
     add(block + "attn_output.weight", io::TensorType::q4_0, {m.hidden, q_rows}, inverse_sqrt(static_cast<int>(q_rows)));
     add(block + "ffn_norm.weight", io::TensorType::f32, {m.hidden}, 0.25f);
     add(block + "ffn_gate.weight", io::TensorType::q4_1, {m.intermediate, m.hidden}, 2 * in_scale);
-    add(block + "ffn_up.weight", io::TensorType::q8_0, {m.intermediate, m.hidden}, 2 * in_scale);
-    add(block + "ffn_down.weight", io::TensorType::f16, {m.hidden, m.intermediate}, inverse_sqrt(m.intermediate));
+    add(block + "ffn_up.weight", up_type, {m.intermediate, m.hidden}, 2 * in_scale);
+    add(block + "ffn_down.weight", down_type, {m.hidden, m.intermediate}, inverse_sqrt(m.intermediate));
   }
   writer.write(path);
 }
@@ -291,8 +296,12 @@ struct Part {
   std::vector<int> tokens;
 };
 
-template <class T, class MlpWidths = AnyWidth>
+// Weights: HostWeights<T> (dequantised) or QuantizedHostWeights<T> (blocks).
+template <class T, class MlpWidths = AnyWidth, class Weights = model::HostWeights<T>>
 class Harness {
+  using Matrices = std::remove_cvref_t<decltype(std::declval<const Weights&>().views().lm_head)>;
+  using DecoderType = model::Decoder<T, MlpWidths, Matrices>;
+
  public:
   Harness(const std::filesystem::path& path, int slots = 3, int capacity = 32)
       : source_(io::ModelSource::open(path)),
@@ -303,7 +312,7 @@ class Harness {
         executor_(2) {}
 
   const io::ModelSource& source() const { return source_; }
-  model::Decoder<T, MlpWidths>& decoder() { return decoder_; }
+  DecoderType& decoder() { return decoder_; }
   const model::ModelKVCache<T>& cache() const { return cache_; }
   host::Executor& executor() { return executor_; }
 
@@ -323,7 +332,7 @@ class Harness {
     }
     const AttentionBatch batch{slots, cached, fresh, {}};
     const index_t vocab = decoder_.description().vocab;
-    test::HostMatrix<float> logits(model::Decoder<T, MlpWidths>::logit_rows(batch, logits_for), vocab);
+    test::HostMatrix<float> logits(DecoderType::logit_rows(batch, logits_for), vocab);
     test::fill_poison(logits);
     const std::size_t bytes = decoder_.workspace_bytes(executor_, batch, cache_.shape(), logits_for, configs);
     if (workspace_.bytes() < bytes) workspace_ = host::WorkspaceBuffer(bytes);
@@ -341,8 +350,8 @@ class Harness {
 
  private:
   io::ModelSource source_;
-  model::HostWeights<T> weights_;
-  model::Decoder<T, MlpWidths> decoder_;
+  Weights weights_;
+  DecoderType decoder_;
   host::WorkspaceBuffer cache_memory_;
   model::ModelKVCache<T> cache_;
   host::Executor executor_;
@@ -443,6 +452,43 @@ TEST_CASE("decoder: a GGUF llama with quantised tensors and interleaved RoPE equ
   MESSAGE("GGUF float: " << float_error << ", bfloat16: " << bf16_error);
   CHECK(float_error < tolerance<float>());
   CHECK(bf16_error < tolerance<bfloat16_t>());
+}
+
+// Computing on the blocks quantises each activation row to 8 bits per
+// 32-element block, so the logits differ from the dequantised float64
+// reference by that rounding, not by float32 round-off.
+TEST_CASE("decoder: a GGUF llama run on its quantised blocks equals the reference within 8-bit activation error") {
+  TinyModel m;
+  m.kv_heads = 1;
+  m.intermediate = 160;
+  test::TemporaryDirectory folder;
+  write_gguf(folder / "tiny.gguf", m, 5, io::TensorType::q4_0, io::TensorType::q4_1);
+  Harness<float, AnyWidth, model::QuantizedHostWeights<float>> harness(folder / "tiny.gguf");
+  const ReferenceModel reference(harness.source());
+  const std::vector<int> tokens = random_tokens(9, m.vocab, 11);
+  SubnetworkConfig config = SubnetworkConfig::full(harness.decoder().description());
+  const double error = relative_error(harness.prefill(config, tokens), reference.logits(config, tokens));
+  MESSAGE("GGUF on quantised blocks: " << error);
+  CHECK(error < 1e-2);
+
+  // A sub-network: MLP widths of whole blocks run, others are refused.
+  for (model::LayerChoice& layer : config.layers) layer.mlp_width = 96;
+  const double narrow_error = relative_error(harness.prefill(config, tokens), reference.logits(config, tokens));
+  MESSAGE("GGUF on quantised blocks, MLP width 96: " << narrow_error);
+  CHECK(narrow_error < 1e-2);
+  for (model::LayerChoice& layer : config.layers) layer.mlp_width = 80;
+  CHECK_THROWS_WITH_AS(harness.prefill(config, tokens), doctest::Contains("multiple of the 32-element block"),
+                       elastic::Error);
+
+  // A matrix in a type the kernels do not compute on, and gate and up
+  // projections in different formats, are refused at load.
+  write_gguf(folder / "f16_down.gguf", m, 5, io::TensorType::f16, io::TensorType::q4_1);
+  CHECK_THROWS_WITH_AS(model::QuantizedHostWeights<float>(io::ModelSource::open(folder / "f16_down.gguf")),
+                       doctest::Contains("is F16; computing on quantised blocks needs"), elastic::Error);
+  write_gguf(folder / "mixed_gate_up.gguf", m, 5, io::TensorType::q4_0, io::TensorType::q8_0);
+  CHECK_THROWS_WITH_AS(model::QuantizedHostWeights<float>(io::ModelSource::open(folder / "mixed_gate_up.gguf")),
+                       doctest::Contains("FFN gate and up projections must share one block format"),
+                       elastic::Error);
 }
 
 TEST_CASE("decoder: a sub-network (narrower MLPs, fewer heads, skipped halves) equals the reference of the sliced model") {

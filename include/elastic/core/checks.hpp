@@ -56,14 +56,19 @@ void check_weight_extents(const MatrixView<T>& weight, std::string_view op, std:
           " has more than ", int_max, " rows or columns");
 }
 
-// y[t, o] = sum_i x[t, i] * w[o, i]; static_length is the Extent the caller
-// promised for the reduction length (0: none). output_rows is the row count y
-// must have: x's for a plain linear map, any for one that scatters its rows.
+// static_length is the Extent a caller promised for a reduction length (0: none).
+inline void check_static_length(index_t length, int static_length, std::string_view op) {
+  require(static_length == 0 || static_length == length, op, ": Extent<", static_length,
+          "> does not match the reduction length ", length);
+}
+
+// y[t, o] = sum_i x[t, i] * w[o, i]; static_length as above. output_rows is
+// the row count y must have: x's for a plain linear map, any for one that
+// scatters its rows.
 template <class T>
 void check_linear_operands(const MatrixView<T>& y, const ConstMatrixView<T>& x, const ConstMatrixView<T>& w,
                            int static_length, std::string_view op, index_t output_rows) {
-  require(static_length == 0 || static_length == w.cols(), op, ": Extent<", static_length,
-          "> does not match the reduction length ", w.cols());
+  check_static_length(w.cols(), static_length, op);
   check_shape(y, output_rows, w.rows(), op, "output");
   require(x.cols() == w.cols(), op, ": the input has ", x.cols(), " columns but the weight has ",
           w.cols(), " (expected equal)");

@@ -37,6 +37,7 @@
 #include "elastic/core/checks.hpp"
 #include "elastic/core/counts.hpp"
 #include "elastic/core/overlap.hpp"
+#include "elastic/core/quantized_checks.hpp"
 #include "elastic/core/route_plan.hpp"
 #include "elastic/core/tensor.hpp"
 
@@ -44,8 +45,9 @@ namespace elastic::detail {
 
 // dst, src and `index_count` row indices (dst.rows() to gather, src.rows()
 // to scatter).
-template <class T>
-void check_rows_op(const MatrixView<T>& dst, const ConstMatrixView<T>& src, const int* indices, index_t index_count,
+// Source: a ConstMatrixView<T>, or a QuantizedMatrixView for a gather.
+template <class T, class Source>
+void check_rows_op(const MatrixView<T>& dst, const Source& src, const int* indices, index_t index_count,
                    std::string_view op) {
   require(dst.cols() == src.cols(), op, ": destination has ", dst.cols(), " columns but the source has ",
           src.cols(), " (expected equal)");

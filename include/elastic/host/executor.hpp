@@ -24,11 +24,16 @@
 #include "elastic/core/attention_params.hpp"
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
+#include "elastic/core/quantized_checks.hpp"
+#include "elastic/core/quantized_matrix.hpp"
 #include "elastic/core/routing_checks.hpp"
 #include "elastic/host/attention.hpp"
+#include "elastic/host/quantized_row_dots.hpp"
+#include "elastic/host/quantized_rows.hpp"
 #include "elastic/host/routing.hpp"
 #include "elastic/host/simd/kernels.hpp"
 #include "elastic/host/thread_pool.hpp"
+#include "elastic/math/activation.hpp"
 
 namespace elastic::host {
 
@@ -145,6 +150,14 @@ class Executor {
     kernels::gather_rows(*pool_, dst, src, indices);
   }
 
+  // Rows of a block-quantised table (an embedding kept in its GGUF blocks),
+  // decoded and rounded to T.
+  template <ElementType T>
+  void gather_rows(MatrixView<T> dst, const QuantizedMatrixView& src, const int* indices) {
+    detail::check_rows_op(dst, src, indices, dst.rows(), "gather_rows");
+    kernels::gather_quantized_rows(*pool_, dst, src, indices);
+  }
+
   template <ElementType T>
   void scatter_add_rows(MatrixView<T> dst, std::type_identity_t<ConstMatrixView<T>> src, const int* indices) {
     detail::check_rows_op(dst, src, indices, src.rows(), "scatter_add_rows");
@@ -178,6 +191,50 @@ class Executor {
     detail::check_linear_scatter_add(y, x, w, indices, StaticLength);
     kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
     run_row_dots<T, 1, false>(y, x, x.rows(), {w}, nullptr, indices);
+  }
+
+  // The same maps with block-quantised weights (GGUF's Q8_0, Q4_0, Q4_1,
+  // Q4_K, Q6_K; core/quantized_matrix.hpp), computed on the blocks with the
+  // activations quantised to 8 bits per 32-element block
+  // (host/quantized_activations.hpp). Like the float forms they need no
+  // workspace, and a compile-time reduction length is only checked.
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, const QuantizedMatrixView& w,
+              Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
+    detail::check_static_length(x.cols(), StaticLength, "linear");
+    detail::check_quantized_linear_operands(y, x, w, "linear", x.rows());
+    kernels::quantized_row_dots<T, 1>(*pool_, y, x, x.rows(), {w}, math::Identity{});
+  }
+
+  template <ElementType T>
+  void swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const QuantizedMatrixView& gate,
+              const QuantizedMatrixView& up, Workspace /*workspace*/ = {}) {
+    detail::check_quantized_swiglu_operands(h, x, gate, up, "swiglu", x.rows());
+    kernels::quantized_row_dots<T, 2>(*pool_, h, x, x.rows(), {gate, up}, math::SwiGLU{});
+  }
+
+  template <ElementType T>
+  void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const int* indices,
+                     const QuantizedMatrixView& gate, const QuantizedMatrixView& up, Workspace /*workspace*/ = {}) {
+    constexpr std::string_view op = "gather_swiglu";
+    require(indices != nullptr || h.rows() == 0, op, ": the row indices are a null pointer");
+    detail::check_quantized_swiglu_operands(h, x, gate, up, op, h.rows());
+    detail::check_disjoint(op, {detail::region("output", h)}, {detail::region("row indices", indices, h.rows())});
+    kernels::check_indices(indices, h.rows(), x.rows(), "gather_swiglu");
+    kernels::quantized_row_dots<T, 2>(*pool_, h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
+  }
+
+  // The indices must be distinct (as a route plan's are).
+  template <ElementType T, int StaticLength = dynamic_extent>
+  void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, const QuantizedMatrixView& w,
+                          const int* indices, Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
+    constexpr std::string_view op = "linear_scatter_add";
+    detail::check_static_length(x.cols(), StaticLength, op);
+    require(indices != nullptr || x.rows() == 0, op, ": the row indices are a null pointer");
+    detail::check_quantized_linear_operands(y, x, w, op, y.rows());
+    detail::check_disjoint(op, {detail::region("output", y)}, {detail::region("row indices", indices, x.rows())});
+    kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
+    kernels::quantized_row_dots<T, 1>(*pool_, y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
   }
 
   // Route groups sized in executor memory: here host memory, read directly,

@@ -22,6 +22,7 @@
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/kv_cache.hpp"
+#include "elastic/core/quantized_checks.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
@@ -30,12 +31,13 @@
 namespace elastic {
 
 // q: [heads*D x hidden]; k, v: [kv_heads*D x hidden]; o: [hidden x heads*D].
-template <ElementType T>
+// W: the weights' view, as for MLPWeights.
+template <ElementType T, class W = ConstMatrixView<T>>
 struct AttentionWeights {
-  ConstMatrixView<T> q;
-  ConstMatrixView<T> k;
-  ConstMatrixView<T> v;
-  ConstMatrixView<T> o;
+  W q;
+  W k;
+  W v;
+  W o;
 };
 
 struct AttentionConfig {
@@ -45,7 +47,7 @@ struct AttentionConfig {
   float scale = 0.0f;  // 0: 1/sqrt(head_dim)
 };
 
-template <ElementType T, WidthSet HeadCounts, int HeadDim>
+template <ElementType T, WidthSet HeadCounts, int HeadDim, class W = ConstMatrixView<T>>
 class ElasticAttention {
  public:
   static_assert(is_supported_head_dim(HeadDim), "ElasticAttention: head_dim must be 64 or 128");
@@ -53,7 +55,7 @@ class ElasticAttention {
   using head_counts = HeadCounts;
   static constexpr int head_dim = HeadDim;
 
-  ElasticAttention(const AttentionWeights<T>& weights, const AttentionConfig& config)
+  ElasticAttention(const AttentionWeights<T, W>& weights, const AttentionConfig& config)
       : weights_(weights), config_(config) {
     constexpr auto op = "ElasticAttention";
     require(config.heads > 0 && config.kv_heads > 0 && config.heads % config.kv_heads == 0, op,
@@ -94,8 +96,8 @@ class ElasticAttention {
 
   // The full weights, and those a forward over the first `heads` query heads
   // reads (slices, not copies).
-  const AttentionWeights<T>& weights() const { return weights_; }
-  AttentionWeights<T> weights_at(int heads) const {
+  const AttentionWeights<T, W>& weights() const { return weights_; }
+  AttentionWeights<T, W> weights_at(int heads) const {
     const index_t q_rows = index_t{heads} * HeadDim;
     const index_t kv_rows = index_t{kv_heads_for(heads)} * HeadDim;
     return {weights_.q.first_rows(q_rows), weights_.k.first_rows(kv_rows), weights_.v.first_rows(kv_rows),
@@ -121,7 +123,7 @@ class ElasticAttention {
     check_forward(executor, heads, y, x, cache, batch, workspace, "ElasticAttention::forward");
     WorkspaceCursor cursor(workspace);
     const Buffers buffers = carve(cursor, executor, batch, cache.shape(), heads);
-    const AttentionWeights<T> sliced = weights_at(heads);
+    const AttentionWeights<T, W> sliced = weights_at(heads);
     const int kv_heads = kv_heads_for(heads);
     AttentionParams<HeadDim> params = params_;
     params.heads = heads;
@@ -184,7 +186,7 @@ class ElasticAttention {
     return buffers;
   }
 
-  AttentionWeights<T> weights_;
+  AttentionWeights<T, W> weights_;
   AttentionConfig config_;
   AttentionParams<HeadDim> params_;
 };

@@ -12,6 +12,7 @@
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/overlap.hpp"
+#include "elastic/core/quantized_checks.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/core/widths.hpp"
 #include "elastic/core/workspace.hpp"
@@ -19,14 +20,16 @@
 
 namespace elastic {
 
-template <ElementType T, WidthSet OutWidths, WidthSet InWidths>
+// W: the weight's view, ConstMatrixView<T> or QuantizedMatrixView (GGUF
+// blocks, on an executor that computes on them).
+template <ElementType T, WidthSet OutWidths, WidthSet InWidths, class W = ConstMatrixView<T>>
 class ElasticLinear {
  public:
   using element_type = T;
   using out_widths = OutWidths;
   using in_widths = InWidths;
 
-  explicit ElasticLinear(ConstMatrixView<T> weight) : weight_(weight) {
+  explicit ElasticLinear(W weight) : weight_(weight) {
     detail::check_view(weight, "ElasticLinear", "weight");
     detail::check_width_set<OutWidths, T>(weight.rows(), "ElasticLinear output width");
     detail::check_width_set<InWidths, T>(weight.cols(), "ElasticLinear input width");
@@ -36,7 +39,7 @@ class ElasticLinear {
   index_t in_features() const { return weight_.cols(); }
 
   // The weight a forward at these widths reads: a strided view, not a copy.
-  ConstMatrixView<T> weight_at(int out_width, int in_width) const {
+  W weight_at(int out_width, int in_width) const {
     return weight_.first_rows(out_width).first_cols(in_width);
   }
 
@@ -55,7 +58,7 @@ class ElasticLinear {
     detail::check_width<InWidths, T>(in_width, in_features(), "ElasticLinear input width");
     detail::check_shape(x, x.rows(), in_width, op, "input x");
     detail::check_shape(y, x.rows(), out_width, op, "output y");
-    const ConstMatrixView<T> weight = weight_at(out_width, in_width);
+    const W weight = weight_at(out_width, in_width);
     const std::size_t used = executor.template linear_workspace_bytes<T>(x.rows(), out_width, in_width);
     require<WorkspaceError>(workspace.bytes >= used, op, ": workspace too small: need at least ", used,
                             " bytes, found ", workspace.bytes);
@@ -67,7 +70,7 @@ class ElasticLinear {
   }
 
  private:
-  ConstMatrixView<T> weight_;
+  W weight_;
 };
 
 }  // namespace elastic

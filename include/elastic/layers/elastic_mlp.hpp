@@ -20,6 +20,7 @@
 #include "elastic/core/checks.hpp"
 #include "elastic/core/executor.hpp"
 #include "elastic/core/overlap.hpp"
+#include "elastic/core/quantized_checks.hpp"
 #include "elastic/core/route_plan.hpp"
 #include "elastic/core/routing_checks.hpp"
 #include "elastic/core/tensor.hpp"
@@ -32,20 +33,22 @@ namespace elastic {
 
 // The three projections of a SwiGLU MLP. gate, up: [intermediate x hidden];
 // down: [hidden x intermediate] (PyTorch nn.Linear layout: [out x in]).
-template <ElementType T>
+// W is the weights' view: ConstMatrixView<T>, or QuantizedMatrixView for
+// GGUF blocks on an executor that computes on them (the host's).
+template <ElementType T, class W = ConstMatrixView<T>>
 struct MLPWeights {
-  ConstMatrixView<T> gate;
-  ConstMatrixView<T> up;
-  ConstMatrixView<T> down;
+  W gate;
+  W up;
+  W down;
 };
 
-template <ElementType T, WidthSet WidthsT>
+template <ElementType T, WidthSet WidthsT, class W = ConstMatrixView<T>>
 class ElasticMLP {
  public:
   using element_type = T;
   using widths = WidthsT;
 
-  using Weights = MLPWeights<T>;
+  using Weights = MLPWeights<T, W>;
 
   explicit ElasticMLP(const Weights& weights) : weights_(weights) {
     constexpr auto op = "ElasticMLP";

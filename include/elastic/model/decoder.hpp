@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <numeric>
 #include <span>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -52,11 +53,14 @@ enum class LogitsFor : std::uint8_t { every_token, last_token };
 // asks for; a deployment that knows the widths it serves names them,
 // e.g. Decoder<bfloat16_t, Widths<384, 768, 1152, 1536>> (every width must
 // fit every SwiGLU layer; a configuration asking for another is refused up
-// front).
-template <ElementType T, WidthSet MlpWidths = AnyWidth>
+// front). W is the view of the weight matrices (model_weights.hpp):
+// QuantizedMatrixView runs a GGUF file's blocks on the host executor.
+template <ElementType T, WidthSet MlpWidths = AnyWidth, class W = ConstMatrixView<T>>
 class Decoder {
  public:
-  Decoder(const io::ModelDescription& model, const ModelWeights<T>& weights)
+  using matrix_view = W;
+
+  Decoder(const io::ModelDescription& model, const ModelWeights<T, W>& weights)
       : model_(model),
         weights_(weights),
         lm_head_(check_model_wide(model, weights)),
@@ -142,7 +146,7 @@ class Decoder {
     const int* last_rows = nullptr;
   };
 
-  static ConstMatrixView<T> check_model_wide(const io::ModelDescription& model, const ModelWeights<T>& weights) {
+  static W check_model_wide(const io::ModelDescription& model, const ModelWeights<T, W>& weights) {
     constexpr auto op = "Decoder";
     constexpr int vector = math::vector_width<T>;
     require(weights.layers.size() == model.layers.size(), op, ": the weights have ", weights.layers.size(),
@@ -155,16 +159,18 @@ class Decoder {
     detail::check_shape(weights.token_embedding, model.vocab, model.hidden, op, "token embedding");
     detail::check_shape(weights.output_norm, 1, model.hidden, op, "output norm");
     detail::check_shape(weights.lm_head, model.vocab, model.hidden, op, "LM head");
-    for (const auto* view : {&weights.token_embedding, &weights.output_norm, &weights.lm_head})
-      detail::check_view(*view, op, "model-wide weight");
+    detail::check_view(weights.token_embedding, op, "token embedding");
+    detail::check_view(weights.output_norm, op, "output norm");
+    detail::check_view(weights.lm_head, op, "LM head");
     return weights.lm_head;
   }
 
   void collect_weight_regions() {
-    const auto add = [&](const ConstMatrixView<T>& view) { weight_regions_.push_back(detail::region("model weights", view)); };
-    for (const auto* view : {&weights_.token_embedding, &weights_.output_norm, &weights_.lm_head}) add(*view);
-    for (const LayerWeights<T>& layer : weights_.layers)
-      for (const ConstMatrixView<T>* view : layer_views(layer)) add(*view);
+    const auto add = [&](const auto&... views) {
+      (weight_regions_.push_back(detail::region("model weights", views)), ...);
+    };
+    add(weights_.token_embedding, weights_.output_norm, weights_.lm_head);
+    for (const LayerWeights<T, W>& layer : weights_.layers) std::apply(add, layer_view_refs(layer));
   }
 
   // The index array holds the token ids, the identity rows, each
@@ -278,9 +284,9 @@ class Decoder {
   }
 
   io::ModelDescription model_;
-  ModelWeights<T> weights_;
-  ElasticLinear<T, AnyWidth, AnyWidth> lm_head_;
-  std::vector<DecoderLayer<T, MlpWidths>> layers_;
+  ModelWeights<T, W> weights_;
+  ElasticLinear<T, AnyWidth, AnyWidth, W> lm_head_;
+  std::vector<DecoderLayer<T, MlpWidths, W>> layers_;
   std::vector<detail::Region> weight_regions_;
   std::vector<int> staged_indices_;
   SubnetworkConfig full_config_;     // every layer as stored: what workspace_bytes sizes for by default

@@ -59,10 +59,11 @@ struct LayerBuffers {
   Workspace scratch;           // for the layer's blocks
 };
 
-template <ElementType T, WidthSet MlpWidths = AnyWidth>
+// W: the matrices' view (see model_weights.hpp).
+template <ElementType T, WidthSet MlpWidths = AnyWidth, class W = ConstMatrixView<T>>
 class DecoderLayer {
  public:
-  DecoderLayer(const io::ModelDescription& model, std::size_t index, const LayerWeights<T>& weights)
+  DecoderLayer(const io::ModelDescription& model, std::size_t index, const LayerWeights<T, W>& weights)
       : plan_(model.layers.at(index)), weights_(weights), epsilon_(model.rms_epsilon) {
     const std::string op = detail::concat("DecoderLayer ", index);
     const index_t hidden = model.hidden;
@@ -139,10 +140,10 @@ class DecoderLayer {
   }
 
  private:
-  using Attention = std::variant<ElasticAttention<T, AnyWidth, 64>, ElasticAttention<T, AnyWidth, 128>>;
+  using Attention = std::variant<ElasticAttention<T, AnyWidth, 64, W>, ElasticAttention<T, AnyWidth, 128, W>>;
 
   static Attention make_attention(const io::ModelDescription& model, std::size_t index,
-                                  const AttentionWeights<T>& weights) {
+                                  const AttentionWeights<T, W>& weights) {
     const AttentionConfig config{.heads = model.heads, .kv_heads = model.layers[index].kv_heads, .rope = model.rope};
     switch (model.head_dim) {
       case 64: return Attention(std::in_place_index<0>, weights, config);
@@ -153,7 +154,8 @@ class DecoderLayer {
     }
   }
 
-  static void check_weight(const ConstMatrixView<T>& weight, index_t rows, index_t cols, const std::string& op,
+  template <class View>
+  static void check_weight(const View& weight, index_t rows, index_t cols, const std::string& op,
                            const char* name) {
     detail::check_shape(weight, rows, cols, op, name);
     detail::check_view(weight, op, name);
@@ -175,10 +177,10 @@ class DecoderLayer {
   }
 
   io::LayerPlan plan_;
-  LayerWeights<T> weights_;
+  LayerWeights<T, W> weights_;
   float epsilon_;
   std::optional<Attention> attention_;
-  std::optional<ElasticMLP<T, MlpWidths>> mlp_;
+  std::optional<ElasticMLP<T, MlpWidths, W>> mlp_;
 };
 
 }  // namespace elastic::model

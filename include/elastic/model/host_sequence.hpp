@@ -21,12 +21,12 @@
 namespace elastic::model {
 
 // MlpWidths: the decoder's width set (AnyWidth, or a deployment's Widths<...>).
-template <ElementType T, WidthSet MlpWidths = AnyWidth>
+template <ElementType T, WidthSet MlpWidths = AnyWidth, class W = ConstMatrixView<T>>
 class HostSequence {
  public:
   // A sequence of at most `capacity` positions through `decoder` (which must
   // outlive it), run as `config` on `executor`.
-  HostSequence(Decoder<T, MlpWidths>& decoder, host::Executor& executor, int capacity, SubnetworkConfig config)
+  HostSequence(Decoder<T, MlpWidths, W>& decoder, host::Executor& executor, int capacity, SubnetworkConfig config)
       : decoder_(decoder),
         executor_(executor),
         config_(std::move(config)),
@@ -65,7 +65,7 @@ class HostSequence {
   std::span<const float> run(std::span<const int> tokens, LogitsFor logits_for) {
     const LoneSequenceStep step{0, length_, static_cast<int>(tokens.size())};
     const AttentionBatch batch = step.batch();
-    const index_t rows = Decoder<T, MlpWidths>::logit_rows(batch, logits_for);
+    const index_t rows = Decoder<T, MlpWidths, W>::logit_rows(batch, logits_for);
     const std::size_t logit_count = static_cast<std::size_t>(rows) * static_cast<std::size_t>(vocab());
     if (logits_.bytes() < logit_count * sizeof(float)) logits_ = host::WorkspaceBuffer(logit_count * sizeof(float));
     const std::size_t bytes = decoder_.workspace_bytes(executor_, batch, cache_shape_, logits_for);
@@ -77,7 +77,7 @@ class HostSequence {
     return {logits, logit_count};
   }
 
-  Decoder<T, MlpWidths>& decoder_;
+  Decoder<T, MlpWidths, W>& decoder_;
   host::Executor& executor_;
   SubnetworkConfig config_;
   ModelCacheShape cache_shape_;

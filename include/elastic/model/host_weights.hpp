@@ -22,6 +22,7 @@
 #include "elastic/io/stored_tensor.hpp"
 #include "elastic/io/tensor_roles.hpp"
 #include "elastic/model/model_weights.hpp"
+#include "elastic/model/weight_binding.hpp"
 
 namespace elastic::model {
 
@@ -33,6 +34,13 @@ concept TensorSource = requires(const S& source, io::TensorRole role, int layer)
   { source.tensor(role, layer) } -> std::convertible_to<const io::StoredTensor&>;
 };
 
+// Elements of the tensor a slot describes (the source checked the sizes).
+inline std::size_t slot_elements(const io::TensorSlot& slot) {
+  std::size_t count = 1;
+  for (std::int64_t dim : slot.shape) count *= static_cast<std::size_t>(dim);
+  return count;
+}
+
 template <ElementType T>
 class HostWeights {
  public:
@@ -43,16 +51,16 @@ class HostWeights {
   explicit HostWeights(const Source& source) : description_(source.description()) {
     const std::vector<io::TensorSlot> slots = io::required_tensors(description_);
     WorkspaceCursor measure;
-    for (const io::TensorSlot& slot : slots) measure.take<T>(element_count(slot));
+    for (const io::TensorSlot& slot : slots) measure.take<T>(slot_elements(slot));
     buffer_ = host::WorkspaceBuffer(measure.bytes_used());
     WorkspaceCursor carve(buffer_.get());
     views_.layers.resize(description_.layers.size());
     for (const io::TensorSlot& slot : slots) {
-      const std::size_t count = element_count(slot);
+      const std::size_t count = slot_elements(slot);
       T* data = carve.take<T>(count);
       io::dequantize_tensor(source.tensor(slot.role, slot.layer), std::span<T>(data, count));
       const index_t cols = slot.shape.back();
-      bind(slot, ConstMatrixView<T>(data, static_cast<index_t>(count) / cols, cols));
+      bind_weight(views_, slot, ConstMatrixView<T>(data, static_cast<index_t>(count) / cols, cols));
     }
     if (description_.tied_embeddings) views_.lm_head = views_.token_embedding;
   }
@@ -62,37 +70,6 @@ class HostWeights {
   std::size_t bytes() const { return buffer_.bytes(); }
 
  private:
-  static std::size_t element_count(const io::TensorSlot& slot) {
-    std::size_t count = 1;
-    for (std::int64_t dim : slot.shape) count *= static_cast<std::size_t>(dim);  // the source checked the sizes
-    return count;
-  }
-
-  void bind(const io::TensorSlot& slot, ConstMatrixView<T> view) {
-    using io::TensorRole;
-    if (slot.layer < 0) {
-      if (slot.role == TensorRole::token_embedding) views_.token_embedding = view;
-      if (slot.role == TensorRole::output_norm) views_.output_norm = view;
-      if (slot.role == TensorRole::lm_head) views_.lm_head = view;
-      return;
-    }
-    LayerWeights<T>& layer = views_.layers[static_cast<std::size_t>(slot.layer)];
-    switch (slot.role) {
-      case TensorRole::attention_norm: layer.attention_norm = view; break;
-      case TensorRole::attention_q: layer.attention.q = view; break;
-      case TensorRole::attention_k: layer.attention.k = view; break;
-      case TensorRole::attention_v: layer.attention.v = view; break;
-      case TensorRole::attention_output: layer.attention.o = view; break;
-      case TensorRole::linear_attention: layer.linear_attention = view; break;
-      case TensorRole::ffn_norm: layer.ffn_norm = view; break;
-      case TensorRole::ffn_gate: layer.mlp.gate = view; break;
-      case TensorRole::ffn_up: layer.mlp.up = view; break;
-      case TensorRole::ffn_down: layer.mlp.down = view; break;
-      case TensorRole::linear_ffn: layer.linear_ffn = view; break;
-      default: break;  // the model-wide roles come without a layer
-    }
-  }
-
   io::ModelDescription description_;
   host::WorkspaceBuffer buffer_;
   ModelWeights<T> views_;

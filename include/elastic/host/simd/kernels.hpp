@@ -7,7 +7,9 @@
 // CUDA translation units build the baseline set and call the dispatched
 // kernels through shared_kernel.hpp.
 //
-//   row_dots()  up to 12 weight rows against up to 16 tokens (row_dots_call.hpp)
+//   row_dots()        up to 12 weight rows against up to 16 tokens (row_dots_call.hpp)
+//   quant_row_dots()  the same on GGUF blocks with 8-bit activations
+//                     (quant_row_dots_call.hpp)
 #pragma once
 
 #if !defined(__CUDACC__)
@@ -19,6 +21,7 @@
 #include <hwy/highway.h>
 
 #include "elastic/host/simd/kernels-inl.hpp"
+#include "elastic/host/simd/quant_row_dots_call.hpp"
 #include "elastic/host/simd/row_dots_call.hpp"
 #include "elastic/host/simd/shared_kernel.hpp"
 
@@ -43,6 +46,29 @@ inline void row_dots(const RowDotsCall& call) { kernel_table(ELASTIC_OWN_TABLE(r
 
 // The instruction set row_dots() runs on, as Highway names it.
 inline const char* row_dots_target() { return kernel_table(ELASTIC_OWN_TABLE(row_dots_kernel)).target(); }
+
+struct QuantRowDotsKernel {
+  void (*run)(const QuantRowDotsCall&);
+  const char* (*target)();
+};
+
+ELASTIC_HWY_EXPORT(QuantRowDots);
+ELASTIC_HWY_EXPORT(QuantRowDotsTarget);
+
+inline constexpr QuantRowDotsKernel ELASTIC_OWN_TABLE(quant_row_dots_kernel){
+    [](const QuantRowDotsCall& call) { ELASTIC_HWY_DISPATCH(QuantRowDots)(call); },
+    [] { return ELASTIC_HWY_DISPATCH(QuantRowDotsTarget)(); }};
+ELASTIC_SHARE_TABLE(quant_row_dots_kernel);
+
+// The quantised row dots of the call (quant_row_dots_call.hpp).
+inline void quant_row_dots(const QuantRowDotsCall& call) {
+  kernel_table(ELASTIC_OWN_TABLE(quant_row_dots_kernel)).run(call);
+}
+
+// The instruction set quant_row_dots() runs on, as Highway names it.
+inline const char* quant_row_dots_target() {
+  return kernel_table(ELASTIC_OWN_TABLE(quant_row_dots_kernel)).target();
+}
 
 }  // namespace elastic::host::simd
 #endif
