@@ -56,9 +56,10 @@ TEST_CASE("parallel_for visits every index exactly once") {
 }
 
 // Calls that follow each other while the workers still spin, and calls that
-// find them asleep, both hand every grain out once.
+// find them asleep, both hand every grain out once; so do calls on a pool
+// with more threads than cores, whose workers often miss a call.
 TEST_CASE("back-to-back calls and calls after the workers slept see every index once") {
-  for (unsigned threads : {2u, 3u}) {
+  for (unsigned threads : {2u, 3u, 16u}) {
     ThreadPool pool(threads);
     std::vector<std::atomic<int>> visits(64);
     const auto call = [&] {

@@ -11,6 +11,14 @@
 // falling back to the condition variable: back-to-back calls hand over work
 // in well under a microsecond, and an idle pool (or one on a machine other
 // programs need) sleeps after a short spin.
+//
+// A caller never waits for a worker that has not joined its call: workers
+// join a call through its ticket (the call's generation and a count of the
+// workers that joined), and once the caller has run out of grains it closes
+// the ticket and waits only for the workers that joined. A worker the
+// operating system has not scheduled (a busy machine, more threads than
+// cores) costs a call nothing; it finds the ticket closed and waits for the
+// next one.
 // A thread count outside [1, max_threads], or a worker thread that cannot
 // start, makes the constructor throw elastic::Error; the workers already
 // started are stopped and joined first.
@@ -78,14 +86,15 @@ class ThreadPool {
             },
             begin, end, grain);
     job_.store(&job, std::memory_order_relaxed);
-    pending_workers_.store(size_ - 1, std::memory_order_relaxed);
+    finished_workers_.store(0, std::memory_order_relaxed);
     {
-      std::lock_guard lock(mutex_);  // a worker checks the generation under it before sleeping
-      generation_.fetch_add(1, std::memory_order_release);
+      std::lock_guard lock(mutex_);  // a worker checks the ticket under it before sleeping
+      ticket_.store(++generation_ << generation_shift, std::memory_order_release);
     }
     if (sleeping_workers_.load(std::memory_order_acquire) > 0) work_ready_.notify_all();
     run_grains(job);
-    const auto workers_done = [this] { return pending_workers_.load(std::memory_order_acquire) == 0; };
+    const std::uint64_t joined = ticket_.fetch_or(closed_bit, std::memory_order_acq_rel) & joined_mask;
+    const auto workers_done = [&] { return finished_workers_.load(std::memory_order_acquire) == joined; };
     if (!spin_until(workers_done)) {
       std::unique_lock lock(mutex_);
       workers_done_.wait(lock, workers_done);
@@ -160,31 +169,50 @@ class ThreadPool {
     {
       std::lock_guard lock(mutex_);
       stopping_.store(true, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
+      ticket_.store(++generation_ << generation_shift | closed_bit, std::memory_order_release);
     }
     work_ready_.notify_all();
     for (auto& worker : workers_) worker.join();
   }
 
+  // Joins the open call of ticket `ticket`: true when this worker counted
+  // itself in before the caller closed it.
+  bool join(std::uint64_t ticket) {
+    const std::uint64_t generation = ticket >> generation_shift;
+    while ((ticket & closed_bit) == 0 && ticket >> generation_shift == generation) {
+      if (ticket_.compare_exchange_weak(ticket, ticket + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return true;
+    }
+    return false;
+  }
+
   void worker_loop() {
     std::uint64_t seen = 0;
     for (;;) {
-      const auto new_work = [&] { return generation_.load(std::memory_order_acquire) != seen; };
-      if (!spin_until(new_work)) {
+      const auto new_call = [&] { return ticket_.load(std::memory_order_acquire) >> generation_shift != seen; };
+      if (!spin_until(new_call)) {
         std::unique_lock lock(mutex_);
         sleeping_workers_.fetch_add(1, std::memory_order_acq_rel);
-        work_ready_.wait(lock, new_work);
+        work_ready_.wait(lock, new_call);
         sleeping_workers_.fetch_sub(1, std::memory_order_acq_rel);
       }
       if (stopping_.load(std::memory_order_acquire)) return;
-      seen = generation_.load(std::memory_order_acquire);
+      const std::uint64_t ticket = ticket_.load(std::memory_order_acquire);
+      seen = ticket >> generation_shift;
+      if (!join(ticket)) continue;
       run_grains(*job_.load(std::memory_order_relaxed));
-      if (pending_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard lock(mutex_);  // the caller checks the count under it before sleeping
-        workers_done_.notify_one();
-      }
+      finished_workers_.fetch_add(1, std::memory_order_acq_rel);
+      std::lock_guard lock(mutex_);  // the caller checks the count under it before sleeping
+      workers_done_.notify_one();
     }
   }
+
+  // A call's ticket: its generation above generation_shift, then the closed
+  // bit, then the count of workers that joined it.
+  static constexpr int generation_shift = 16;
+  static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 15;
+  static constexpr std::uint64_t joined_mask = closed_bit - 1;
+  static_assert(max_threads <= joined_mask);
 
   unsigned size_;
   std::vector<std::thread> workers_;
@@ -193,9 +221,10 @@ class ThreadPool {
   std::condition_variable work_ready_;
   std::condition_variable workers_done_;
   std::atomic<Job*> job_{nullptr};
-  std::atomic<unsigned> pending_workers_{0};
+  std::atomic<std::uint64_t> ticket_{0};
+  std::uint64_t generation_ = 0;  // of the last call (or the stop); written under mutex_
+  std::atomic<unsigned> finished_workers_{0};
   std::atomic<unsigned> sleeping_workers_{0};
-  std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> stopping_{false};
 };
 
