@@ -1,6 +1,6 @@
 // The host (CPU) executor: multi-threaded, float32 accumulation throughout.
 // Output rows of a weight are split across the pool's threads; each output
-// row is one call of the vector row-dot kernel (host/simd/row_dots.hpp,
+// row is one call of the vector row-dot kernel (host/simd/row_dots-inl.hpp,
 // dispatched at run time to the best instruction set the CPU has) per tile
 // of up to 16 tokens, with one rounding to the storage type at the store.
 // The routed halves of an MLP (gather_swiglu, linear_scatter_add) run the
@@ -24,7 +24,7 @@
 #include "elastic/core/routing_checks.hpp"
 #include "elastic/host/attention.hpp"
 #include "elastic/host/routing.hpp"
-#include "elastic/host/simd/row_dots.hpp"
+#include "elastic/host/simd/dispatch.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/activation.hpp"
 #include "elastic/math/row_dot.hpp"
@@ -91,9 +91,7 @@ class Executor {
                  Workspace /*workspace*/ = {}) {
     detail::check_attention(out, q, k, v, cache, batch, params);
     if (q.rows() == 0) return;
-    const kernels::TokenMap map(batch);
-    kernels::append_to_cache(*pool_, map, k, v, cache, batch, params);
-    kernels::attend(*pool_, map, out, q, cache, batch, params);
+    kernels::attention(*pool_, out, q, k, v, cache, batch, params);
   }
 
   // Routing primitives (see core/routing_checks.hpp); none needs workspace.

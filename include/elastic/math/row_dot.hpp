@@ -8,7 +8,7 @@
 // partials of all lanes sum to the full dot products. The CUDA kernel for
 // single tokens and float32 calls it with its warp lane (Lanes = 32) and
 // reduces across the warp; tests drive every lane from a host loop. (The
-// host executor runs host/simd/row_dots.hpp, the same sums in another
+// host executor runs host/simd/row_dots-inl.hpp, the same sums in another
 // order.) Gathered reads token t's activations from row token_rows[t]
 // instead of row t, so a route group's tokens are used in place, with no
 // gathered copy.

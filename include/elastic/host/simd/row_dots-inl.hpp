@@ -1,5 +1,5 @@
 // The host executor's vector kernel for row dot products, compiled once per
-// instruction set by Highway (see row_dots.hpp, which includes this file
+// instruction set by Highway (see dispatch.hpp, which includes this file
 // through hwy/foreach_target.h and dispatches at run time): for one weight
 // row (or the gate and up rows of a fused SwiGLU) and up to 16 tokens,
 // float32 sums of w . x_t over the reduction length.
@@ -28,35 +28,14 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
 
 #include "elastic/core/dtype.hpp"
 #include "elastic/host/simd/row_dots_call.hpp"
+#include "elastic/host/simd/vector_load-inl.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace elastic::host::simd {
 namespace HWY_NAMESPACE {
-
-namespace hn = hwy::HWY_NAMESPACE;
-
-using FloatTag = hn::ScalableTag<float>;
-using FloatVector = hn::Vec<FloatTag>;
-
-// The storage type's Highway twin (same 16-bit layout as ours).
-template <class T>
-using HwyElement = std::conditional_t<std::is_same_v<T, float>, float,
-                                      std::conditional_t<std::is_same_v<T, half_t>, hwy::float16_t, hwy::bfloat16_t>>;
-
-// One vector of float32 lanes from Lanes(FloatTag) consecutive elements of T.
-template <class T>
-HWY_INLINE FloatVector load_widened(FloatTag tag, const T* source) {
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(tag, source);
-  } else {
-    const hn::Rebind<HwyElement<T>, FloatTag> narrow;
-    return hn::PromoteTo(tag, hn::LoadU(narrow, reinterpret_cast<const HwyElement<T>*>(source)));
-  }
-}
 
 // partials[r][first + j] += w_r . x_j for the Tokens tokens x[0 .. Tokens).
 template <class T, int NumRows, int Tokens>
@@ -122,9 +101,6 @@ inline void RowDots(const RowDotsCall& call) {
     case DType::bfloat16: with_rows.template operator()<bfloat16_t>(); break;
   }
 }
-
-// The instruction set this copy of the kernel was compiled for.
-inline const char* RowDotsTarget() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace elastic::host::simd

@@ -1,5 +1,6 @@
-// What one call of the host's vector row-dot kernel (row_dots.hpp) computes:
-// for up to 16 tokens t and one or two weight rows r,
+// What one call of the host's vector row-dot kernel (row_dots-inl.hpp, run
+// through dispatch.hpp) computes: for up to 16 tokens t and one or two
+// weight rows r,
 //   partials[r][t] += w_r . x_t
 // over `length` elements, x_t being activation row token_rows[t] (or t).
 #pragma once

@@ -1,0 +1,180 @@
+// The host executor's vector attention kernel, compiled once per instruction
+// set by Highway (see dispatch.hpp): one pass over a range of key and value
+// rows of one KV head for up to 16 query rows (attention_tile_call.hpp).
+//
+// The range is taken in chunks of 64 positions. Per chunk, each key row is
+// widened to float32 once and dotted with the queries of up to four rows
+// (one fused multiply-add per vector per row, one horizontal sum per score);
+// each row then takes one online-softmax step for the whole chunk: the
+// chunk's maximum, one rescale of its sum and accumulators, and the weights
+// exp(score - max) as vectors over positions. Last, each value row is widened
+// once per group of four rows and added into their accumulators, a few
+// vectors of each row at a time so that the accumulators stay in registers
+// across the chunk. Compared with math::softmax_push applied score by score
+// (what the CUDA kernels run), only the order of float32 operations and the
+// exponential's last bits differ.
+//
+// The per-target toggle below lets foreach_target.h include this file once
+// for every instruction set.
+#if defined(ELASTIC_HOST_SIMD_ATTENTION_TILE_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ELASTIC_HOST_SIMD_ATTENTION_TILE_INL_H_
+#undef ELASTIC_HOST_SIMD_ATTENTION_TILE_INL_H_
+#else
+#define ELASTIC_HOST_SIMD_ATTENTION_TILE_INL_H_
+#endif
+
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "elastic/core/dtype.hpp"
+#include "elastic/host/simd/attention_tile_call.hpp"
+#include "elastic/host/simd/vector_load-inl.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace elastic::host::simd {
+namespace HWY_NAMESPACE {
+
+// Rows that share one load of each key or value vector.
+inline constexpr int attention_row_group = 4;
+
+using ChunkRow = float[attention_chunk];
+
+// Calls body.template operator()<R>(first) for the rows [first, first + R)
+// of each group of up to attention_row_group rows.
+template <class Body>
+HWY_INLINE void for_each_row_group(int rows, Body&& body) {
+  for (int first = 0; first < rows; first += attention_row_group) {
+    switch (std::min(attention_row_group, rows - first)) {
+      case 1: body.template operator()<1>(first); break;
+      case 2: body.template operator()<2>(first); break;
+      case 3: body.template operator()<3>(first); break;
+      default: body.template operator()<4>(first); break;
+    }
+  }
+}
+
+// scores[r][c] = q_r . k_c for the R rows of `queries` and the first `count`
+// key rows of `keys`.
+template <class T, int HeadDim, int R>
+HWY_INLINE void group_scores(const float* queries, const T* keys, int count, ChunkRow* scores) {
+  const FloatTag tag;
+  const std::size_t lanes = hn::Lanes(tag);
+  for (int c = 0; c < count; ++c) {
+    const T* key = keys + static_cast<std::size_t>(c) * HeadDim;
+    FloatVector sums[R];
+    for (int r = 0; r < R; ++r) sums[r] = hn::Zero(tag);
+    for (std::size_t i = 0; i < HeadDim; i += lanes) {
+      const FloatVector k = load_widened(tag, key + i);
+      for (int r = 0; r < R; ++r) sums[r] = hn::MulAdd(hn::LoadU(tag, queries + r * HeadDim + i), k, sums[r]);
+    }
+    for (int r = 0; r < R; ++r) scores[r][c] = hn::GetLane(hn::SumOfLanes(tag, sums[r]));
+  }
+}
+
+// acc_r += sum_c weights[r][c] * v_c for the R rows of `accumulators` and
+// the first `count` value rows of `values`.
+template <class T, int HeadDim, int R>
+HWY_INLINE void group_values(const ChunkRow* weights, const T* values, int count, float* accumulators) {
+  const FloatTag tag;
+  const std::size_t lanes = hn::Lanes(tag);
+  // Vectors of each row per pass: R * Block accumulators and Block loaded
+  // values fit 32 registers on 512-bit targets, 16 on narrower ones.
+  constexpr std::size_t max_lanes = hn::MaxLanes(FloatTag());
+  constexpr std::size_t Block = std::min<std::size_t>(HeadDim / max_lanes, max_lanes >= 16 ? 4 : 2);
+  for (std::size_t first = 0; first < HeadDim; first += Block * lanes) {
+    FloatVector acc[R][Block];
+    for (int r = 0; r < R; ++r)
+      for (std::size_t j = 0; j < Block; ++j) acc[r][j] = hn::LoadU(tag, accumulators + r * HeadDim + first + j * lanes);
+    for (int c = 0; c < count; ++c) {
+      const T* value = values + static_cast<std::size_t>(c) * HeadDim + first;
+      FloatVector v[Block];
+      for (std::size_t j = 0; j < Block; ++j) v[j] = load_widened(tag, value + j * lanes);
+      for (int r = 0; r < R; ++r) {
+        const FloatVector weight = hn::Set(tag, weights[r][c]);
+        for (std::size_t j = 0; j < Block; ++j) acc[r][j] = hn::MulAdd(weight, v[j], acc[r][j]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (std::size_t j = 0; j < Block; ++j) hn::StoreU(acc[r][j], tag, accumulators + r * HeadDim + first + j * lanes);
+  }
+}
+
+// One online-softmax step of a row over a chunk whose first `seen` scores it
+// sees (seen >= 1): updates max, sum and the accumulators, and turns the
+// row's scores into the weights of the chunk's values (zero past `seen`).
+template <int HeadDim>
+HWY_INLINE void softmax_chunk(ChunkRow& row, int seen, float& max, float& sum, float* accumulators) {
+  const FloatTag tag;
+  const std::size_t lanes = hn::Lanes(tag);
+  std::fill(row + seen, row + attention_chunk, -INFINITY);
+  FloatVector chunk_max = hn::Set(tag, -INFINITY);
+  for (std::size_t c = 0; c < static_cast<std::size_t>(seen); c += lanes)
+    chunk_max = hn::Max(chunk_max, hn::LoadU(tag, row + c));
+  const float new_max = std::max(max, hn::GetLane(hn::MaxOfLanes(tag, chunk_max)));
+  const float rescale = std::exp(max - new_max);  // 0 for a row that has seen nothing
+  const FloatVector shift = hn::Set(tag, new_max);
+  FloatVector total = hn::Zero(tag);
+  for (std::size_t c = 0; c < attention_chunk; c += lanes) {
+    const FloatVector weight = hn::Exp(tag, hn::Sub(hn::LoadU(tag, row + c), shift));  // exp(-inf) = 0
+    hn::StoreU(weight, tag, row + c);
+    total = hn::Add(total, weight);
+  }
+  sum = sum * rescale + hn::GetLane(hn::SumOfLanes(tag, total));
+  max = new_max;
+  if (rescale != 1.0f) {
+    const FloatVector factor = hn::Set(tag, rescale);
+    for (std::size_t i = 0; i < HeadDim; i += lanes)
+      hn::StoreU(hn::Mul(hn::LoadU(tag, accumulators + i), factor), tag, accumulators + i);
+  }
+}
+
+template <class T, int HeadDim>
+HWY_INLINE void attention_tile_typed(const AttentionTileCall& call) {
+  const T* const keys = static_cast<const T*>(call.keys);
+  const T* const values = static_cast<const T*>(call.values);
+  HWY_ALIGN ChunkRow scores[max_attention_rows];
+  int seen[max_attention_rows];
+  for (int first = call.begin; first < call.end; first += attention_chunk) {
+    const int count = std::min(attention_chunk, call.end - first);
+    for (int r = 0; r < call.rows; ++r) seen[r] = std::clamp(call.visible[r] - first, 0, count);
+    // The key or value rows a group of rows needs: up to its last seen one.
+    const auto group_count = [&](int r0, int R) { return *std::max_element(seen + r0, seen + r0 + R); };
+    const std::size_t offset = static_cast<std::size_t>(first) * HeadDim;
+
+    for_each_row_group(call.rows, [&]<int R>(int r0) {
+      const int needed = group_count(r0, R);
+      if (needed > 0) group_scores<T, HeadDim, R>(call.queries + r0 * HeadDim, keys + offset, needed, scores + r0);
+    });
+    for (int r = 0; r < call.rows; ++r) {
+      if (seen[r] == 0) std::fill(scores[r], scores[r] + attention_chunk, 0.0f);
+      else softmax_chunk<HeadDim>(scores[r], seen[r], call.max[r], call.sum[r], call.accumulators + r * HeadDim);
+    }
+    for_each_row_group(call.rows, [&]<int R>(int r0) {
+      const int needed = group_count(r0, R);
+      if (needed > 0) group_values<T, HeadDim, R>(scores + r0, values + offset, needed, call.accumulators + r0 * HeadDim);
+    });
+  }
+}
+
+// The exported entry: picks the element type and head size of the call.
+inline void AttentionTile(const AttentionTileCall& call) {
+  const auto with_head_dim = [&]<class T>() {
+    if (call.head_dim == 64) attention_tile_typed<T, 64>(call);
+    else attention_tile_typed<T, 128>(call);
+  };
+  switch (call.dtype) {
+    case DType::float32: with_head_dim.template operator()<float>(); break;
+    case DType::float16: with_head_dim.template operator()<half_t>(); break;
+    case DType::bfloat16: with_head_dim.template operator()<bfloat16_t>(); break;
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace elastic::host::simd
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard

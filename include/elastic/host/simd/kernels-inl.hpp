@@ -1,0 +1,32 @@
+// Every vector kernel of the host executor, for one instruction set:
+// dispatch.hpp includes this file once per target through
+// hwy/foreach_target.h, so all kernels share one pass (a per-target file
+// included by two passes would be defined twice), and adds the name of the
+// instruction set each copy was compiled for.
+//
+// The per-target toggle below lets foreach_target.h include this file once
+// for every instruction set.
+#if defined(ELASTIC_HOST_SIMD_KERNELS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ELASTIC_HOST_SIMD_KERNELS_INL_H_
+#undef ELASTIC_HOST_SIMD_KERNELS_INL_H_
+#else
+#define ELASTIC_HOST_SIMD_KERNELS_INL_H_
+#endif
+
+#include <hwy/highway.h>
+
+#include "elastic/host/simd/attention_tile-inl.hpp"
+#include "elastic/host/simd/row_dots-inl.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace elastic::host::simd {
+namespace HWY_NAMESPACE {
+
+// The instruction set this copy of the kernels was compiled for.
+inline const char* KernelsTarget() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace elastic::host::simd
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard
