@@ -198,13 +198,10 @@ void attention(ThreadPool& pool, MatrixView<T> out, ConstMatrixView<T> q, ConstM
                params);
     }
   });
-  if (plan.partial_floats == 0) return;
-  pool.parallel_for(0, static_cast<index_t>(plan.tiles.size()), 1, [&](index_t lo, index_t hi) {
-    for (index_t i = lo; i < hi; ++i) {
-      const AttentionTile& tile = plan.tiles[static_cast<std::size_t>(i)];
-      if (tile.splits > 1) merge_splits<T, HeadDim>(partials, tile, out);
-    }
-  });
+  // Splits happen only with fewer than four tiles per thread: merging them
+  // is shorter than handing the merge to the pool.
+  for (const AttentionTile& tile : plan.tiles)
+    if (tile.splits > 1) merge_splits<T, HeadDim>(partials, tile, out);
 }
 
 }  // namespace elastic::host::kernels

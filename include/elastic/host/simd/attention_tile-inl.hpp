@@ -4,7 +4,8 @@
 //
 // The range is taken in chunks of 64 positions. Per chunk, each key row is
 // widened to float32 once and dotted with the queries of up to four rows
-// (one fused multiply-add per vector per row, one horizontal sum per score);
+// (one fused multiply-add per vector per row, the horizontal sums of four
+// rows' scores sharing their shuffles);
 // each row then takes one online-softmax step for the whole chunk: the
 // chunk's maximum, one rescale of its sum and accumulators, and the weights
 // exp(score - max) as vectors over positions. Last, each value row is widened
@@ -29,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
 #include "elastic/core/dtype.hpp"
 #include "elastic/host/simd/attention_tile_call.hpp"
@@ -57,21 +59,63 @@ HWY_INLINE void for_each_row_group(int rows, Body&& body) {
   }
 }
 
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+// The sum of the 128-bit blocks of v.
+template <class D>
+HWY_INLINE hn::Vec<hn::Full128<float>> add_blocks(D tag, hn::Vec<D> v) {
+  if constexpr (hn::MaxLanes(D()) <= 4) {
+    return v;
+  } else {
+    const hn::Half<D> half;
+    return add_blocks(half, hn::Add(hn::LowerHalf(half, v), hn::UpperHalf(half, v)));
+  }
+}
+#endif
+
+// The horizontal sums of four vectors, stored to sums[0 .. 4). Interleaving
+// the vectors two by two and adding puts the four partial sums of each
+// 128-bit block side by side, so the four reductions share their shuffles.
+HWY_INLINE void sum_of_lanes4(FloatVector a, FloatVector b, FloatVector c, FloatVector d, float* sums) {
+  const FloatTag tag;
+#if HWY_TARGET == HWY_SCALAR || HWY_HAVE_SCALABLE  // no fixed 128-bit blocks
+  sums[0] = hn::GetLane(hn::SumOfLanes(tag, a));
+  sums[1] = hn::GetLane(hn::SumOfLanes(tag, b));
+  sums[2] = hn::GetLane(hn::SumOfLanes(tag, c));
+  sums[3] = hn::GetLane(hn::SumOfLanes(tag, d));
+#else
+  const hn::Repartition<std::uint64_t, FloatTag> pairs;
+  // Per block: a0+a2 b0+b2 a1+a3 b1+b3, and the same for c, d.
+  const auto ab = hn::BitCast(pairs, hn::Add(hn::InterleaveLower(tag, a, b), hn::InterleaveUpper(tag, a, b)));
+  const auto cd = hn::BitCast(pairs, hn::Add(hn::InterleaveLower(tag, c, d), hn::InterleaveUpper(tag, c, d)));
+  // Per block: the block's share of each of the four sums.
+  const FloatVector blocks = hn::Add(hn::BitCast(tag, hn::InterleaveLower(pairs, ab, cd)),
+                                     hn::BitCast(tag, hn::InterleaveUpper(pairs, ab, cd)));
+  hn::StoreU(add_blocks(tag, blocks), hn::Full128<float>(), sums);
+#endif
+}
+
 // scores[r][c] = q_r . k_c for the R rows of `queries` and the first `count`
 // key rows of `keys`.
 template <class T, int HeadDim, int R>
 HWY_INLINE void group_scores(const float* queries, const T* keys, int count, ChunkRow* scores) {
+  static_assert(R <= 4);
   const FloatTag tag;
   const std::size_t lanes = hn::Lanes(tag);
   for (int c = 0; c < count; ++c) {
     const T* key = keys + static_cast<std::size_t>(c) * HeadDim;
-    FloatVector sums[R];
-    for (int r = 0; r < R; ++r) sums[r] = hn::Zero(tag);
+    FloatVector sums[4];  // rows past R stay zero
+    for (int r = 0; r < 4; ++r) sums[r] = hn::Zero(tag);
     for (std::size_t i = 0; i < HeadDim; i += lanes) {
       const FloatVector k = load_widened(tag, key + i);
       for (int r = 0; r < R; ++r) sums[r] = hn::MulAdd(hn::LoadU(tag, queries + r * HeadDim + i), k, sums[r]);
     }
-    for (int r = 0; r < R; ++r) scores[r][c] = hn::GetLane(hn::SumOfLanes(tag, sums[r]));
+    if constexpr (R == 1) {
+      scores[0][c] = hn::GetLane(hn::SumOfLanes(tag, sums[0]));
+    } else {
+      float dots[4];
+      sum_of_lanes4(sums[0], sums[1], sums[2], sums[3], dots);
+      for (int r = 0; r < R; ++r) scores[r][c] = dots[r];
+    }
   }
 }
 
