@@ -4,8 +4,8 @@
 //
 // The range is taken in chunks of 64 positions. Per chunk, each key row is
 // widened to float32 once and dotted with the queries of up to four rows
-// (one fused multiply-add per vector per row, the horizontal sums of four
-// rows' scores sharing their shuffles);
+// (one fused multiply-add per vector per row and key, four keys at a time
+// so that their horizontal sums share shuffles);
 // each row then takes one online-softmax step for the whole chunk: the
 // chunk's maximum, one rescale of its sum and accumulators, and the weights
 // exp(score - max) as vectors over positions. Last, each value row is widened
@@ -74,7 +74,8 @@ HWY_INLINE hn::Vec<hn::Full128<float>> add_blocks(D tag, hn::Vec<D> v) {
 
 // The horizontal sums of four vectors, stored to sums[0 .. 4). Interleaving
 // the vectors two by two and adding puts the four partial sums of each
-// 128-bit block side by side, so the four reductions share their shuffles.
+// 128-bit block side by side, so the four reductions share their shuffles
+// and end in one store.
 HWY_INLINE void sum_of_lanes4(FloatVector a, FloatVector b, FloatVector c, FloatVector d, float* sums) {
   const FloatTag tag;
 #if HWY_TARGET == HWY_SCALAR || HWY_HAVE_SCALABLE  // no fixed 128-bit blocks
@@ -94,27 +95,47 @@ HWY_INLINE void sum_of_lanes4(FloatVector a, FloatVector b, FloatVector c, Float
 #endif
 }
 
+// Query rows whose dots share the loads of four key rows: 4 x 4
+// accumulators fit 32 registers on 512-bit targets, 2 x 4 fit 16 on
+// narrower ones.
+inline constexpr int score_rows = hn::MaxLanes(FloatTag()) >= 16 ? 4 : 2;
+
 // scores[r][c] = q_r . k_c for the R rows of `queries` and the first `count`
-// key rows of `keys`.
+// key rows of `keys`: four key rows at a time, whose four dots with a query
+// row are reduced together and stored as one vector, then one at a time.
 template <class T, int HeadDim, int R>
 HWY_INLINE void group_scores(const float* queries, const T* keys, int count, ChunkRow* scores) {
-  static_assert(R <= 4);
-  const FloatTag tag;
-  const std::size_t lanes = hn::Lanes(tag);
-  for (int c = 0; c < count; ++c) {
-    const T* key = keys + static_cast<std::size_t>(c) * HeadDim;
-    FloatVector sums[4];  // rows past R stay zero
-    for (int r = 0; r < 4; ++r) sums[r] = hn::Zero(tag);
-    for (std::size_t i = 0; i < HeadDim; i += lanes) {
-      const FloatVector k = load_widened(tag, key + i);
-      for (int r = 0; r < R; ++r) sums[r] = hn::MulAdd(hn::LoadU(tag, queries + r * HeadDim + i), k, sums[r]);
+  if constexpr (R > score_rows) {
+    group_scores<T, HeadDim, score_rows>(queries, keys, count, scores);
+    group_scores<T, HeadDim, R - score_rows>(queries + score_rows * HeadDim, keys, count, scores + score_rows);
+  } else {
+    const FloatTag tag;
+    const std::size_t lanes = hn::Lanes(tag);
+    int c = 0;
+    for (; c + 4 <= count; c += 4) {
+      const T* key = keys + static_cast<std::size_t>(c) * HeadDim;
+      FloatVector sums[R][4];
+      for (int r = 0; r < R; ++r)
+        for (int p = 0; p < 4; ++p) sums[r][p] = hn::Zero(tag);
+      for (std::size_t i = 0; i < HeadDim; i += lanes) {
+        FloatVector k[4];
+        for (int p = 0; p < 4; ++p) k[p] = load_widened(tag, key + p * HeadDim + i);
+        for (int r = 0; r < R; ++r) {
+          const FloatVector q = hn::LoadU(tag, queries + r * HeadDim + i);
+          for (int p = 0; p < 4; ++p) sums[r][p] = hn::MulAdd(q, k[p], sums[r][p]);
+        }
+      }
+      for (int r = 0; r < R; ++r) sum_of_lanes4(sums[r][0], sums[r][1], sums[r][2], sums[r][3], scores[r] + c);
     }
-    if constexpr (R == 1) {
-      scores[0][c] = hn::GetLane(hn::SumOfLanes(tag, sums[0]));
-    } else {
-      float dots[4];
-      sum_of_lanes4(sums[0], sums[1], sums[2], sums[3], dots);
-      for (int r = 0; r < R; ++r) scores[r][c] = dots[r];
+    for (; c < count; ++c) {
+      const T* key = keys + static_cast<std::size_t>(c) * HeadDim;
+      FloatVector sums[R];
+      for (int r = 0; r < R; ++r) sums[r] = hn::Zero(tag);
+      for (std::size_t i = 0; i < HeadDim; i += lanes) {
+        const FloatVector k = load_widened(tag, key + i);
+        for (int r = 0; r < R; ++r) sums[r] = hn::MulAdd(hn::LoadU(tag, queries + r * HeadDim + i), k, sums[r]);
+      }
+      for (int r = 0; r < R; ++r) scores[r][c] = hn::GetLane(hn::SumOfLanes(tag, sums[r]));
     }
   }
 }
