@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <tuple>
 #include <vector>
 
 #include "elastic/core/attention_batch.hpp"
@@ -93,8 +94,12 @@ struct AttentionPlan {
           }
       }
     }
-    std::stable_sort(tiles.begin(), tiles.end(),
-                     [](const AttentionTile& a, const AttentionTile& b) { return a.positions > b.positions; });
+    // Longest first, ties in the order made (std::sort, unlike
+    // std::stable_sort, takes no buffer from the heap).
+    std::sort(tiles.begin(), tiles.end(), [](const AttentionTile& a, const AttentionTile& b) {
+      return std::tuple(-a.positions, a.sequence, a.kv_head, a.first_head, a.first_token) <
+             std::tuple(-b.positions, b.sequence, b.kv_head, b.first_head, b.first_token);
+    });
   }
 
   // Splits the tiles when there are fewer than four per thread, aiming at

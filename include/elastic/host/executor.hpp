@@ -4,8 +4,9 @@
 // dispatched at run time to the best instruction set the CPU has) per tile
 // of up to 16 tokens, with one rounding to the storage type at the store.
 // The routed halves of an MLP (gather_swiglu, linear_scatter_add) run the
-// same loop reading and writing rows by index. Memory is host memory; no
-// primitive needs workspace.
+// same loop reading and writing rows by index. Attention (host/attention.hpp)
+// runs its own vector kernel over tiles of the query rows that share a KV
+// head. Memory is host memory; no primitive needs workspace.
 #pragma once
 
 #include <algorithm>
