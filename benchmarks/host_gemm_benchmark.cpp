@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("executor_threads", std::to_string(executor().threads()));
-  benchmark::AddCustomContext("kernel_target", host::simd::row_dots_target());
+  benchmark::AddCustomContext("kernel_target", host::simd::kernels_target());
   benchmark::AddCustomContext("openblas_config", openblas_get_config());
   for (const GemmShape& shape : shapes) {
     const auto add = [&](const std::string& name, auto body) {

@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("last_level_cache_bytes",
                               std::to_string(static_cast<long long>(bench::last_level_cache_bytes())));
   benchmark::AddCustomContext("read_bytes_per_second", std::to_string(read_bytes_per_second()));
-  benchmark::AddCustomContext("quant_kernel_target", host::simd::quant_row_dots_target());
+  benchmark::AddCustomContext("kernel_target", host::simd::kernels_target());
   register_cases();
   benchmark::RunSpecifiedBenchmarks();
   return bench::finish_benchmarks("elastic_host_quantized_benchmark");

@@ -309,7 +309,7 @@ TEST_CASE_TEMPLATE("host quantized row dots match float64 on every compiled inst
     for (const std::int64_t target : targets) {
       const ForcedTarget forced(target);
       CAPTURE(std::string(hwy::TargetName(target)));
-      CHECK(std::string(host::simd::quant_row_dots_target()) == hwy::TargetName(target));
+      CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(target));
       const index_t block = quant_format_info(format).block_elements;
       for (const index_t blocks : {1, 2, 3, 9})
         for (const int tokens : {1, 2, 3, 4, 5, 8, 16, 17, 35}) {
@@ -322,7 +322,7 @@ TEST_CASE_TEMPLATE("host quantized row dots match float64 on every compiled inst
             " against dequantised weights on the quantised activations, ", worst.against_given,
             " against the activations given");
   }
-  CHECK(std::string(host::simd::quant_row_dots_target()) == hwy::TargetName(targets.front()));
+  CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(targets.front()));
 }
 
 TEST_CASE("quantized weight views take row prefixes and block-granular column prefixes only") {

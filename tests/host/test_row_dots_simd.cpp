@@ -16,20 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "support/forced_target.hpp"
 #include "support/test_support.hpp"
 
 using namespace elastic;
 
 namespace {
-
-// Restricts the kernel to one instruction set for the life of the object.
-class ForcedTarget {
- public:
-  explicit ForcedTarget(std::int64_t target) { hwy::SetSupportedTargetsForTest(target); }
-  ForcedTarget(const ForcedTarget&) = delete;
-  ForcedTarget& operator=(const ForcedTarget&) = delete;
-  ~ForcedTarget() { hwy::SetSupportedTargetsForTest(0); }
-};
 
 template <class T>
 void check_row_dots(host::Executor& executor, index_t length, int tokens, index_t out = 24) {
@@ -87,9 +79,9 @@ TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction se
   const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
   REQUIRE(!targets.empty());
   for (const std::int64_t target : targets) {
-    const ForcedTarget forced(target);
+    const test::ForcedTarget forced(target);
     CAPTURE(std::string(hwy::TargetName(target)));
-    CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(target));
+    CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(target));
     constexpr index_t w = math::vector_width<T>;
     for (const index_t length : {w, 3 * w, 5 * w, 33 * w, 257 * w})
       for (const int tokens : {1, 2, 3, 4, 5, 8, 16, 17, 35}) check_row_dots<T>(executor, length, tokens);
@@ -101,7 +93,7 @@ TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction se
         for (const index_t out : {8, 24, 40, 88}) check_row_dots<T>(executor, length, tokens, out);
   }
   // Without the restriction the kernel runs the best set again.
-  CHECK(std::string(host::simd::row_dots_target()) == hwy::TargetName(targets.front()));
+  CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(targets.front()));
 }
 
 // A token's outputs are the same bits whether it runs alone, in a decode

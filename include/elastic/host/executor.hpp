@@ -1,14 +1,18 @@
 // The host (CPU) executor: multi-threaded, float32 accumulation throughout.
-// Output rows of a weight are split across the pool's threads. Up to
-// gemm_min_tokens - 1 tokens (decode), each output row is one call of the
-// vector row-dot kernel (host/simd/row_dots-inl.hpp) per tile of up to 16
-// tokens; from gemm_min_tokens on (prefill), the packed, register-tiled
-// GEMM (host/simd/gemm-inl.hpp) runs instead. Both are dispatched at run time
-// to the best instruction set the CPU has and round to the storage type
-// once, at the store. The routed halves of an MLP (gather_swiglu,
-// linear_scatter_add) run the same paths reading and writing rows by index.
-// Memory is host memory; no primitive needs workspace (the GEMM packs into
-// per-thread scratch, host/thread_scratch.hpp).
+// The output neurons of a weight are split across the pool's threads in
+// blocks whose weight rows fit the second-level cache; each block runs the
+// vector row-dot kernel (host/simd/row_dots-inl.hpp) over chunks of neurons
+// and tiles of up to 16 tokens, so decode streams each weight row once and
+// prefill reuses a block's rows from the cache for every token tile. Each
+// output is rounded to the storage type once, at the store. The routed
+// halves of an MLP (gather_swiglu, linear_scatter_add) run the same loop
+// reading and writing rows by index. Weights kept in GGUF blocks
+// (QuantizedMatrixView) run the quantised kernel with 8-bit activations
+// (host/quantized_row_dots.hpp). Attention (host/attention.hpp) runs its own
+// vector kernel over tiles of the query rows that share a KV head. Every
+// kernel is dispatched at run time to the best instruction set the CPU has
+// (host/simd/kernels.hpp). Memory is host memory; no primitive needs
+// workspace.
 #pragma once
 
 #include <algorithm>
@@ -97,9 +101,7 @@ class Executor {
                  Workspace /*workspace*/ = {}) {
     detail::check_attention(out, q, k, v, cache, batch, params);
     if (q.rows() == 0) return;
-    const kernels::TokenMap map(batch);
-    kernels::append_to_cache(*pool_, map, k, v, cache, batch, params);
-    kernels::attend(*pool_, map, out, q, cache, batch, params);
+    kernels::attention(*pool_, out, q, k, v, cache, batch, params);
   }
 
   // Routing primitives (see core/routing_checks.hpp); none needs workspace.

@@ -66,20 +66,31 @@ ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void rope_pair_dims(RopeLayout layout, i
   }
 }
 
-// Rotates (x0, x1) by angle position * inverse_frequency.
-ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void rotate_pair(float& x0, float& x1, int position, float inverse_frequency) {
+// The cosine and sine of pair i's angle at `position`: position * inv_freq[i].
+ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void rope_cos_sin(int position, float inverse_frequency, float& cosine,
+                                                         float& sine) {
   const float angle = static_cast<float>(position) * inverse_frequency;
-  float sine, cosine;
 #if ELASTIC_DEVICE_PASS
   sincosf(angle, &sine, &cosine);
 #else
   sine = std::sin(angle);
   cosine = std::cos(angle);
 #endif
+}
+
+// Rotates (x0, x1) by the angle whose cosine and sine are given.
+ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void rotate_pair_by(float& x0, float& x1, float cosine, float sine) {
   const float r0 = x0 * cosine - x1 * sine;
   const float r1 = x1 * cosine + x0 * sine;
   x0 = r0;
   x1 = r1;
+}
+
+// Rotates (x0, x1) by angle position * inverse_frequency.
+ELASTIC_HOST_DEVICE ELASTIC_FORCEINLINE void rotate_pair(float& x0, float& x1, int position, float inverse_frequency) {
+  float cosine, sine;
+  rope_cos_sin(position, inverse_frequency, cosine, sine);
+  rotate_pair_by(x0, x1, cosine, sine);
 }
 
 }  // namespace elastic::math

@@ -312,9 +312,6 @@ inline void QuantRowDots(const QuantRowDotsCall& call) {
   }
 }
 
-// The instruction set this copy of the kernel was compiled for.
-inline const char* QuantRowDotsTarget() { return hwy::TargetName(HWY_TARGET); }
-
 }  // namespace HWY_NAMESPACE
 }  // namespace elastic::host::simd
 HWY_AFTER_NAMESPACE();

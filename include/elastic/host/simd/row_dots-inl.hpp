@@ -38,35 +38,14 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
 
 #include "elastic/core/dtype.hpp"
 #include "elastic/host/simd/row_dots_call.hpp"
+#include "elastic/host/simd/vector_load-inl.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace elastic::host::simd {
 namespace HWY_NAMESPACE {
-
-namespace hn = hwy::HWY_NAMESPACE;
-
-using FloatTag = hn::ScalableTag<float>;
-using FloatVector = hn::Vec<FloatTag>;
-
-// The storage type's Highway twin (same 16-bit layout as ours).
-template <class T>
-using HwyElement = std::conditional_t<std::is_same_v<T, float>, float,
-                                      std::conditional_t<std::is_same_v<T, half_t>, hwy::float16_t, hwy::bfloat16_t>>;
-
-// One vector of float32 lanes from Lanes(FloatTag) consecutive elements of T.
-template <class T>
-HWY_INLINE FloatVector load_widened(FloatTag tag, const T* source) {
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(tag, source);
-  } else {
-    const hn::Rebind<HwyElement<T>, FloatTag> narrow;
-    return hn::PromoteTo(tag, hn::LoadU(narrow, reinterpret_cast<const HwyElement<T>*>(source)));
-  }
-}
 
 // Rows of a register tile: Rows x 4 accumulators, Rows weight vectors and
 // one activation vector fit the vector registers.
@@ -172,9 +151,6 @@ inline void RowDots(const RowDotsCall& call) {
   }
   if (call.swiglu) swiglu_epilogue(call);
 }
-
-// The instruction set this copy of the kernel was compiled for.
-inline const char* RowDotsTarget() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace elastic::host::simd
