@@ -39,6 +39,7 @@
 #include <cstring>
 
 #include "elastic/core/dtype.hpp"
+#include "elastic/core/macros.hpp"
 #include "elastic/host/simd/quant_row_dots_call.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -250,7 +251,7 @@ HWY_INLINE void token_group_dots(const QuantRowDotsCall& call, int first) {
     const auto unit = units_at<Format, NumRows>(call, static_cast<std::size_t>(u) * Format::unit_bytes);
     // Unrolled, a K-quant's sub-block b is a constant: its scale's byte and
     // its nibbles' shift resolve at compile time (Q4_K 2.2 -> 1.5 ns a block).
-#pragma GCC unroll 8
+    ELASTIC_UNROLL
     for (int b = 0; b < Format::blocks_per_unit; ++b) {
       const int block = u * Format::blocks_per_unit + b;
       const std::size_t offset = static_cast<std::size_t>(block) * activation_block;

@@ -13,26 +13,33 @@
 #if HWY_ONCE
 namespace elastic::host::simd {
 
+// Each kind of translation unit names its own build differently: one name
+// with two definitions would break the one-definition rule, and the linker
+// could hand the host units the baseline build.
 #if !defined(__CUDACC__)
 HWY_EXPORT(QuantRowDots);
 HWY_EXPORT(QuantRowDotsTarget);
 
-inline constexpr HostKernel<QuantRowDotsCall> own_quant_row_dots_kernel{
+inline constexpr HostKernel<QuantRowDotsCall> runtime_quant_row_dots_kernel{
     [](const QuantRowDotsCall& call) { HWY_DYNAMIC_DISPATCH(QuantRowDots)(call); },
     [] { return HWY_DYNAMIC_DISPATCH(QuantRowDotsTarget)(); }};
 
-inline const bool own_quant_row_dots_kernel_shared = share_host_kernel(own_quant_row_dots_kernel);
+inline const bool runtime_quant_row_dots_kernel_shared = share_host_kernel(runtime_quant_row_dots_kernel);
+
+inline const HostKernel<QuantRowDotsCall>& quant_row_dots_kernel() { return host_kernel(runtime_quant_row_dots_kernel); }
 #else
-inline constexpr HostKernel<QuantRowDotsCall> own_quant_row_dots_kernel{
+inline constexpr HostKernel<QuantRowDotsCall> baseline_quant_row_dots_kernel{
     [](const QuantRowDotsCall& call) { HWY_STATIC_DISPATCH(QuantRowDots)(call); },
     [] { return HWY_STATIC_DISPATCH(QuantRowDotsTarget)(); }};
+
+inline const HostKernel<QuantRowDotsCall>& quant_row_dots_kernel() { return host_kernel(baseline_quant_row_dots_kernel); }
 #endif
 
 // partials[r][t] += w_r . x_t for the call's rows and tokens (quant_row_dots_call.hpp).
-inline void quant_row_dots(const QuantRowDotsCall& call) { host_kernel(own_quant_row_dots_kernel).run(call); }
+inline void quant_row_dots(const QuantRowDotsCall& call) { quant_row_dots_kernel().run(call); }
 
 // The instruction set quant_row_dots() runs on, as Highway names it.
-inline const char* quant_row_dots_target() { return host_kernel(own_quant_row_dots_kernel).target(); }
+inline const char* quant_row_dots_target() { return quant_row_dots_kernel().target(); }
 
 }  // namespace elastic::host::simd
 #endif
