@@ -202,10 +202,7 @@ class Executor {
   template <ElementType T>
   void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const int* indices,
                      const QuantizedMatrixView& gate, const QuantizedMatrixView& up) {
-    constexpr std::string_view op = "gather_swiglu";
-    require(indices != nullptr || h.rows() == 0, op, ": the row indices are a null pointer");
-    detail::check_quantized_swiglu_operands(h, x, gate, up, op, h.rows());
-    detail::check_disjoint(op, {detail::region("output", h)}, {detail::region("row indices", indices, h.rows())});
+    detail::check_quantized_gather_swiglu(h, x, indices, gate, up);
     kernels::check_indices(indices, h.rows(), x.rows(), "gather_swiglu");
     kernels::quantized_row_dots<T, 2>(*pool_, h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
   }
@@ -214,10 +211,7 @@ class Executor {
   template <ElementType T>
   void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, const QuantizedMatrixView& w,
                           const int* indices) {
-    constexpr std::string_view op = "linear_scatter_add";
-    require(indices != nullptr || x.rows() == 0, op, ": the row indices are a null pointer");
-    detail::check_quantized_linear_operands(y, x, w, op, y.rows());
-    detail::check_disjoint(op, {detail::region("output", y)}, {detail::region("row indices", indices, x.rows())});
+    detail::check_quantized_linear_scatter_add(y, x, w, indices);
     kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
     kernels::quantized_row_dots<T, 1>(*pool_, y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
   }

@@ -26,13 +26,17 @@ inline constexpr HostKernel<QuantRowDotsCall> runtime_quant_row_dots_kernel{
 
 inline const bool runtime_quant_row_dots_kernel_shared = share_host_kernel(runtime_quant_row_dots_kernel);
 
-inline const HostKernel<QuantRowDotsCall>& quant_row_dots_kernel() { return host_kernel(runtime_quant_row_dots_kernel); }
+inline const HostKernel<QuantRowDotsCall>& quant_row_dots_kernel() {
+  return host_kernel(runtime_quant_row_dots_kernel);
+}
 #else
 inline constexpr HostKernel<QuantRowDotsCall> baseline_quant_row_dots_kernel{
     [](const QuantRowDotsCall& call) { HWY_STATIC_DISPATCH(QuantRowDots)(call); },
     [] { return HWY_STATIC_DISPATCH(QuantRowDotsTarget)(); }};
 
-inline const HostKernel<QuantRowDotsCall>& quant_row_dots_kernel() { return host_kernel(baseline_quant_row_dots_kernel); }
+inline const HostKernel<QuantRowDotsCall>& quant_row_dots_kernel() {
+  return host_kernel(baseline_quant_row_dots_kernel);
+}
 #endif
 
 // partials[r][t] += w_r . x_t for the call's rows and tokens (quant_row_dots_call.hpp).
