@@ -1,5 +1,6 @@
 // Microbenchmarks of the host executor on GGUF block-quantised weights
-// (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) against the same maps with bfloat16 weights:
+// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) against the same maps with
+// bfloat16 weights:
 // decode GEMV / skinny GEMM at 1, 4 and 16 tokens, float32 activations for
 // the quantised weights (bfloat16 for the bfloat16 ones), at SmolLM2-135M's
 // shapes (the fused gate and up SwiGLU, 1536 x 576 each; the down
@@ -72,8 +73,9 @@ constexpr Shape shapes[] = {
 
 // The weights' storage: a block format, or bfloat16 (nullopt).
 using Weights = std::optional<QuantFormat>;
-constexpr Weights all_weights[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q8_0, QuantFormat::q4_k,
-                                   QuantFormat::q6_k, std::nullopt};
+constexpr Weights all_weights[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q5_0, QuantFormat::q5_1,
+                                   QuantFormat::q8_0, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k,
+                                   std::nullopt};
 
 std::string weights_name(Weights weights) {
   return weights ? std::string(quant_format_info(*weights).name) : "BF16";

@@ -38,8 +38,8 @@ using namespace elastic;
 
 namespace {
 
-constexpr QuantFormat all_formats[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q8_0, QuantFormat::q4_k,
-                                       QuantFormat::q6_k};
+constexpr QuantFormat all_formats[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q5_0, QuantFormat::q5_1,
+                                       QuantFormat::q8_0, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k};
 
 // Restricts the kernel to one instruction set for the life of the object.
 class ForcedTarget {
@@ -55,8 +55,11 @@ std::vector<int> scale_offsets(QuantFormat format) {
   switch (format) {
     case QuantFormat::q4_0: return {0};
     case QuantFormat::q4_1: return {0, 2};
+    case QuantFormat::q5_0: return {0};
+    case QuantFormat::q5_1: return {0, 2};
     case QuantFormat::q8_0: return {0};
     case QuantFormat::q4_k: return {0, 2};
+    case QuantFormat::q5_k: return {0, 2};
     case QuantFormat::q6_k: return {208};
   }
   return {};

@@ -182,9 +182,9 @@ class Executor {
     run_row_dots<T, 1, false>(y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
   }
 
-  // The same maps with block-quantised weights (GGUF's Q8_0, Q4_0, Q4_1,
-  // Q4_K, Q6_K; core/quantized_matrix.hpp), computed on the blocks with the
-  // activations quantised to 8 bits per 32-element block
+  // The same maps with block-quantised weights (GGUF's Q4_0, Q4_1, Q5_0,
+  // Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; core/quantized_matrix.hpp), computed on the
+  // blocks with the activations quantised to 8 bits per 32-element block
   // (host/quantized_activations.hpp).
   template <ElementType T>
   void linear(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, const QuantizedMatrixView& w) {
