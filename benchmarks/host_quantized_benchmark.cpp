@@ -1,5 +1,6 @@
 // Microbenchmarks of the host executor on GGUF block-quantised weights
-// (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) against the same maps with bfloat16 weights:
+// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) against the same maps with
+// bfloat16 weights:
 // decode GEMV / skinny GEMM at 1, 4 and 16 tokens, float32 activations for
 // the quantised weights (bfloat16 for the bfloat16 ones), at SmolLM2-135M's
 // shapes (the fused gate and up SwiGLU, 1536 x 576 each; the down
@@ -8,7 +9,10 @@
 // need a multiple of 256 inputs, so they skip the 576-input cases, as
 // llama.cpp does for SmolLM2's tensors.
 //
-// Names: elastic_host/<weights>/<op>/out:<O>/in:<I>/tokens:<T>. Calls cycle
+// Names: elastic_host/<weights>/<op>/out:<O>/in:<I>/tokens:<T>, and
+// elastic_host_1thread/... for the 4096 x 4096 map on one thread timed by
+// that thread's CPU time (per-core throughput, immune to other load on the
+// machine). Calls cycle
 // through copies of the weights so that the bytes read between two reads of
 // one copy exceed twice the last-level cache (rotation_over_cache). Counters:
 // bytes_per_second of weight bytes (the activations are a few KiB) and
@@ -20,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +49,13 @@ host::Executor& executor() {
   return instance;
 }
 
+// One thread: the calls run on the calling thread, so its CPU time is the
+// kernel's own, whatever else the machine runs.
+host::Executor& single_thread_executor() {
+  static host::Executor instance(1);
+  return instance;
+}
+
 double read_bytes_per_second() {
   static const double rate = bench::measure_read_bytes_per_second(executor().threads());
   return rate;
@@ -61,8 +73,9 @@ constexpr Shape shapes[] = {
 
 // The weights' storage: a block format, or bfloat16 (nullopt).
 using Weights = std::optional<QuantFormat>;
-constexpr Weights all_weights[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q8_0, QuantFormat::q4_k,
-                                   QuantFormat::q6_k, std::nullopt};
+constexpr Weights all_weights[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q5_0, QuantFormat::q5_1,
+                                   QuantFormat::q8_0, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k,
+                                   std::nullopt};
 
 std::string weights_name(Weights weights) {
   return weights ? std::string(quant_format_info(*weights).name) : "BF16";
@@ -106,17 +119,17 @@ class WeightCopies {
   }
   std::size_t copies() const { return copies_; }
 
-  void run(std::size_t copy, index_t tokens) {
+  void run(host::Executor& executor, std::size_t copy, index_t tokens) {
     const std::byte* base = bytes_.data() + copy * static_cast<std::size_t>(shape_.matrices()) * matrix_bytes_;
     if (weights_) {
       const ConstMatrixView<float> x(float_x_.data(), tokens, shape_.in);
       const MatrixView<float> y(float_y_.data(), tokens, shape_.out);
       const QuantizedMatrixView first(*weights_, base, shape_.out, shape_.in);
       if (shape_.matrices() == 1) {
-        executor().linear(y, x, first);
+        executor.linear(y, x, first);
       } else {
         const QuantizedMatrixView second(*weights_, base + matrix_bytes_, shape_.out, shape_.in);
-        executor().swiglu(y, x, first, second);
+        executor.swiglu(y, x, first, second);
       }
     } else {
       const ConstMatrixView<bfloat16_t> x(bf16_x_.data(), tokens, shape_.in);
@@ -124,10 +137,10 @@ class WeightCopies {
       const auto* weights = reinterpret_cast<const bfloat16_t*>(base);
       const ConstMatrixView<bfloat16_t> first(weights, shape_.out, shape_.in);
       if (shape_.matrices() == 1) {
-        executor().linear(y, x, first);
+        executor.linear(y, x, first);
       } else {
         const ConstMatrixView<bfloat16_t> second(weights + shape_.out * shape_.in, shape_.out, shape_.in);
-        executor().swiglu(y, x, first, second);
+        executor.swiglu(y, x, first, second);
       }
     }
   }
@@ -155,12 +168,12 @@ WeightCopies& copies_for(Weights weights, const Shape& shape) {
   return *current;
 }
 
-void run_case(benchmark::State& state, Weights weights, Shape shape, index_t tokens) {
+void run_case(benchmark::State& state, Weights weights, Shape shape, index_t tokens, host::Executor& executor) {
   bench::run_or_skip(state, [&] {
     WeightCopies& set = copies_for(weights, shape);
     std::size_t copy = 0;
     for (auto _ : state) {
-      set.run(copy, tokens);
+      set.run(executor, copy, tokens);
       benchmark::ClobberMemory();
       copy = (copy + 1) % set.copies();
     }
@@ -169,25 +182,40 @@ void run_case(benchmark::State& state, Weights weights, Shape shape, index_t tok
     state.counters["bytes_per_second"] = Counter(bytes, Counter::kIsIterationInvariantRate);
     state.counters["rotation_over_cache"] =
         static_cast<double>(set.copies()) * bytes / bench::last_level_cache_bytes();
+    if (&executor == &single_thread_executor()) return;
     bench::set_ceiling_fraction(state, "frac_read_bw", bytes, read_bytes_per_second());
   });
 }
 
+std::string case_name(const char* impl, Weights weights, const Shape& shape, index_t tokens) {
+  return std::string(impl) + "/" + weights_name(weights) + "/" + shape.op + "/out:" + std::to_string(shape.out) +
+         "/in:" + std::to_string(shape.in) + "/tokens:" + std::to_string(tokens);
+}
+
+// Every shape on the executor's threads, against wall-clock time; then the
+// 4096 x 4096 map on one thread, against that thread's CPU time: the
+// kernel's throughput per core, which other work on the machine does not
+// disturb (bytes_per_second is then per CPU second, with no frac_read_bw).
 void register_cases() {
   for (const Shape& shape : shapes)
     for (const Weights weights : all_weights) {
       if (weights && shape.in % quant_format_info(*weights).block_elements != 0) continue;
-      for (const index_t tokens : token_counts) {
-        const std::string name = "elastic_host/" + weights_name(weights) + "/" + shape.op +
-                                 "/out:" + std::to_string(shape.out) + "/in:" + std::to_string(shape.in) +
-                                 "/tokens:" + std::to_string(tokens);
-        benchmark::RegisterBenchmark(name.c_str(), [weights, shape, tokens](benchmark::State& state) {
-          run_case(state, weights, shape, tokens);
-        })
+      for (const index_t tokens : token_counts)
+        benchmark::RegisterBenchmark(case_name("elastic_host", weights, shape, tokens).c_str(),
+                                     [weights, shape, tokens](benchmark::State& state) {
+                                       run_case(state, weights, shape, tokens, executor());
+                                     })
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
-      }
     }
+  const Shape& large = shapes[std::size(shapes) - 1];
+  for (const Weights weights : all_weights)
+    for (const index_t tokens : token_counts)
+      benchmark::RegisterBenchmark(case_name("elastic_host_1thread", weights, large, tokens).c_str(),
+                                   [weights, large, tokens](benchmark::State& state) {
+                                     run_case(state, weights, large, tokens, single_thread_executor());
+                                   })
+          ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace

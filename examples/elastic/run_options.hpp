@@ -43,8 +43,8 @@ struct RunOptions {
 
   void add_to(CLI::App& command) {
     command.add_option("--dtype", dtype, "weights and activations: f32, bf16, quant (cpu: the file's quantised "
-                       "blocks, 8-bit activations), or auto (cpu: quant for a file whose matrices all are Q8_0, "
-                       "Q4_0, Q4_1, Q4_K or Q6_K, else f32; cuda: bf16); f32 and bf16 compute in f32")
+                       "blocks, 8-bit activations), or auto (cpu: quant for a file whose matrices all are Q4_0, "
+                       "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K, else f32; cuda: bf16); f32 and bf16 compute in f32")
         ->check(CLI::IsMember({"auto", "f32", "bf16", "quant"}))
         ->capture_default_str();
     command.add_option("--device", device, "executor: cpu or cuda (when built with CUDA)")

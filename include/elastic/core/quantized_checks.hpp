@@ -72,4 +72,25 @@ void check_quantized_swiglu_operands(const MatrixView<T>& h, const ConstMatrixVi
                  {region("input", x), region("gate weight", gate), region("up weight", up)});
 }
 
+// The routed forms: h's rows read x's rows by index; y's rows by index
+// receive x's rows' products (as check_gather_swiglu and
+// check_linear_scatter_add in core/routing_checks.hpp).
+template <class T>
+void check_quantized_gather_swiglu(const MatrixView<T>& h, const ConstMatrixView<T>& x, const int* indices,
+                                   const QuantizedMatrixView& gate, const QuantizedMatrixView& up) {
+  constexpr std::string_view op = "gather_swiglu";
+  require(indices != nullptr || h.rows() == 0, op, ": the row indices are a null pointer");
+  check_quantized_swiglu_operands(h, x, gate, up, op, h.rows());
+  check_disjoint(op, {region("output", h)}, {region("row indices", indices, h.rows())});
+}
+
+template <class T>
+void check_quantized_linear_scatter_add(const MatrixView<T>& y, const ConstMatrixView<T>& x,
+                                        const QuantizedMatrixView& w, const int* indices) {
+  constexpr std::string_view op = "linear_scatter_add";
+  require(indices != nullptr || x.rows() == 0, op, ": the row indices are a null pointer");
+  check_quantized_linear_operands(y, x, w, op, y.rows());
+  check_disjoint(op, {region("output", y)}, {region("row indices", indices, x.rows())});
+}
+
 }  // namespace elastic::detail

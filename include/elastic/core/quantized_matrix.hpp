@@ -21,7 +21,7 @@
 namespace elastic {
 
 // The block formats the host executor computes on, named as ggml names them.
-enum class QuantFormat : unsigned char { q4_0, q4_1, q8_0, q4_k, q6_k };
+enum class QuantFormat : unsigned char { q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k };
 
 struct QuantFormatInfo {
   std::string_view name;
@@ -33,8 +33,11 @@ constexpr QuantFormatInfo quant_format_info(QuantFormat format) {
   switch (format) {
     case QuantFormat::q4_0: return {"Q4_0", 32, 18};
     case QuantFormat::q4_1: return {"Q4_1", 32, 20};
+    case QuantFormat::q5_0: return {"Q5_0", 32, 22};
+    case QuantFormat::q5_1: return {"Q5_1", 32, 24};
     case QuantFormat::q8_0: return {"Q8_0", 32, 34};
     case QuantFormat::q4_k: return {"Q4_K", 256, 144};
+    case QuantFormat::q5_k: return {"Q5_K", 256, 176};
     case QuantFormat::q6_k: return {"Q6_K", 256, 210};
   }
   return {"unknown", 1, 0};

@@ -195,9 +195,9 @@ class Executor {
     run_row_dots<T, 1, false>(y, x, x.rows(), {w}, nullptr, indices);
   }
 
-  // The same maps with block-quantised weights (GGUF's Q8_0, Q4_0, Q4_1,
-  // Q4_K, Q6_K; core/quantized_matrix.hpp), computed on the blocks with the
-  // activations quantised to 8 bits per 32-element block
+  // The same maps with block-quantised weights (GGUF's Q4_0, Q4_1, Q5_0,
+  // Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; core/quantized_matrix.hpp), computed on the
+  // blocks with the activations quantised to 8 bits per 32-element block
   // (host/quantized_activations.hpp). Like the float forms they need no
   // workspace, and a compile-time reduction length is only checked.
   template <ElementType T, int StaticLength = dynamic_extent>
@@ -218,10 +218,7 @@ class Executor {
   template <ElementType T>
   void gather_swiglu(MatrixView<T> h, std::type_identity_t<ConstMatrixView<T>> x, const int* indices,
                      const QuantizedMatrixView& gate, const QuantizedMatrixView& up, Workspace /*workspace*/ = {}) {
-    constexpr std::string_view op = "gather_swiglu";
-    require(indices != nullptr || h.rows() == 0, op, ": the row indices are a null pointer");
-    detail::check_quantized_swiglu_operands(h, x, gate, up, op, h.rows());
-    detail::check_disjoint(op, {detail::region("output", h)}, {detail::region("row indices", indices, h.rows())});
+    detail::check_quantized_gather_swiglu(h, x, indices, gate, up);
     kernels::check_indices(indices, h.rows(), x.rows(), "gather_swiglu");
     kernels::quantized_row_dots<T, 2>(*pool_, h, x, h.rows(), {gate, up}, math::SwiGLU{}, indices);
   }
@@ -230,11 +227,8 @@ class Executor {
   template <ElementType T, int StaticLength = dynamic_extent>
   void linear_scatter_add(MatrixView<T> y, std::type_identity_t<ConstMatrixView<T>> x, const QuantizedMatrixView& w,
                           const int* indices, Workspace /*workspace*/ = {}, Extent<StaticLength> = {}) {
-    constexpr std::string_view op = "linear_scatter_add";
-    detail::check_static_length(x.cols(), StaticLength, op);
-    require(indices != nullptr || x.rows() == 0, op, ": the row indices are a null pointer");
-    detail::check_quantized_linear_operands(y, x, w, op, y.rows());
-    detail::check_disjoint(op, {detail::region("output", y)}, {detail::region("row indices", indices, x.rows())});
+    detail::check_static_length(x.cols(), StaticLength, "linear_scatter_add");
+    detail::check_quantized_linear_scatter_add(y, x, w, indices);
     kernels::check_indices(indices, x.rows(), y.rows(), "linear_scatter_add");
     kernels::quantized_row_dots<T, 1>(*pool_, y, x, x.rows(), {w}, math::Identity{}, nullptr, indices);
   }

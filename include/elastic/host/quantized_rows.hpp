@@ -12,31 +12,22 @@
 #include "elastic/host/routing.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/io/quant_blocks.hpp"
+#include "elastic/io/quant_format.hpp"
 
 namespace elastic::host::kernels {
-
-// Decodes one block of `format` into block_elements floats.
-inline void decode_quantized_block(QuantFormat format, const std::byte* block, float* out) {
-  switch (format) {
-    case QuantFormat::q4_0: io::quant::decode_q4_0(block, out); return;
-    case QuantFormat::q4_1: io::quant::decode_q4_1(block, out); return;
-    case QuantFormat::q8_0: io::quant::decode_q8_0(block, out); return;
-    case QuantFormat::q4_k: io::quant::decode_q4_k(block, out); return;
-    case QuantFormat::q6_k: io::quant::decode_q6_k(block, out); return;
-  }
-}
 
 template <class T>
 void gather_quantized_rows(ThreadPool& pool, MatrixView<T> dst, const QuantizedMatrixView& src, const int* indices) {
   check_indices(indices, dst.rows(), src.rows(), "gather_rows");
   const QuantFormatInfo info = quant_format_info(src.format());
+  const io::quant::BlockDecoder decode_block = io::quant::block_decoder(io::tensor_type(src.format()));
   pool.parallel_for(0, dst.rows(), 16, [&](index_t lo, index_t hi) {
     std::vector<float> block(static_cast<std::size_t>(info.block_elements));
     for (index_t i = lo; i < hi; ++i) {
       const std::byte* row = src.row(indices[i]);
       T* out = dst.row(i);
       for (index_t b = 0; b < src.blocks_per_row(); ++b) {
-        decode_quantized_block(src.format(), row + b * info.block_bytes, block.data());
+        decode_block(row + b * info.block_bytes, block.data());
         for (index_t e = 0; e < info.block_elements; ++e) out[b * info.block_elements + e] = from_float<T>(block[e]);
       }
     }

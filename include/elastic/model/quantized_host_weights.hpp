@@ -1,12 +1,12 @@
 // The owner of a model's weights in host memory in the file's own quantised
 // blocks: every weight matrix the described model reads is copied as its
-// GGUF blocks (Q8_0, Q4_0, Q4_1, Q4_K or Q6_K) into one aligned allocation
-// and viewed as a QuantizedMatrixView, which the host executor computes on
-// directly (activations quantised to 8 bits per block); the norm vectors
-// are dequantised into T. So a 4-bit file runs at its own size, not as
-// float32 or bfloat16 copies of it. A matrix stored in any other type, or
-// FFN gate and up projections in two formats, are refused, naming what was
-// found (HostWeights dequantises those).
+// GGUF blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K) into one
+// aligned allocation and viewed as a QuantizedMatrixView, which the host
+// executor computes on directly (activations quantised to 8 bits per
+// block); the norm vectors are dequantised into T. So a 4-bit file runs at
+// its own size, not as float32 or bfloat16 copies of it. A matrix stored in
+// any other type, or FFN gate and up projections in two formats, are
+// refused, naming what was found (HostWeights dequantises those).
 #pragma once
 
 #include <cstddef>
@@ -23,6 +23,7 @@
 #include "elastic/host/workspace_buffer.hpp"
 #include "elastic/io/dequantize.hpp"
 #include "elastic/io/model_description.hpp"
+#include "elastic/io/quant_format.hpp"
 #include "elastic/io/stored_tensor.hpp"
 #include "elastic/io/tensor_roles.hpp"
 #include "elastic/model/host_weights.hpp"
@@ -30,19 +31,6 @@
 #include "elastic/model/weight_binding.hpp"
 
 namespace elastic::model {
-
-// The block format the host executor computes on for a file's tensor type,
-// or nothing for any other type.
-constexpr std::optional<QuantFormat> quant_format_of(io::TensorType type) {
-  switch (type) {
-    case io::TensorType::q4_0: return QuantFormat::q4_0;
-    case io::TensorType::q4_1: return QuantFormat::q4_1;
-    case io::TensorType::q8_0: return QuantFormat::q8_0;
-    case io::TensorType::q4_k: return QuantFormat::q4_k;
-    case io::TensorType::q6_k: return QuantFormat::q6_k;
-    default: return std::nullopt;
-  }
-}
 
 // True when every weight matrix `source` holds for its model is in a block
 // format the host executor computes on (and each FFN's gate and up share
@@ -52,7 +40,7 @@ bool computes_on_blocks(const Source& source) {
   for (const io::TensorSlot& slot : io::required_tensors(source.description())) {
     if (is_norm_role(slot.role)) continue;
     const io::StoredTensor& tensor = source.tensor(slot.role, slot.layer);
-    if (!quant_format_of(tensor.type)) return false;
+    if (!io::quant_format(tensor.type)) return false;
     if (slot.role == io::TensorRole::ffn_gate && source.tensor(io::TensorRole::ffn_up, slot.layer).type != tensor.type)
       return false;
   }
@@ -112,10 +100,10 @@ class QuantizedHostWeights {
 
  private:
   static QuantFormat format_of(const io::StoredTensor& tensor) {
-    const std::optional<QuantFormat> format = quant_format_of(tensor.type);
+    const std::optional<QuantFormat> format = io::quant_format(tensor.type);
     require(format.has_value(), "tensor \"", tensor.name, "\" is ", io::type_name(tensor.type),
-            "; computing on quantised blocks needs Q8_0, Q4_0, Q4_1, Q4_K or Q6_K weight matrices (dequantise "
-            "the model instead: f32 or bf16)");
+            "; computing on quantised blocks needs Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K weight "
+            "matrices (dequantise the model instead: f32 or bf16)");
     return *format;
   }
 

@@ -7,16 +7,17 @@
 // w . x_t.
 //
 // Each weight block is unpacked in registers to int16 lanes, in two halves
-// of 16 elements (the low and high nibbles of a Q4 block's 16 bytes, or the
-// two halves of a Q8_0 block), then multiplied by the activation block's
-// int16 lanes with widening pairwise multiply-adds into int32 (AVX2 /
-// AVX-512's vpmaddwd). The integer sum of a block is converted once to
-// float and added into a float32 accumulator times the product of the two
-// blocks' scales; a format with a per-block minimum (Q4_1, Q4_K) adds the
-// minimum times the activation block's scaled sum, a scalar per block. The
-// K-quants' integer sub-block scales (6 bits in Q4_K, 8 in Q6_K) multiply
-// the unpacked weights in int16 (|q * sc| <= 4096), so each 16-element half
-// still takes one multiply-add per token. Halves are 16 lanes (256 bits) on
+// of 16 elements (the low and high nibbles of a Q4 block's 16 bytes, with a
+// Q5 block's fifth bits, or the two halves of a Q8_0 block), then multiplied
+// by the activation block's int16 lanes with widening pairwise multiply-adds
+// into int32 (AVX2 / AVX-512's vpmaddwd). The integer sum of a block is
+// converted once to float and added into a float32 accumulator times the
+// product of the two blocks' scales; a format with a per-block minimum
+// (Q4_1, Q5_1, Q4_K, Q5_K) adds the minimum times the activation block's
+// scaled sum, a scalar per block. The K-quants' integer sub-block scales (6
+// bits in Q4_K / Q5_K, 8 in Q6_K) multiply the unpacked weights in int16
+// (|q * sc| <= 4096), so each 16-element half still takes one multiply-add
+// per token. Halves are 16 lanes (256 bits) on
 // AVX2 and AVX-512 alike: Zen 4 runs 512-bit integer operations as two
 // 256-bit halves, so wider vectors would only add shuffles to split a block.
 //
@@ -39,6 +40,7 @@
 #include <cstring>
 
 #include "elastic/core/dtype.hpp"
+#include "elastic/core/macros.hpp"
 #include "elastic/host/simd/quant_row_dots_call.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -96,37 +98,53 @@ struct BlockScales {
 // high) the int16 lanes of its elements [c, c + lanes) and [16 + c, 16 + c +
 // lanes), sub-block scales applied.
 
-// Q4_0: d, 16 bytes of nibbles (low: elements 0-15, high: 16-31); w = d * (q - 8).
-struct Q4_0 {
+// 16 in each lane whose bit is set in the low 16 bits of `bits` (lane i:
+// bit i): a Q5 block's fifth bits.
+HWY_INLINE HalfVector fifth_bits(std::uint32_t bits) {
+  alignas(32) static constexpr std::int16_t lane_bits[16] = {
+      0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100, 0x200, 0x400, 0x800, 0x1000, 0x2000, 0x4000,
+      static_cast<std::int16_t>(0x8000)};
+  const HalfVector word = hn::Set(HalfTag(), static_cast<std::int16_t>(bits & 0xFFFFu));
+  return hn::IfThenElseZero(hn::TestBit(word, hn::LoadU(HalfTag(), lane_bits)), splat(16));
+}
+
+// The legacy 32-element blocks of nibbles: d (Q4_1, Q5_1: and m), (Q5: a
+// 32-bit mask of fifth bits, bit i for element i), 16 bytes of nibbles (low:
+// elements 0-15, high: 16-31). Q4_0 and Q5_0 centre their values,
+// w = d * (q - 8) or d * (q - 16); Q4_1 and Q5_1 add the min, w = d * q + m.
+template <int UnitBytes, bool HasMin, bool FifthBit>
+struct NibbleBlock {
   static constexpr int blocks_per_unit = 1;
-  static constexpr int unit_bytes = 18;
-  static constexpr bool has_min = false;
+  static constexpr int unit_bytes = UnitBytes;
+  static constexpr bool has_min = HasMin;
+  static constexpr int centre = HasMin ? 0 : FifthBit ? 16 : 8;
+  static constexpr int scale_bytes = HasMin ? 4 : 2;
+  static constexpr int nibbles_at = scale_bytes + (FifthBit ? 4 : 0);
   struct Unit {
     const std::byte* bytes;
-    BlockScales scales(int) const { return {half_scale(bytes), 0.0f}; }
+    BlockScales scales(int) const { return {half_scale(bytes), HasMin ? half_scale(bytes + 2) : 0.0f}; }
     HWY_INLINE void unpack(int, std::size_t c, HalfVector& low, HalfVector& high) const {
-      const HalfVector nibbles = load_bytes(bytes + 2 + c);
-      low = hn::Sub(hn::And(nibbles, splat(0xF)), splat(8));
-      high = hn::Sub(hn::ShiftRight<4>(nibbles), splat(8));
+      const HalfVector nibbles = load_bytes(bytes + nibbles_at + c);
+      low = hn::And(nibbles, splat(0xF));
+      high = hn::ShiftRight<4>(nibbles);
+      if constexpr (FifthBit) {
+        std::uint32_t mask;
+        std::memcpy(&mask, bytes + scale_bytes, sizeof mask);
+        low = hn::Or(low, fifth_bits(mask >> c));
+        high = hn::Or(high, fifth_bits(mask >> (16 + c)));
+      }
+      if constexpr (centre != 0) {
+        low = hn::Sub(low, splat(centre));
+        high = hn::Sub(high, splat(centre));
+      }
     }
   };
 };
 
-// Q4_1: d, m, 16 bytes of nibbles; w = d * q + m.
-struct Q4_1 {
-  static constexpr int blocks_per_unit = 1;
-  static constexpr int unit_bytes = 20;
-  static constexpr bool has_min = true;
-  struct Unit {
-    const std::byte* bytes;
-    BlockScales scales(int) const { return {half_scale(bytes), half_scale(bytes + 2)}; }
-    HWY_INLINE void unpack(int, std::size_t c, HalfVector& low, HalfVector& high) const {
-      const HalfVector nibbles = load_bytes(bytes + 4 + c);
-      low = hn::And(nibbles, splat(0xF));
-      high = hn::ShiftRight<4>(nibbles);
-    }
-  };
-};
+using Q4_0 = NibbleBlock<18, false, false>;
+using Q4_1 = NibbleBlock<20, true, false>;
+using Q5_0 = NibbleBlock<22, false, true>;
+using Q5_1 = NibbleBlock<24, true, true>;
 
 // Q8_0: d, 32 signed bytes; w = d * q.
 struct Q8_0 {
@@ -144,13 +162,17 @@ struct Q8_0 {
   };
 };
 
-// Q4_K: d, dmin, 12 bytes of 6-bit sub-block scales and mins, 128 bytes of
-// nibbles (sub-blocks 2i and 2i + 1 in the low and high nibbles of bytes
-// 32i .. 32i + 31); w = d * sc * q - dmin * m per 32-element sub-block.
-struct Q4_K {
+// Q4_K and Q5_K: d, dmin, 12 bytes of 6-bit sub-block scales and mins,
+// (Q5_K: 32 bytes of fifth bits, bit b of byte i for element i of sub-block
+// b), 128 bytes of nibbles (sub-blocks 2i and 2i + 1 in the low and high
+// nibbles of bytes 32i .. 32i + 31); w = d * sc * q - dmin * m per
+// 32-element sub-block.
+template <bool FifthBit>
+struct KNibbleBlock {
   static constexpr int blocks_per_unit = 8;
-  static constexpr int unit_bytes = 144;
+  static constexpr int unit_bytes = FifthBit ? 176 : 144;
   static constexpr bool has_min = true;
+  static constexpr int nibbles_at = FifthBit ? 48 : 16;
   struct Unit {
     // Decodes the eight scales and mins at once, four to a 32-bit word
     // (io/quant_blocks.hpp's k_quant_scale_min spells out one at a time):
@@ -169,11 +191,18 @@ struct Q4_K {
     int sub_min(int b) const { return static_cast<int>((words[2 + b / 4] >> (8 * (b % 4))) & 0xFFu); }
     BlockScales scales(int b) const { return {d, -dmin * static_cast<float>(sub_min(b))}; }
     HWY_INLINE void unpack(int b, std::size_t c, HalfVector& low, HalfVector& high) const {
-      const std::byte* nibbles = bytes + 16 + b / 2 * 32 + c;
-      const HalfVector scale = splat(sub_scale(b));
-      const auto nibble = [&](HalfVector v) { return b % 2 == 0 ? hn::And(v, splat(0xF)) : hn::ShiftRight<4>(v); };
-      low = hn::Mul(nibble(load_bytes(nibbles)), scale);
-      high = hn::Mul(nibble(load_bytes(nibbles + 16)), scale);
+      const std::byte* nibbles = bytes + nibbles_at + b / 2 * 32 + c;
+      const auto value = [&](int h) {
+        const HalfVector v = load_bytes(nibbles + 16 * h);
+        HalfVector q = b % 2 == 0 ? hn::And(v, splat(0xF)) : hn::ShiftRight<4>(v);
+        if constexpr (FifthBit) {
+          const HalfVector high_bits = load_bytes(bytes + 16 + 16 * h + c);
+          q = hn::Or(q, hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(high_bits, b), splat(1))));
+        }
+        return hn::Mul(q, splat(sub_scale(b)));
+      };
+      low = value(0);
+      high = value(1);
     }
 
     const std::byte* bytes;
@@ -182,6 +211,9 @@ struct Q4_K {
     std::uint32_t words[4];  // bytes: scales 0-3, scales 4-7, mins 0-3, mins 4-7
   };
 };
+
+using Q4_K = KNibbleBlock<false>;
+using Q5_K = KNibbleBlock<true>;
 
 // Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit high parts, 16 signed
 // 8-bit scales (one per 16 elements), d; w = d * sc * (q - 32). Element e's
@@ -250,7 +282,7 @@ HWY_INLINE void token_group_dots(const QuantRowDotsCall& call, int first) {
     const auto unit = units_at<Format, NumRows>(call, static_cast<std::size_t>(u) * Format::unit_bytes);
     // Unrolled, a K-quant's sub-block b is a constant: its scale's byte and
     // its nibbles' shift resolve at compile time (Q4_K 2.2 -> 1.5 ns a block).
-#pragma GCC unroll 8
+    ELASTIC_UNROLL
     for (int b = 0; b < Format::blocks_per_unit; ++b) {
       const int block = u * Format::blocks_per_unit + b;
       const std::size_t offset = static_cast<std::size_t>(block) * activation_block;
@@ -306,8 +338,11 @@ inline void QuantRowDots(const QuantRowDotsCall& call) {
   switch (call.format) {
     case QuantFormat::q4_0: with_rows.template operator()<Q4_0>(); break;
     case QuantFormat::q4_1: with_rows.template operator()<Q4_1>(); break;
+    case QuantFormat::q5_0: with_rows.template operator()<Q5_0>(); break;
+    case QuantFormat::q5_1: with_rows.template operator()<Q5_1>(); break;
     case QuantFormat::q8_0: with_rows.template operator()<Q8_0>(); break;
     case QuantFormat::q4_k: with_rows.template operator()<Q4_K>(); break;
+    case QuantFormat::q5_k: with_rows.template operator()<Q5_K>(); break;
     case QuantFormat::q6_k: with_rows.template operator()<Q6_K>(); break;
   }
 }

@@ -6,8 +6,8 @@
 // per 32-element block k, int8 values a (held widened to int16) and a float
 // scale s, x ~= s * a. The dot product of a weight block with an activation
 // block is then an integer dot product times the two blocks' float scales,
-// plus, for formats with a per-block minimum (Q4_1, Q4_K), that minimum
-// times s * sum(a), which the activation block carries precomputed.
+// plus, for formats with a per-block minimum (Q4_1, Q5_1, Q4_K, Q5_K), that
+// minimum times s * sum(a), which the activation block carries precomputed.
 #pragma once
 
 #include <cstddef>
