@@ -4,11 +4,11 @@
 //
 // The range is taken in chunks of 64 positions. Per chunk, each key row is
 // widened to float32 once and dotted with the queries of up to four rows
-// (one fused multiply-add per vector per row and key, four keys at a time
-// so that their horizontal sums share shuffles);
-// each row then takes one online-softmax step for the whole chunk: the
-// chunk's maximum, one rescale of its sum and accumulators, and the weights
-// exp(score - max) as vectors over positions. Last, each value row is widened
+// (one fused multiply-add per vector per row and key, four keys at a time so
+// that their horizontal sums share shuffles); each row then takes one
+// online-softmax step for the whole chunk: the chunk's maximum, one rescale
+// of its sum and accumulators, and the weights exp(score - max) as vectors
+// over positions. Last, each value row is widened
 // once per group of four rows and added into their accumulators, a few
 // vectors of each row at a time so that the accumulators stay in registers
 // across the chunk. Compared with math::softmax_push applied score by score
@@ -62,7 +62,7 @@ HWY_INLINE void for_each_row_group(int rows, Body&& body) {
 #if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
 // The sum of the 128-bit blocks of v.
 template <class D>
-HWY_INLINE hn::Vec<hn::Full128<float>> add_blocks(D tag, hn::Vec<D> v) {
+HWY_INLINE hn::Vec<hn::Full128<float>> add_blocks(D /*tag*/, hn::Vec<D> v) {
   if constexpr (hn::MaxLanes(D()) <= 4) {
     return v;
   } else {
