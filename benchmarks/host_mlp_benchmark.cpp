@@ -125,11 +125,8 @@ void register_cases() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("executor_threads", std::to_string(executor().threads()));
-  benchmark::AddCustomContext("last_level_cache_bytes",
-                              std::to_string(static_cast<long long>(bench::last_level_cache_bytes())));
+  bench::add_host_context(executor().threads(), read_bytes_per_second());
   benchmark::AddCustomContext("widths", HostWidths::describe());
-  benchmark::AddCustomContext("read_bytes_per_second", std::to_string(read_bytes_per_second()));
   register_cases<float>();
   register_cases<bfloat16_t>();
   benchmark::RunSpecifiedBenchmarks();

@@ -3,16 +3,23 @@
 // threads each sum their share of a buffer far larger than the last-level
 // cache (64-bit words, four independent sums per thread, so the loads are
 // not chained); the median of several passes over the whole buffer, in
-// bytes read per second.
+// bytes read per second. add_host_context records it, with the rest of what
+// a host benchmark's numbers depend on, in the run's context.
 #pragma once
+
+#include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <numeric>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "elastic/host/simd/kernels.hpp"
+#include "mlp_benchmark.hpp"
 
 namespace elastic::bench {
 
@@ -49,6 +56,16 @@ inline double measure_read_bytes_per_second(unsigned threads, std::size_t bytes 
   (void)sink;
   std::nth_element(seconds.begin(), seconds.begin() + passes / 2, seconds.end());
   return static_cast<double>(words * sizeof(std::uint64_t)) / seconds[static_cast<std::size_t>(passes / 2)];
+}
+
+// The context of a host benchmark run: the executor's threads, the
+// last-level cache, the read bandwidth its cases are compared with and the
+// instruction set the host kernels run on.
+inline void add_host_context(unsigned threads, double read_bytes_per_second) {
+  benchmark::AddCustomContext("executor_threads", std::to_string(threads));
+  benchmark::AddCustomContext("last_level_cache_bytes", std::to_string(static_cast<long long>(last_level_cache_bytes())));
+  benchmark::AddCustomContext("read_bytes_per_second", std::to_string(read_bytes_per_second));
+  benchmark::AddCustomContext("kernel_target", host::simd::kernels_target());
 }
 
 }  // namespace elastic::bench

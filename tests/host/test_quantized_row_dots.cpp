@@ -32,6 +32,7 @@
 #include "elastic/io/quant_blocks.hpp"
 #include "elastic/io/quant_format.hpp"
 #include "support/error_message.hpp"
+#include "support/forced_target.hpp"
 #include "support/test_support.hpp"
 
 using namespace elastic;
@@ -40,15 +41,6 @@ namespace {
 
 constexpr QuantFormat all_formats[] = {QuantFormat::q4_0, QuantFormat::q4_1, QuantFormat::q5_0, QuantFormat::q5_1,
                                        QuantFormat::q8_0, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k};
-
-// Restricts the kernel to one instruction set for the life of the object.
-class ForcedTarget {
- public:
-  explicit ForcedTarget(std::int64_t target) { hwy::SetSupportedTargetsForTest(target); }
-  ForcedTarget(const ForcedTarget&) = delete;
-  ForcedTarget& operator=(const ForcedTarget&) = delete;
-  ~ForcedTarget() { hwy::SetSupportedTargetsForTest(0); }
-};
 
 // Byte offsets of a block's float16 scales (d, and m / dmin where the format has one).
 std::vector<int> scale_offsets(QuantFormat format) {
@@ -304,7 +296,7 @@ TEST_CASE_TEMPLATE("host quantized row dots match float64 on every compiled inst
   REQUIRE(!targets.empty());
   for (const QuantFormat format : all_formats)
     for (const std::int64_t target : targets) {
-      const ForcedTarget forced(target);
+      const test::ForcedTarget forced(target);
       CAPTURE(std::string(hwy::TargetName(target)));
       CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(target));
       const index_t block = quant_format_info(format).block_elements;
