@@ -167,7 +167,7 @@ class Decoder {
 
   void collect_weight_regions() {
     const auto add = [&](const auto&... views) {
-      (weight_regions_.push_back(detail::region("model weights", views)), ...);
+      (weight_regions_.push_back(elastic::detail::region("model weights", views)), ...);
     };
     add(weights_.token_embedding, weights_.output_norm, weights_.lm_head);
     for (const LayerWeights<T, W>& layer : weights_.layers) std::apply(add, layer_view_refs(layer));

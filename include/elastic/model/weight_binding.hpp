@@ -20,7 +20,7 @@ void bind_weight(ModelWeights<T, W>& weights, const io::TensorSlot& slot, const 
     if constexpr (std::is_assignable_v<decltype(member), const View&>) {
       member = view;
     } else {
-      throw Error(detail::concat("the ", io::role_name(slot.role), " of layer ", slot.layer,
+      throw Error(elastic::detail::concat("the ", io::role_name(slot.role), " of layer ", slot.layer,
                                  " cannot take this kind of weight view"));
     }
   };
