@@ -251,8 +251,8 @@ struct Q6_K {
 template <class Format, int NumRows>
 HWY_INLINE std::array<typename Format::Unit, NumRows> units_at(const QuantRowDotsCall& call, std::size_t offset) {
   using Unit = typename Format::Unit;
-  if constexpr (NumRows == 1) return {Unit(call.weight_rows[0] + offset)};
-  else return {Unit(call.weight_rows[0] + offset), Unit(call.weight_rows[1] + offset)};
+  if constexpr (NumRows == 1) return {Unit{call.weight_rows[0] + offset}};
+  else return {Unit{call.weight_rows[0] + offset}, Unit{call.weight_rows[1] + offset}};
 }
 
 // partials[r][first + j] += w_r . x_j for tokens first .. first + Tokens.
