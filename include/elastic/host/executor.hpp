@@ -331,16 +331,8 @@ class Executor {
           call.partials = partials;
           simd::row_dots(call);
           for (int t = 0; t < call.tokens; ++t)
-            for (int n = 0; n < count; ++n) {
-              const float value = partials[n][t];
-              const index_t token = first_token + t;
-              if (output_rows == nullptr) {
-                out(token, first + n) = from_float<T>(value);
-              } else {
-                T& target = out(output_rows[token], first + n);
-                target = from_float<T>(to_float(target) + value);
-              }
-            }
+            for (int n = 0; n < count; ++n)
+              kernels::store_row_dot(out, first_token + t, first + n, partials[n][t], output_rows);
         }
       }
     });

@@ -14,6 +14,7 @@
 #include "elastic/core/quantized_matrix.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/host/quantized_activations.hpp"
+#include "elastic/host/routing.hpp"
 #include "elastic/host/simd/kernels.hpp"
 #include "elastic/host/thread_pool.hpp"
 #include "elastic/math/row_dot.hpp"
@@ -33,7 +34,12 @@ void quantized_row_dots(ThreadPool& pool, MatrixView<T> out, ConstMatrixView<T> 
   constexpr int tile = simd::max_call_tokens;
   const index_t rows = out.cols();
   if (tokens == 0 || rows == 0) return;
-  QuantizedActivationRows activations;
+  // The calling thread's buffers, kept between calls: no allocation once
+  // they have grown to the largest call. The pool's threads reach them
+  // through this reference (naming the thread_local there would name
+  // their own).
+  thread_local QuantizedActivationRows calling_thread_rows;
+  QuantizedActivationRows& activations = calling_thread_rows;
   activations.quantize(pool, x, tokens, source_rows);
   const index_t grain = std::max<index_t>(1, rows / (8 * static_cast<index_t>(pool.size())));
   pool.parallel_for(0, rows, grain, [&](index_t first_row, index_t last_row) {
@@ -48,15 +54,8 @@ void quantized_row_dots(ThreadPool& pool, MatrixView<T> out, ConstMatrixView<T> 
         call.tokens = static_cast<int>(std::min<index_t>(tile, tokens - first_token));
         call.partials = partials;
         simd::quant_row_dots(call);
-        for (int t = 0; t < call.tokens; ++t) {
-          const float value = math::finish_row_dots(epilogue, partials, t);
-          if (output_rows == nullptr) {
-            out(first_token + t, row) = from_float<T>(value);
-          } else {
-            T& target = out(output_rows[first_token + t], row);
-            target = from_float<T>(to_float(target) + value);
-          }
-        }
+        for (int t = 0; t < call.tokens; ++t)
+          store_row_dot(out, first_token + t, row, math::finish_row_dots(epilogue, partials, t), output_rows);
       }
     }
   });

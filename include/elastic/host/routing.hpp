@@ -54,6 +54,19 @@ inline void check_indices(const int* indices, index_t count, index_t rows, const
             rows);
 }
 
+// out[token, neuron] = value, or, with output_rows, out[output_rows[token],
+// neuron] += value with one rounding of the sum: the store of the row-dot
+// loops, plain or scatter-add.
+template <class T>
+void store_row_dot(MatrixView<T>& out, index_t token, index_t neuron, float value, const int* output_rows) {
+  if (output_rows == nullptr) {
+    out(token, neuron) = from_float<T>(value);
+  } else {
+    T& target = out(output_rows[token], neuron);
+    target = from_float<T>(to_float(target) + value);
+  }
+}
+
 template <class T>
 void gather_rows(ThreadPool& pool, MatrixView<T> dst, ConstMatrixView<T> src, const int* indices) {
   check_indices(indices, dst.rows(), src.rows(), "gather_rows");
