@@ -1,0 +1,388 @@
+// Tests of the conversion stages on tiny checkpoints: the calibration pass
+// computes the decoder's function and shows each block's internals as
+// defined; importance scores equal their definitions computed directly from
+// the observed activations in float64; a permutation (random or by
+// importance) leaves the model's logits unchanged at full width, and a
+// narrower sub-network of the permuted model keeps the highest-ranked units.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "elastic/io/model_source.hpp"
+#include "elastic/model/decoder.hpp"
+#include "elastic/model/host_sequence.hpp"
+#include "elastic/model/host_weights.hpp"
+#include "elastic/search/calibration_pass.hpp"
+#include "elastic/search/importance.hpp"
+#include "elastic/search/permutation.hpp"
+#include "support/error_message.hpp"
+#include "support/python.hpp"
+#include "support/test_support.hpp"
+#include "support/tiny_checkpoint.hpp"
+
+using namespace elastic;
+using elastic::model::SubnetworkConfig;
+using elastic::search::BlockObservation;
+using elastic::search::CalibrationPass;
+using elastic::search::Half;
+using elastic::search::ImportanceCollector;
+using elastic::search::ModelPermutation;
+using elastic::search::PermutedWeights;
+using elastic::search::RankingMethod;
+
+namespace {
+
+// A checkpoint folder loaded in float32.
+struct Loaded {
+  explicit Loaded(const std::filesystem::path& path) : source(io::ModelSource::open(path)), weights(source) {}
+  const io::ModelDescription& description() const { return weights.description(); }
+  io::ModelSource source;
+  model::HostWeights<float> weights;
+};
+
+// Every position's logits of `tokens` through the decoder over `weights`.
+std::vector<float> decoder_logits(const io::ModelDescription& description, const model::ModelWeights<float>& weights,
+                                  const std::vector<int>& tokens, const SubnetworkConfig& config,
+                                  host::Executor& executor) {
+  model::Decoder<float> decoder(description, weights);
+  model::HostSequence<float> sequence(decoder, executor, static_cast<int>(tokens.size()), config);
+  const std::span<const float> logits = sequence.append_every(tokens);
+  return {logits.begin(), logits.end()};
+}
+
+// max|a - b| / max|b|.
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double diff = 0.0, top = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
+    top = std::max(top, std::abs(double(b[i])));
+  }
+  return diff / top;
+}
+
+// A copy of a matrix view's values, row-major.
+std::vector<double> copy_of(const ConstMatrixView<float>& m) {
+  std::vector<double> values;
+  for (index_t r = 0; r < m.rows(); ++r)
+    for (index_t c = 0; c < m.cols(); ++c) values.push_back(m(r, c));
+  return values;
+}
+
+// Observations kept for checking, per (layer, half).
+struct Kept {
+  int layer;
+  Half half;
+  index_t tokens, hidden, inner_width;
+  std::vector<double> normed, inner, output, residual;
+};
+
+test::TinyModel llama_model() {
+  test::TinyModel m;
+  m.kv_heads = 2;
+  m.intermediate = 192;
+  m.layers = 2;
+  return m;
+}
+
+// A random permutation that keeps query heads with their KV heads.
+ModelPermutation random_permutation(const io::ModelDescription& model, std::uint64_t seed) {
+  std::mt19937_64 engine(seed);
+  ModelPermutation permutation = ModelPermutation::identity(model);
+  for (std::size_t i = 0; i < model.layers.size(); ++i) {
+    search::LayerPermutation& layer = permutation.layers[i];
+    std::shuffle(layer.neurons.begin(), layer.neurons.end(), engine);
+    if (layer.kv_heads.empty()) continue;
+    std::shuffle(layer.kv_heads.begin(), layer.kv_heads.end(), engine);
+    const int group = model.heads / model.layers[i].kv_heads;
+    layer.query_heads.clear();
+    for (int g : layer.kv_heads) {
+      std::vector<int> members(static_cast<std::size_t>(group));
+      std::iota(members.begin(), members.end(), g * group);
+      std::shuffle(members.begin(), members.end(), engine);
+      layer.query_heads.insert(layer.query_heads.end(), members.begin(), members.end());
+    }
+  }
+  return permutation;
+}
+
+}  // namespace
+
+TEST_CASE("calibration pass: equals the decoder, and its observations are the blocks' internals") {
+  for (const bool nemotron : {false, true}) {
+    CAPTURE(nemotron);
+    test::TemporaryDirectory folder;
+    if (nemotron) test::write_nemotron_folder(folder.path(), test::nemotron_model(), 21);
+    else test::write_llama_folder(folder.path(), llama_model(), 21);
+    const Loaded loaded(folder.path());
+    const io::ModelDescription& model = loaded.description();
+    host::Executor executor(2);
+    const std::vector<int> tokens = test::random_tokens(13, static_cast<int>(model.vocab), 5);
+
+    CalibrationPass pass(model, loaded.weights.views(), executor, 16);
+    std::vector<Kept> kept;
+    pass.run(tokens, [&](const BlockObservation& block) {
+      kept.push_back({block.layer, block.half, block.output.rows(), block.output.cols(), block.inner.cols(),
+                      copy_of(block.normed), copy_of(block.inner), copy_of(block.output), copy_of(block.residual)});
+    });
+    test::HostMatrix<float> logits(13, model.vocab), normed(13, model.hidden);
+    test::fill_poison(logits);
+    pass.logits(logits.view(), normed.view());
+    const std::vector<float> expected =
+        decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
+    const double error = relative_error(std::vector<float>(logits.values.begin(), logits.values.end()), expected);
+    MESSAGE("calibration pass against the decoder: " << error);
+    CHECK(error < 1e-5);
+
+    // One observation per half that computes, in layer order.
+    std::size_t halves = 0;
+    for (const io::LayerPlan& plan : model.layers)
+      halves += (plan.attention != io::AttentionKind::none) + (plan.ffn != io::FfnKind::none);
+    REQUIRE(kept.size() == halves);
+    for (const Kept& block : kept) {
+      CAPTURE(block.layer);
+      const io::LayerPlan& plan = model.layers[static_cast<std::size_t>(block.layer)];
+      const model::LayerWeights<float>& w = loaded.weights.views().layers[static_cast<std::size_t>(block.layer)];
+      CHECK(block.tokens == 13);
+      // Output from the internals, in float64: SwiGLU down . a, GQA o . c,
+      // linear W . n; SwiGLU activations from the normed input.
+      double diff = 0.0, top = 0.0;
+      for (index_t t = 0; t < block.tokens; ++t)
+        for (index_t r = 0; r < block.hidden; ++r) {
+          double sum = 0.0;
+          const bool swiglu = block.half == Half::ffn && plan.ffn == io::FfnKind::swiglu;
+          const bool gqa = block.half == Half::attention && plan.attention == io::AttentionKind::gqa;
+          const ConstMatrixView<float> matrix = swiglu ? w.mlp.down
+                                                : gqa  ? w.attention.o
+                                                : block.half == Half::ffn ? w.linear_ffn
+                                                                          : w.linear_attention;
+          const std::vector<double>& input = swiglu || gqa ? block.inner : block.normed;
+          for (index_t c = 0; c < matrix.cols(); ++c) sum += matrix(r, c) * input[t * matrix.cols() + c];
+          diff = std::max(diff, std::abs(sum - block.output[t * block.hidden + r]));
+          top = std::max(top, std::abs(sum));
+        }
+      CHECK(diff / top < 1e-5);
+      if (block.half == Half::ffn && plan.ffn == io::FfnKind::swiglu) {
+        double error = 0.0, largest = 0.0;
+        for (index_t t = 0; t < block.tokens; ++t)
+          for (index_t j = 0; j < block.inner_width; ++j) {
+            double gate = 0.0, up = 0.0;
+            for (index_t c = 0; c < block.hidden; ++c) {
+              gate += w.mlp.gate(j, c) * block.normed[t * block.hidden + c];
+              up += w.mlp.up(j, c) * block.normed[t * block.hidden + c];
+            }
+            const double activation = gate / (1.0 + std::exp(-gate)) * up;
+            error = std::max(error, std::abs(activation - block.inner[t * block.inner_width + j]));
+            largest = std::max(largest, std::abs(activation));
+          }
+        CHECK(error / largest < 1e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("importance: minitron, flap and contributions equal their definitions over the observed windows") {
+  test::TemporaryDirectory folder;
+  test::write_llama_folder(folder.path(), llama_model(), 22);
+  const Loaded loaded(folder.path());
+  const io::ModelDescription& model = loaded.description();
+  host::Executor executor(2);
+  CalibrationPass pass(model, loaded.weights.views(), executor, 12);
+  ImportanceCollector collector(model, loaded.weights.views(), executor, 12);
+  std::vector<Kept> kept;
+  for (int window = 0; window < 3; ++window) {
+    const std::vector<int> tokens = test::random_tokens(window == 2 ? 7 : 12, static_cast<int>(model.vocab), 30 + window);
+    pass.run(tokens, [&](const BlockObservation& block) {
+      collector(block);
+      if (block.layer == 1)
+        kept.push_back({block.layer, block.half, block.output.rows(), block.output.cols(), block.inner.cols(),
+                        copy_of(block.normed), copy_of(block.inner), copy_of(block.output), copy_of(block.residual)});
+    });
+  }
+  const model::LayerWeights<float>& w = loaded.weights.views().layers[1];
+  const index_t width = model.layers[1].intermediate, head_dim = model.head_dim, hidden = model.hidden;
+
+  // Minitron neurons: sqrt(sum over windows of (mean_t |a|)^2); flap:
+  // sample variance over all tokens times ||down[:, j]||^2.
+  std::vector<double> minitron(static_cast<std::size_t>(width), 0.0), flap(static_cast<std::size_t>(width), 0.0);
+  std::vector<double> minitron_heads(static_cast<std::size_t>(model.heads), 0.0);
+  std::vector<double> flap_heads(static_cast<std::size_t>(model.heads), 0.0);
+  double attention_ratio = 0.0, ffn_ratio = 0.0;
+  index_t all_tokens = 0;
+  const auto ratio_sum = [&](const Kept& block) {
+    double sum = 0.0;
+    for (index_t t = 0; t < block.tokens; ++t) {
+      double f = 0.0, x_f = 0.0;
+      for (index_t c = 0; c < hidden; ++c) {
+        const double out = block.output[t * hidden + c];
+        f += out * out;
+        x_f += (block.residual[t * hidden + c] + out) * (block.residual[t * hidden + c] + out);
+      }
+      sum += std::sqrt(f / x_f);
+    }
+    return sum;
+  };
+  const auto variance_times = [&](const std::vector<const Kept*>& blocks, index_t column, index_t width_of,
+                                  const ConstMatrixView<float>& projection) {
+    double sum = 0.0, squares = 0.0, count = 0.0, norm = 0.0;
+    for (const Kept* block : blocks)
+      for (index_t t = 0; t < block->tokens; ++t) {
+        const double value = block->inner[t * width_of + column];
+        sum += value, squares += value * value, count += 1.0;
+      }
+    const double mean = sum / count;
+    double variance = 0.0;
+    for (const Kept* block : blocks)
+      for (index_t t = 0; t < block->tokens; ++t) {
+        const double d = block->inner[t * width_of + column] - mean;
+        variance += d * d;
+      }
+    for (index_t r = 0; r < projection.rows(); ++r) norm += double(projection(r, column)) * projection(r, column);
+    return variance / (count - 1.0) * norm;
+  };
+  std::vector<const Kept*> ffn_blocks, attention_blocks;
+  for (const Kept& block : kept) (block.half == Half::ffn ? ffn_blocks : attention_blocks).push_back(&block);
+  for (const Kept* block : ffn_blocks) {
+    ffn_ratio += ratio_sum(*block);
+    all_tokens += block->tokens;
+    for (index_t j = 0; j < width; ++j) {
+      double mean = 0.0;
+      for (index_t t = 0; t < block->tokens; ++t) mean += std::abs(block->inner[t * width + j]);
+      mean /= double(block->tokens);
+      minitron[j] += mean * mean;
+    }
+  }
+  for (index_t j = 0; j < width; ++j) flap[j] = variance_times(ffn_blocks, j, width, w.mlp.down);
+  const index_t q_width = index_t{model.heads} * head_dim;
+  for (const Kept* block : attention_blocks) {
+    attention_ratio += ratio_sum(*block);
+    for (int h = 0; h < model.heads; ++h) {
+      double mean = 0.0;
+      for (index_t t = 0; t < block->tokens; ++t) {
+        double norm = 0.0;
+        for (index_t r = 0; r < hidden; ++r) {
+          double sum = 0.0;
+          for (index_t c = 0; c < head_dim; ++c)
+            sum += w.attention.o(r, h * head_dim + c) * block->inner[t * q_width + h * head_dim + c];
+          norm += sum * sum;
+        }
+        mean += std::sqrt(norm);
+      }
+      mean /= double(block->tokens);
+      minitron_heads[static_cast<std::size_t>(h)] += mean * mean;
+    }
+  }
+  for (int h = 0; h < model.heads; ++h)
+    for (index_t c = 0; c < head_dim; ++c)
+      flap_heads[static_cast<std::size_t>(h)] += variance_times(attention_blocks, h * head_dim + c, q_width, w.attention.o);
+
+  const auto close = [](double a, double b) { return std::abs(a - b) <= 1e-6 * std::max(std::abs(b), 1e-30); };
+  const search::LayerImportance by_minitron = collector.layer(1, RankingMethod::minitron);
+  const search::LayerImportance by_flap = collector.layer(1, RankingMethod::flap);
+  REQUIRE(by_minitron.neurons.size() == static_cast<std::size_t>(width));
+  REQUIRE(by_flap.heads.size() == static_cast<std::size_t>(model.heads));
+  for (index_t j = 0; j < width; ++j) {
+    CHECK(close(by_minitron.neurons[j], std::sqrt(minitron[j])));
+    CHECK(close(by_flap.neurons[j], flap[j]));
+  }
+  for (int h = 0; h < model.heads; ++h) {
+    CHECK(std::abs(by_minitron.heads[h] - std::sqrt(minitron_heads[h])) <= 1e-5 * std::sqrt(minitron_heads[h]));
+    CHECK(close(by_flap.heads[h], flap_heads[h]));
+  }
+  CHECK(all_tokens == 31);
+  CHECK(close(by_minitron.attention_contribution, attention_ratio / 31.0));
+  CHECK(close(by_flap.ffn_contribution, ffn_ratio / 31.0));
+  CHECK(by_minitron.attention_contribution > 0.0);
+}
+
+TEST_CASE("permutation: the permuted model computes the same logits, and prefixes keep the highest-ranked units") {
+  for (const bool nemotron : {false, true}) {
+    CAPTURE(nemotron);
+    test::TemporaryDirectory folder;
+    if (nemotron) test::write_nemotron_folder(folder.path(), test::nemotron_model(), 23);
+    else test::write_llama_folder(folder.path(), llama_model(), 23);
+    const Loaded loaded(folder.path());
+    const io::ModelDescription& model = loaded.description();
+    host::Executor executor(2);
+    const std::vector<int> tokens = test::random_tokens(11, static_cast<int>(model.vocab), 6);
+    const std::vector<float> original =
+        decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
+    const ModelPermutation permutation = random_permutation(model, 7);
+    const PermutedWeights permuted(model, loaded.weights.views(), permutation);
+    const std::vector<float> logits =
+        decoder_logits(model, permuted.views(), tokens, SubnetworkConfig::full(model), executor);
+    const double error = relative_error(logits, original);
+    MESSAGE("permuted against original: " << error);
+    CHECK(error < 1e-5);
+    CHECK(permuted.views().layers[0].attention.q.data() != loaded.weights.views().layers[0].attention.q.data());
+
+    // Half the neurons and one KV group of the permuted model are the
+    // chosen ones of the original: the same logits as the original with
+    // the other units' down columns and o columns zeroed.
+    std::vector<std::vector<float>> masked_storage;
+    model::ModelWeights<float> masked = loaded.weights.views();
+    SubnetworkConfig config = SubnetworkConfig::full(model);
+    for (std::size_t i = 0; i < model.layers.size(); ++i) {
+      const io::LayerPlan& plan = model.layers[i];
+      const search::LayerPermutation& order = permutation.layers[i];
+      const auto zeroed_columns = [&](const ConstMatrixView<float>& w, const std::vector<int>& kept, index_t group) {
+        std::vector<float>& values = masked_storage.emplace_back(static_cast<std::size_t>(w.rows() * w.cols()), 0.0f);
+        for (int unit : kept)
+          for (index_t r = 0; r < w.rows(); ++r)
+            for (index_t c = unit * group; c < (unit + 1) * group; ++c) values[r * w.cols() + c] = w(r, c);
+        return ConstMatrixView<float>(values.data(), w.rows(), w.cols());
+      };
+      if (plan.ffn == io::FfnKind::swiglu) {
+        config.layers[i].mlp_width = plan.intermediate / 2;
+        masked.layers[i].mlp.down = zeroed_columns(
+            masked.layers[i].mlp.down, {order.neurons.begin(), order.neurons.begin() + plan.intermediate / 2}, 1);
+      }
+      if (plan.attention == io::AttentionKind::gqa && plan.kv_heads > 1) {
+        const int group = model.heads / plan.kv_heads;
+        config.layers[i].heads = group;
+        masked.layers[i].attention.o = zeroed_columns(masked.layers[i].attention.o,
+                                                      {order.query_heads.begin(), order.query_heads.begin() + group},
+                                                      model.head_dim);
+      }
+    }
+    const double prefix_error =
+        relative_error(decoder_logits(model, permuted.views(), tokens, config, executor),
+                       decoder_logits(model, masked, tokens, SubnetworkConfig::full(model), executor));
+    MESSAGE("prefix of the permuted model against the masked original: " << prefix_error);
+    CHECK(prefix_error < 1e-5);
+  }
+}
+
+TEST_CASE("permutation: by importance orders units by score, groups by their heads' sum, and rejects bad orders") {
+  io::ModelDescription model;
+  model.hidden = 8, model.vocab = 4, model.heads = 6, model.head_dim = 64;
+  model.layers = {{io::AttentionKind::gqa, 3, io::FfnKind::swiglu, 5}};
+  search::LayerImportance scores;
+  scores.neurons = {0.5, 3.0, 1.0, 3.0, 0.1};
+  scores.heads = {1.0, 2.0, 5.0, 0.5, 0.2, 0.4};  // groups {0,1}: 3.0, {2,3}: 5.5, {4,5}: 0.6
+  const ModelPermutation permutation = ModelPermutation::by_importance(model, {scores});
+  CHECK(permutation.layers[0].neurons == std::vector<int>{1, 3, 2, 0, 4});
+  CHECK(permutation.layers[0].kv_heads == std::vector<int>{1, 0, 2});
+  CHECK(permutation.layers[0].query_heads == std::vector<int>{2, 3, 1, 0, 5, 4});
+  permutation.validate(model);
+
+  ModelPermutation wrong = permutation;
+  wrong.layers[0].query_heads = {0, 2, 1, 3, 4, 5};
+  CHECK_THROWS_WITH_AS(wrong.validate(model), doctest::Contains("must read new KV head 0"), Error);
+  wrong = permutation;
+  wrong.layers[0].neurons = {0, 1, 1, 3, 4};
+  CHECK_THROWS_WITH_AS(wrong.validate(model), doctest::Contains("not a permutation of 0 .. 4"), Error);
+  wrong = permutation;
+  wrong.layers[0].kv_heads.pop_back();
+  CHECK_THROWS_WITH_AS(wrong.validate(model), doctest::Contains("expected 3 KV heads, found 2"), Error);
+  scores.neurons.pop_back();
+  CHECK_THROWS_WITH_AS(ModelPermutation::by_importance(model, {scores}),
+                       doctest::Contains("expected 5 neuron scores, found 4"), Error);
+}
