@@ -10,6 +10,9 @@
 //   elastic logits --tokens 1,2,3 -o FILE   raw float32 logits [tokens x vocab]
 //   elastic bench [-p 512] [-n 128] [-r 5] [--mlp-widths ...] [-o md|json]
 //                                     prompt and generation tokens per second
+//   elastic convert --calibration FILE [--validation FILE] -o FOLDER
+//                                     an elastic checkpoint: neurons and heads
+//                                     ranked on the text and stored in that order
 //
 // The running subcommands share --model, --dtype auto|f32|bf16|quant, --device
 // cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
@@ -30,6 +33,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "convert.hpp"
 #include "inspect.hpp"
 
 namespace {
@@ -54,6 +58,10 @@ int main(int argc, char** argv) {
 
   CLI::App* inspect = app.add_subcommand("inspect", "print what a model file holds");
   add_model_option(*inspect, model);
+  CLI::App* convert = app.add_subcommand("convert", "rank neurons and heads on a text and write an elastic checkpoint");
+  add_model_option(*convert, model);
+  elastic::cli::ConvertOptions convert_options;
+  convert_options.add_to(*convert);
 
   using elastic::cli::Command;
   elastic::cli::CommandOptions options;
@@ -84,6 +92,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (inspect->parsed()) return elastic::cli::run_inspect(model);
+    if (convert->parsed()) return elastic::cli::run_convert(model, convert_options);
     for (const auto& [command, subcommand] : commands) {
       if (!subcommand->parsed()) continue;
       options.run.model = model;

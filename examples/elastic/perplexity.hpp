@@ -5,14 +5,13 @@
 // number of scored tokens; progress on stderr.
 #pragma once
 
-#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
-#include "elastic/model/sampling.hpp"
+#include "elastic/model/perplexity.hpp"
 #include "progress.hpp"
 #include "run_options.hpp"
 
@@ -36,31 +35,21 @@ int run_perplexity(const RunOptions& run, const PerplexityOptions& options) {
   Runner runner(run);
   const std::vector<int> tokens = runner.loaded.tokenizer->encode(read_text_file(options.file), /*add_special=*/false);
   const auto window = static_cast<std::size_t>(run.context);
-  require(window >= 2, "--ctx must be at least 2 to score a window, found ", window);
-  const std::size_t windows = tokens.size() / window;
-  require(windows > 0, options.file, ": ", tokens.size(), " tokens do not fill one window of ", window,
+  require(tokens.size() >= window, options.file, ": ", tokens.size(), " tokens do not fill one window of ", window,
           " (--ctx); give a longer text or a smaller --ctx");
+  const std::size_t windows = model::perplexity_windows(tokens.size(), window);
   auto sequence = runner.sequence(run.context, runner.loaded.config);
-  const auto vocab = static_cast<std::size_t>(sequence.vocab());
-
   Progress progress("perplexity", static_cast<long>(windows));
   const auto start = std::chrono::steady_clock::now();
-  double negative_log_likelihood = 0.0;
-  std::size_t scored = 0;
-  for (std::size_t w = 0; w < windows; ++w) {
-    sequence.reset();
-    const std::span<const int> chunk(tokens.data() + w * window, window);
-    const std::span<const float> logits = sequence.append_every(chunk);
-    for (std::size_t t = 0; t + 1 < window; ++t)
-      negative_log_likelihood -= token_log_probability(logits.subspan(t * vocab, vocab), chunk[t + 1]);
-    scored += window - 1;
-    char detail[64];
-    std::snprintf(detail, sizeof detail, "ppl %.4f", std::exp(negative_log_likelihood / double(scored)));
-    progress.update(static_cast<long>(w + 1), detail);
-  }
+  const model::PerplexityScore score =
+      model::score_windows(sequence, tokens, window, 0, [&](const model::PerplexityScore& so_far) {
+        char detail[64];
+        std::snprintf(detail, sizeof detail, "ppl %.4f", so_far.perplexity());
+        progress.update(static_cast<long>(so_far.windows), detail);
+      });
   const double seconds = seconds_since(start);
-  std::printf("perplexity %.4f over %zu tokens (%zu windows of %zu, %s weights)\n",
-              std::exp(negative_log_likelihood / double(scored)), scored, windows, window, run.dtype.c_str());
+  std::printf("perplexity %.4f over %zu tokens (%zu windows of %zu, %s weights)\n", score.perplexity(), score.scored,
+              windows, window, run.dtype.c_str());
   std::fprintf(stderr, "load %.2f s, scoring %.2f s (%.1f tok/s)\n", runner.load_seconds, seconds,
                double(windows * window) / seconds);
   return 0;

@@ -3,28 +3,36 @@
 // defined; importance scores equal their definitions computed directly from
 // the observed activations in float64; a permutation (random or by
 // importance) leaves the model's logits unchanged at full width, and a
-// narrower sub-network of the permuted model keeps the highest-ranked units.
+// narrower sub-network of the permuted model keeps the highest-ranked units;
+// the elastic checkpoint written from a Hugging Face folder or a GGUF file
+// loads back computing the permuted model.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 #include <span>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "elastic/io/model_source.hpp"
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_sequence.hpp"
 #include "elastic/model/host_weights.hpp"
 #include "elastic/search/calibration_pass.hpp"
+#include "elastic/search/elastic_checkpoint.hpp"
 #include "elastic/search/importance.hpp"
 #include "elastic/search/permutation.hpp"
+#include "io/tokenizer_fixtures.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
 #include "support/test_support.hpp"
 #include "support/tiny_checkpoint.hpp"
+#include "support/tiny_gguf.hpp"
 
 using namespace elastic;
 using elastic::model::SubnetworkConfig;
@@ -385,4 +393,72 @@ TEST_CASE("permutation: by importance orders units by score, groups by their hea
   scores.neurons.pop_back();
   CHECK_THROWS_WITH_AS(ModelPermutation::by_importance(model, {scores}),
                        doctest::Contains("expected 5 neuron scores, found 4"), Error);
+}
+
+TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows in rotate-half order, with its sets") {
+  const io::TokenizerSpec tokenizer = test::small_byte_level_spec();
+  for (const bool gguf : {false, true}) {
+    CAPTURE(gguf);
+    test::TemporaryDirectory folder;
+    test::TinyModel m = llama_model();
+    m.vocab = static_cast<int>(tokenizer.tokens.size() + 7) / 8 * 8;  // the decoder wants whole vectors
+    std::filesystem::create_directories(folder / "tiny");
+    if (gguf) test::write_gguf(folder / "tiny.gguf", m, 24);
+    else test::write_llama_folder(folder / "tiny", m, 24);
+    const Loaded loaded(gguf ? folder / "tiny.gguf" : folder / "tiny");
+    const io::ModelDescription& model = loaded.description();
+    CHECK(model.rope.layout == (gguf ? RopeLayout::interleaved : RopeLayout::rotate_half));
+    host::Executor executor(2);
+    const PermutedWeights permuted(model, loaded.weights.views(), random_permutation(model, 8));
+    std::vector<search::LayerImportance> importance(model.layers.size());
+    importance[0].attention_contribution = 0.25;
+    importance[1].ffn_contribution = 0.5;
+    const search::ElasticMetadata metadata = search::ElasticMetadata::with_default_sets(
+        model, RankingMethod::flap, {"calibration.txt", search::fnv1a64_hex("text"), 1024, 64}, importance);
+    const std::vector<int> tokens = test::random_tokens(12, m.vocab, 9);
+    const SubnetworkConfig full = SubnetworkConfig::full(model);
+    const std::vector<float> expected = decoder_logits(model, permuted.views(), tokens, full, executor);
+
+    for (const io::TensorType dtype : {io::TensorType::f32, io::TensorType::bf16}) {
+      CAPTURE(io::type_name(dtype));
+      const std::filesystem::path out = folder / (dtype == io::TensorType::f32 ? "elastic_f32" : "elastic_bf16");
+      search::write_elastic_checkpoint(out, model, permuted.views(), tokenizer, metadata, dtype);
+      const Loaded back(out);
+      CHECK(back.description().rope.layout == RopeLayout::rotate_half);
+      CHECK(back.description().tied_embeddings == model.tied_embeddings);
+      REQUIRE(back.source.tokenizer().has_value());
+      CHECK(back.source.tokenizer()->tokens == tokenizer.tokens);
+      const double error = relative_error(decoder_logits(back.description(), back.weights.views(), tokens,
+                                                         SubnetworkConfig::full(back.description()), executor),
+                                          expected);
+      MESSAGE("written and read back against the permuted model: " << error);
+      CHECK(error < (dtype == io::TensorType::f32 ? 1e-5 : 2e-2));
+
+      std::ifstream config_file(out / "config.json");
+      const nlohmann::json config = nlohmann::json::parse(config_file);
+      const nlohmann::json& elastic = config.at("elastic");
+      CHECK(elastic.at("ranking") == "flap");
+      CHECK(elastic.at("calibration").at("fnv1a64") == search::fnv1a64_hex("text"));
+      CHECK(elastic.at("layers").size() == 2);
+      CHECK(elastic.at("layers")[0].at("mlp_widths") == std::vector<int>{192, 128, 96, 32});
+      CHECK(elastic.at("layers")[0].at("heads") == std::vector<int>{4, 2});
+      CHECK(elastic.at("layers")[0].at("attention_contribution") == 0.25);
+      CHECK(elastic.at("layers")[1].at("ffn_contribution") == 0.5);
+    }
+
+    // Refused before anything is written: an existing folder, a tokenizer
+    // the writer cannot express; no temporary folder is left behind.
+    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "elastic_f32", model, permuted.views(), tokenizer,
+                                                          metadata, io::TensorType::f32),
+                         doctest::Contains("already exists"), Error);
+    CHECK_THROWS_AS(search::write_elastic_checkpoint(folder / "sentencepiece", model, permuted.views(),
+                                                     test::small_sentencepiece_spec(), metadata, io::TensorType::f32),
+                    Error);
+    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "f16", model, permuted.views(), tokenizer, metadata,
+                                                          io::TensorType::f16),
+                         doctest::Contains("expected f32 or bf16"), Error);
+    for (const auto& entry : std::filesystem::directory_iterator(folder.path()))
+      CHECK_MESSAGE(entry.path().filename().string().find("partial") == std::string::npos, entry.path());
+    CHECK_FALSE(std::filesystem::exists(folder / "sentencepiece"));
+  }
 }

@@ -1,0 +1,209 @@
+// Writing an elastic checkpoint: a Hugging Face folder (model.safetensors,
+// config.json, tokenizer.json, tokenizer_config.json) whose neurons and
+// heads are stored in importance order, so every width is a prefix, with
+// what makes it elastic under config.json's "elastic" key:
+//
+//   "elastic": {"format": 1, "ranking": "minitron",
+//               "calibration": {"file": "...", "fnv1a64": "...", "tokens": N, "window": W},
+//               "layers": [{"mlp_widths": [1536, 1152, 768, 384], "heads": [9, 6, 3],
+//                           "attention_contribution": 0.11, "ffn_contribution": 0.19}, ...]}
+//
+// per layer the MLP widths and query-head counts it is meant to run at
+// (whole KV groups; empty for a half that is not SwiGLU / GQA) and its
+// halves' measured share of the residual stream. Transformers reads the
+// folder as a plain llama / nemotron-nas model and ignores the key. Q/K rows
+// are written in Hugging Face's rotate-half pair layout whatever the source
+// used (a GGUF file's interleaved pairs are reordered inside each head).
+// The folder is written under a temporary name beside the destination and
+// renamed into place once complete; an existing destination is refused.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "elastic/core/dtype.hpp"
+#include "elastic/core/error.hpp"
+#include "elastic/core/tensor.hpp"
+#include "elastic/io/config_json_writer.hpp"
+#include "elastic/io/model_description.hpp"
+#include "elastic/io/safetensors_writer.hpp"
+#include "elastic/io/tensor_roles.hpp"
+#include "elastic/io/tokenizer_json_writer.hpp"
+#include "elastic/io/tokenizer_spec.hpp"
+#include "elastic/model/model_weights.hpp"
+#include "elastic/model/weight_binding.hpp"
+#include "elastic/search/importance.hpp"
+
+namespace elastic::search {
+
+// FNV-1a (64-bit) of `bytes`, as 16 hex digits: names the calibration text.
+inline std::string fnv1a64_hex(std::string_view bytes) {
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (const char c : bytes) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
+struct CalibrationRecord {
+  std::string file;          // the text's file name
+  std::string fnv1a64;       // fnv1a64_hex of its bytes
+  std::int64_t tokens = 0;   // tokens the importance was collected over
+  int window = 0;            // tokens per window
+};
+
+struct ElasticLayerSets {
+  std::vector<std::int64_t> mlp_widths;  // decreasing, the stored width first; empty unless SwiGLU
+  std::vector<int> heads;                // decreasing, all heads first, whole KV groups; empty unless GQA
+  double attention_contribution = 0.0;
+  double ffn_contribution = 0.0;
+};
+
+struct ElasticMetadata {
+  RankingMethod ranking = RankingMethod::minitron;
+  CalibrationRecord calibration;
+  std::vector<ElasticLayerSets> layers;
+
+  // The default sets: MLP widths at 100, 75, 50 and 25% of each SwiGLU
+  // layer's width, rounded down to whole 32-neuron blocks (so quantised
+  // files cut whole blocks); every whole number of KV groups of each GQA
+  // layer, most first; contributions from `importance` (NaN for a half
+  // that does not compute is written as 0).
+  static ElasticMetadata with_default_sets(const io::ModelDescription& model, RankingMethod ranking,
+                                           CalibrationRecord calibration,
+                                           const std::vector<LayerImportance>& importance) {
+    require(importance.size() == model.layers.size(), "ElasticMetadata: expected the importance of ",
+            model.layers.size(), " layers, found ", importance.size());
+    ElasticMetadata metadata{ranking, std::move(calibration), {}};
+    for (std::size_t i = 0; i < model.layers.size(); ++i) {
+      const io::LayerPlan& plan = model.layers[i];
+      ElasticLayerSets& sets = metadata.layers.emplace_back();
+      if (plan.ffn == io::FfnKind::swiglu)
+        for (const int quarters : {4, 3, 2, 1}) {
+          const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
+          if (width > 0 && (sets.mlp_widths.empty() || width < sets.mlp_widths.back())) sets.mlp_widths.push_back(width);
+        }
+      if (plan.attention == io::AttentionKind::gqa) {
+        const int group = model.heads / plan.kv_heads;
+        for (int groups = plan.kv_heads; groups >= 1; --groups) sets.heads.push_back(groups * group);
+      }
+      const auto finite_or_zero = [](double value) { return std::isfinite(value) ? value : 0.0; };
+      sets.attention_contribution = finite_or_zero(importance[i].attention_contribution);
+      sets.ffn_contribution = finite_or_zero(importance[i].ffn_contribution);
+    }
+    return metadata;
+  }
+
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json layers_json = nlohmann::ordered_json::array();
+    for (const ElasticLayerSets& sets : layers)
+      layers_json.push_back({{"mlp_widths", sets.mlp_widths},
+                             {"heads", sets.heads},
+                             {"attention_contribution", sets.attention_contribution},
+                             {"ffn_contribution", sets.ffn_contribution}});
+    return {{"format", 1},
+            {"ranking", ranking_name(ranking)},
+            {"calibration",
+             {{"file", calibration.file},
+              {"fnv1a64", calibration.fnv1a64},
+              {"tokens", calibration.tokens},
+              {"window", calibration.window}}},
+            {"layers", std::move(layers_json)}};
+  }
+};
+
+namespace detail {
+
+// Rows of one [heads * head_dim x cols] Q or K matrix with each head's
+// interleaved RoPE pairs (2p, 2p + 1) moved to rotate-half's (p, p + d / 2).
+inline std::vector<float> rotate_half_rows(const ConstMatrixView<float>& w, index_t head_dim) {
+  std::vector<float> rows(static_cast<std::size_t>(w.rows() * w.cols()));
+  for (index_t r = 0; r < w.rows(); ++r) {
+    const index_t head = r / head_dim, within = r % head_dim;
+    const index_t target = head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
+    std::copy(w.row(r), w.row(r) + w.cols(), rows.data() + target * w.cols());
+  }
+  return rows;
+}
+
+inline std::vector<std::byte> tensor_bytes(const std::vector<float>& values, io::TensorType dtype) {
+  std::vector<std::byte> bytes;
+  if (dtype == io::TensorType::f32) {
+    bytes.resize(values.size() * sizeof(float));
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+  } else {
+    bytes.resize(values.size() * sizeof(bfloat16_t));
+    auto* out = reinterpret_cast<bfloat16_t*>(bytes.data());
+    for (std::size_t i = 0; i < values.size(); ++i) out[i] = from_float<bfloat16_t>(values[i]);
+  }
+  return bytes;
+}
+
+}  // namespace detail
+
+// Writes the elastic checkpoint of `model` with `weights` (float32 views in
+// the model's Q/K layout) into the new folder `folder`, tensors as `dtype`
+// (f32 or bf16). Throws elastic::Error before writing when the folder
+// exists, the dtype is another, or a writer's check fails.
+inline void write_elastic_checkpoint(const std::filesystem::path& folder, const io::ModelDescription& model,
+                                     const model::ModelWeights<float>& weights, const io::TokenizerSpec& tokenizer,
+                                     const ElasticMetadata& metadata, io::TensorType dtype) {
+  require(dtype == io::TensorType::f32 || dtype == io::TensorType::bf16,
+          "write_elastic_checkpoint: expected f32 or bf16 tensors, found ", io::type_name(dtype));
+  require(metadata.layers.size() == model.layers.size(), "write_elastic_checkpoint: expected elastic sets for ",
+          model.layers.size(), " layers, found ", metadata.layers.size());
+  std::error_code error;
+  require(!std::filesystem::exists(folder, error), folder.string(),
+          ": already exists; remove it or choose another output folder");
+  io::ModelDescription written = model;
+  written.rope.layout = RopeLayout::rotate_half;
+  // Everything a writer could refuse is checked (and every byte prepared)
+  // before the folder is made.
+  io::config_json(written, dtype);  // refuses what config.json cannot say
+  std::vector<std::vector<std::byte>> storage;
+  std::vector<io::TensorToWrite> tensors;
+  for (const io::TensorSlot& slot : io::required_tensors(model)) {
+    ConstMatrixView<float> view;
+    model::visit_weight(weights, slot, [&](const ConstMatrixView<float>& member) { view = member; });
+    const bool rotate = model.rope.layout == RopeLayout::interleaved &&
+                        (slot.role == io::TensorRole::attention_q || slot.role == io::TensorRole::attention_k);
+    std::vector<float> values;
+    if (rotate) {
+      values = detail::rotate_half_rows(view, model.head_dim);
+    } else {
+      for (index_t r = 0; r < view.rows(); ++r) values.insert(values.end(), view.row(r), view.row(r) + view.cols());
+    }
+    storage.push_back(detail::tensor_bytes(values, dtype));
+    tensors.push_back({io::tensor_name(io::TensorNaming::hugging_face, slot.role, slot.layer), dtype, slot.shape,
+                       storage.back()});
+  }
+  const std::filesystem::path parent = folder.has_parent_path() ? folder.parent_path() : ".";
+  std::string pattern = (parent / ("." + folder.filename().string() + ".partial-XXXXXX")).string();
+  require(::mkdtemp(pattern.data()) != nullptr, folder.string(), ": cannot create a temporary folder in ",
+          parent.string());
+  const std::filesystem::path partial = pattern;
+  try {
+    io::write_safetensors(partial / "model.safetensors", tensors, {{"format", "pt"}});
+    io::write_config_json(partial / "config.json", written, dtype, {{"elastic", metadata.to_json()}});
+    io::write_tokenizer_files(partial, tokenizer, model.rope.max_positions);
+    std::filesystem::rename(partial, folder);
+  } catch (...) {
+    std::filesystem::remove_all(partial, error);
+    throw;
+  }
+}
+
+}  // namespace elastic::search
