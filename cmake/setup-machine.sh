@@ -3,7 +3,8 @@
 # Elastic: CMake, g++, make, Google Highway (the host kernels' SIMD), doctest,
 # Google Benchmark, OpenBLAS (the host GEMM benchmark's peer), CLI11 and
 # nlohmann/json, PCRE2 and pkg-config for the tokenizers, clang with its
-# runtime libraries for the libFuzzer harnesses; then the Python environment of the reference
+# runtime libraries for the libFuzzer harnesses, Eigen for the search's
+# closed-form linear block fits; then the Python environment of the reference
 # tests and the default model (cmake/setup-python.sh).
 # Packages already installed are skipped; the package lists are refreshed only
 # when they are empty or an install fails for want of them. Safe to run again.
@@ -25,6 +26,7 @@ packages=(
   pkg-config
   clang
   libclang-rt-dev
+  libeigen3-dev
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
