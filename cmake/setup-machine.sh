@@ -2,9 +2,10 @@
 # Installs what a fresh Debian (bookworm) machine is missing to build and test
 # Elastic: CMake, g++, make, Google Highway (the host kernels' SIMD), doctest,
 # Google Benchmark, OpenBLAS (the host GEMM benchmark's peer), CLI11 and
-# nlohmann/json, PCRE2 and pkg-config for the tokenizers, COIN-OR CBC for
-# the budget search's exact block choice, clang with its runtime libraries
-# for the libFuzzer harnesses; then the Python environment of the reference
+# nlohmann/json, PCRE2 and pkg-config for the tokenizers, COIN-OR CBC and
+# Eigen for the search's exact block choice and closed-form linear block
+# fits, clang with its runtime libraries for the libFuzzer harnesses; then
+# the Python environment of the reference
 # tests and the default model (cmake/setup-python.sh).
 # Packages already installed are skipped; the package lists are refreshed only
 # when they are empty or an install fails for want of them. Safe to run again.
@@ -27,6 +28,7 @@ packages=(
   coinor-libcbc-dev
   clang
   libclang-rt-dev
+  libeigen3-dev
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
