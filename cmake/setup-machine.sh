@@ -4,8 +4,9 @@
 # Google Benchmark, OpenBLAS (the host GEMM benchmark's peer), CLI11 and
 # nlohmann/json, PCRE2 and pkg-config for the tokenizers, COIN-OR CBC and
 # Eigen for the search's exact block choice and closed-form linear block
-# fits, clang with its runtime libraries for the libFuzzer harnesses; then
-# the Python environment of the reference
+# fits, clang with its runtime libraries for the libFuzzer harnesses, the
+# Python documentation (the texts conversion calibrates and is evaluated on,
+# cmake/setup-texts.sh); then the Python environment of the reference
 # tests and the default model (cmake/setup-python.sh).
 # Packages already installed are skipped; the package lists are refreshed only
 # when they are empty or an install fails for want of them. Safe to run again.
@@ -29,6 +30,7 @@ packages=(
   clang
   libclang-rt-dev
   libeigen3-dev
+  python3-doc
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
@@ -44,6 +46,7 @@ for package in "${packages[@]}"; do
   fi
 done
 if ((${#missing[@]} == 0)); then
+  bash "$(dirname "${BASH_SOURCE[0]}")/setup-texts.sh"
   exec bash "$(dirname "${BASH_SOURCE[0]}")/setup-python.sh"
 fi
 
@@ -73,4 +76,5 @@ elif ! install_missing 2>/dev/null; then
   install_missing
 fi
 
+bash "$(dirname "${BASH_SOURCE[0]}")/setup-texts.sh"
 exec bash "$(dirname "${BASH_SOURCE[0]}")/setup-python.sh"
