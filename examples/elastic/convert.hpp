@@ -6,7 +6,8 @@
 // text (never the calibration text), it compares the two rankings there:
 // the perplexity of both permuted models at uniform cuts (every SwiGLU at
 // 75% and 50% of its width; every GQA layer with one KV group fewer), and
-// --ranking auto keeps the ranking whose cuts lose less. Progress on stderr.
+// --ranking auto ranks neurons by the method whose MLP cuts lose less and
+// heads by the method whose head cut loses less. Progress on stderr.
 #pragma once
 
 #include <chrono>
@@ -54,8 +55,8 @@ struct ConvertOptions {
                        "--ranking auto)")
         ->check(CLI::ExistingFile);
     command.add_option("-o,--output", output, "the elastic checkpoint folder to create")->required();
-    command.add_option("--ranking", ranking, "neuron and head ranking: minitron, flap, or auto (the one that loses "
-                       "less on --validation)")
+    command.add_option("--ranking", ranking, "neuron and head ranking: minitron, flap, or auto (for each kind of "
+                       "unit, the one that loses less on --validation)")
         ->check(CLI::IsMember({"auto", "minitron", "flap"}))
         ->capture_default_str();
     command.add_option("--dtype", dtype, "tensor type written: f32 or bf16")
@@ -80,17 +81,19 @@ namespace convert_detail {
 struct Cut {
   std::string name;
   model::SubnetworkConfig config;
+  bool heads = false;  // a cut of heads rather than of MLP neurons
 };
 
 inline std::vector<Cut> uniform_cuts(const io::ModelDescription& model) {
   std::vector<Cut> cuts;
   for (const int quarters : {3, 2}) {
-    Cut& cut = cuts.emplace_back(Cut{"MLP " + std::to_string(25 * quarters) + "%", model::SubnetworkConfig::full(model)});
+    Cut& cut =
+        cuts.emplace_back(Cut{"MLP " + std::to_string(25 * quarters) + "%", model::SubnetworkConfig::full(model), false});
     for (std::size_t i = 0; i < model.layers.size(); ++i)
       if (model.layers[i].ffn == io::FfnKind::swiglu)
         cut.config.layers[i].mlp_width = model.layers[i].intermediate * quarters / 4 / 32 * 32;
   }
-  Cut heads{"one KV group fewer", model::SubnetworkConfig::full(model)};
+  Cut heads{"one KV group fewer", model::SubnetworkConfig::full(model), true};
   bool any = false;
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     const io::LayerPlan& plan = model.layers[i];
@@ -144,13 +147,14 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
     progress.update(static_cast<long>(w + 1), "");
   }
 
-  const auto importance_of = [&](search::RankingMethod method) {
-    std::vector<search::LayerImportance> layers;
-    for (std::size_t i = 0; i < model.layers.size(); ++i) layers.push_back(collector.layer(i, method));
-    return layers;
-  };
-  search::RankingMethod chosen =
-      options.ranking == "auto" ? search::RankingMethod::minitron : search::parse_ranking_method(options.ranking);
+  // --ranking names one method for both kinds of unit; auto picks each
+  // kind's method on the validation text: neurons by the MLP cuts, heads by
+  // the head cut.
+  search::Ranking chosen;
+  if (options.ranking != "auto") {
+    const search::RankingMethod method = search::parse_ranking_method(options.ranking);
+    chosen = {method, method};
+  }
   if (!options.validation.empty()) {
     const std::vector<int> held_out = read_tokens(tokenizer, options.validation);
     const std::vector<Cut> cuts = uniform_cuts(model);
@@ -165,29 +169,32 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
     std::printf("validation perplexity on %s (%d windows of %zu): %.4f at full size\n\n",
                 options.validation.c_str(), options.validation_windows, window, parent);
     std::printf("| cut | minitron | flap |\n|---|---:|---:|\n");
-    std::vector<double> log_loss(2, 0.0);
+    // Per method, the summed log perplexity ratio of the MLP cuts and of the head cut.
+    double mlp_loss[2] = {0.0, 0.0}, head_loss[2] = {0.0, 0.0};
     std::vector<std::vector<double>> table(cuts.size());
     for (const search::RankingMethod method : {search::RankingMethod::minitron, search::RankingMethod::flap}) {
       const search::PermutedWeights permuted(
-          model, weights.views(), search::ModelPermutation::by_importance(model, importance_of(method)));
+          model, weights.views(), search::ModelPermutation::by_importance(model, collector.layers({method, method})));
       for (std::size_t c = 0; c < cuts.size(); ++c) {
         const double value = perplexity(permuted.views(), cuts[c].config);
         table[c].push_back(value);
-        log_loss[static_cast<std::size_t>(method)] += std::log(value / parent);
+        (cuts[c].heads ? head_loss : mlp_loss)[static_cast<int>(method)] += std::log(value / parent);
       }
     }
     for (std::size_t c = 0; c < cuts.size(); ++c)
       std::printf("| %s | %.4f (%+.1f%%) | %.4f (%+.1f%%) |\n", cuts[c].name.c_str(), table[c][0],
                   100.0 * (table[c][0] / parent - 1.0), table[c][1], 100.0 * (table[c][1] / parent - 1.0));
-    const search::RankingMethod better =
-        log_loss[1] < log_loss[0] ? search::RankingMethod::flap : search::RankingMethod::minitron;
-    std::printf("\n%s ranks better on the validation text (mean log perplexity ratio %.4f against %.4f)\n",
-                std::string(search::ranking_name(better)).c_str(), std::min(log_loss[0], log_loss[1]) / cuts.size(),
-                std::max(log_loss[0], log_loss[1]) / cuts.size());
-    if (options.ranking == "auto") chosen = better;
+    const auto better = [](const double* loss) {
+      return loss[1] < loss[0] ? search::RankingMethod::flap : search::RankingMethod::minitron;
+    };
+    const search::Ranking best{better(mlp_loss), better(head_loss)};
+    std::printf("\non the validation text, %s ranks neurons better and %s ranks heads better\n",
+                std::string(search::ranking_name(best.neurons)).c_str(),
+                std::string(search::ranking_name(best.heads)).c_str());
+    if (options.ranking == "auto") chosen = best;
   }
 
-  const std::vector<search::LayerImportance> importance = importance_of(chosen);
+  const std::vector<search::LayerImportance> importance = collector.layers(chosen);
   const search::PermutedWeights permuted(model, weights.views(),
                                          search::ModelPermutation::by_importance(model, importance));
   const search::CalibrationRecord calibration{std::filesystem::path(options.calibration).filename().string(),
@@ -197,8 +204,9 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
       options.output, model, permuted.views(), *source.tokenizer(),
       search::ElasticMetadata::with_default_sets(model, chosen, calibration, importance),
       options.dtype == "bf16" ? io::TensorType::bf16 : io::TensorType::f32);
-  std::printf("wrote %s (%s ranking, %s) in %.1f s\n", options.output.c_str(),
-              std::string(search::ranking_name(chosen)).c_str(), options.dtype.c_str(), seconds_since(start));
+  std::printf("wrote %s (neurons ranked by %s, heads by %s, %s) in %.1f s\n", options.output.c_str(),
+              std::string(search::ranking_name(chosen.neurons)).c_str(),
+              std::string(search::ranking_name(chosen.heads)).c_str(), options.dtype.c_str(), seconds_since(start));
   return 0;
 }
 

@@ -414,7 +414,7 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
     importance[0].attention_contribution = 0.25;
     importance[1].ffn_contribution = 0.5;
     const search::ElasticMetadata metadata = search::ElasticMetadata::with_default_sets(
-        model, RankingMethod::flap, {"calibration.txt", search::fnv1a64_hex("text"), 1024, 64}, importance);
+        model, {RankingMethod::flap, RankingMethod::minitron}, {"calibration.txt", search::fnv1a64_hex("text"), 1024, 64}, importance);
     const std::vector<int> tokens = test::random_tokens(12, m.vocab, 9);
     const SubnetworkConfig full = SubnetworkConfig::full(model);
     const std::vector<float> expected = decoder_logits(model, permuted.views(), tokens, full, executor);
@@ -437,7 +437,8 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
       std::ifstream config_file(out / "config.json");
       const nlohmann::json config = nlohmann::json::parse(config_file);
       const nlohmann::json& elastic = config.at("elastic");
-      CHECK(elastic.at("ranking") == "flap");
+      CHECK(elastic.at("ranking").at("neurons") == "flap");
+      CHECK(elastic.at("ranking").at("heads") == "minitron");
       CHECK(elastic.at("calibration").at("fnv1a64") == search::fnv1a64_hex("text"));
       CHECK(elastic.at("layers").size() == 2);
       CHECK(elastic.at("layers")[0].at("mlp_widths") == std::vector<int>{192, 128, 96, 32});

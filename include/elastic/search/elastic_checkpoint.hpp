@@ -3,7 +3,7 @@
 // heads are stored in importance order, so every width is a prefix, with
 // what makes it elastic under config.json's "elastic" key:
 //
-//   "elastic": {"format": 1, "ranking": "minitron",
+//   "elastic": {"format": 1, "ranking": {"neurons": "flap", "heads": "minitron"},
 //               "calibration": {"file": "...", "fnv1a64": "...", "tokens": N, "window": W},
 //               "layers": [{"mlp_widths": [1536, 1152, 768, 384], "heads": [9, 6, 3],
 //                           "attention_contribution": 0.11, "ffn_contribution": 0.19}, ...]}
@@ -73,7 +73,7 @@ struct ElasticLayerSets {
 };
 
 struct ElasticMetadata {
-  RankingMethod ranking = RankingMethod::minitron;
+  Ranking ranking;
   CalibrationRecord calibration;
   std::vector<ElasticLayerSets> layers;
 
@@ -82,7 +82,7 @@ struct ElasticMetadata {
   // files cut whole blocks); every whole number of KV groups of each GQA
   // layer, most first; contributions from `importance` (NaN for a half
   // that does not compute is written as 0).
-  static ElasticMetadata with_default_sets(const io::ModelDescription& model, RankingMethod ranking,
+  static ElasticMetadata with_default_sets(const io::ModelDescription& model, Ranking ranking,
                                            CalibrationRecord calibration,
                                            const std::vector<LayerImportance>& importance) {
     require(importance.size() == model.layers.size(), "ElasticMetadata: expected the importance of ",
@@ -115,7 +115,7 @@ struct ElasticMetadata {
                              {"attention_contribution", sets.attention_contribution},
                              {"ffn_contribution", sets.ffn_contribution}});
     return {{"format", 1},
-            {"ranking", ranking_name(ranking)},
+            {"ranking", {{"neurons", ranking_name(ranking.neurons)}, {"heads", ranking_name(ranking.heads)}}},
             {"calibration",
              {{"file", calibration.file},
               {"fnv1a64", calibration.fnv1a64},

@@ -51,6 +51,12 @@ inline RankingMethod parse_ranking_method(std::string_view name) {
   return RankingMethod::flap;
 }
 
+// Which method ranks each kind of unit (conversion may pick them apart).
+struct Ranking {
+  RankingMethod neurons = RankingMethod::minitron;
+  RankingMethod heads = RankingMethod::minitron;
+};
+
 // One layer's scores (higher matters more); empty for a half the layer
 // does not compute as GQA / SwiGLU, and a contribution of NaN for a half
 // that does not compute at all.
@@ -140,27 +146,39 @@ class ImportanceCollector {
     if (block.half == Half::ffn && plan.ffn == io::FfnKind::swiglu) observe_neurons(layer, block.inner);
   }
 
-  // The scores so far of layer `index` by `method`.
-  LayerImportance layer(std::size_t index, RankingMethod method) const {
+  // The scores so far of layer `index`: neurons and heads each by its method.
+  LayerImportance layer(std::size_t index, Ranking ranking) const {
     const Layer& layer = layers_.at(index);
     LayerImportance importance;
     importance.attention_contribution = layer.attention.mean();
     importance.ffn_contribution = layer.ffn.mean();
-    if (method == RankingMethod::minitron) {
+    if (ranking.neurons == RankingMethod::minitron) {
       for (double windows : layer.neuron_windows) importance.neurons.push_back(std::sqrt(windows));
-      for (double windows : layer.head_windows) importance.heads.push_back(std::sqrt(windows));
-      return importance;
+    } else {
+      for (std::size_t j = 0; j < layer.down_columns.size(); ++j)
+        importance.neurons.push_back(layer.neurons.variance(static_cast<index_t>(j)) * layer.down_columns[j]);
     }
-    for (std::size_t j = 0; j < layer.down_columns.size(); ++j)
-      importance.neurons.push_back(layer.neurons.variance(static_cast<index_t>(j)) * layer.down_columns[j]);
-    const auto head_dim = static_cast<std::size_t>(model_.head_dim);
-    for (std::size_t h = 0; h < layer.head_windows.size(); ++h) {
-      double score = 0.0;
-      for (std::size_t c = h * head_dim; c < (h + 1) * head_dim; ++c)
-        score += layer.context.variance(static_cast<index_t>(c)) * layer.output_columns[c];
-      importance.heads.push_back(score);
+    if (ranking.heads == RankingMethod::minitron) {
+      for (double windows : layer.head_windows) importance.heads.push_back(std::sqrt(windows));
+    } else {
+      const auto head_dim = static_cast<std::size_t>(model_.head_dim);
+      for (std::size_t h = 0; h < layer.head_windows.size(); ++h) {
+        double score = 0.0;
+        for (std::size_t c = h * head_dim; c < (h + 1) * head_dim; ++c)
+          score += layer.context.variance(static_cast<index_t>(c)) * layer.output_columns[c];
+        importance.heads.push_back(score);
+      }
     }
     return importance;
+  }
+
+  LayerImportance layer(std::size_t index, RankingMethod method) const { return layer(index, Ranking{method, method}); }
+
+  // Every layer's scores.
+  std::vector<LayerImportance> layers(Ranking ranking) const {
+    std::vector<LayerImportance> all;
+    for (std::size_t i = 0; i < layers_.size(); ++i) all.push_back(layer(i, ranking));
+    return all;
   }
 
  private:
