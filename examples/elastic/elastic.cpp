@@ -13,6 +13,9 @@
 //   elastic convert --calibration FILE [--validation FILE] -o FOLDER
 //                                     an elastic checkpoint: neurons and heads
 //                                     ranked on the text and stored in that order
+//   elastic score --calibration FILE  the block library: every layer half's
+//                                     variants scored by replace-one KL
+//                                     (builds with elastic::search)
 //
 // The running subcommands share --model, --dtype auto|f32|bf16|quant, --device
 // cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
@@ -34,6 +37,9 @@
 
 #include "commands.hpp"
 #include "convert.hpp"
+#ifdef ELASTIC_CLI_SEARCH
+#include "score.hpp"
+#endif
 #include "inspect.hpp"
 
 namespace {
@@ -62,6 +68,12 @@ int main(int argc, char** argv) {
   add_model_option(*convert, model);
   elastic::cli::ConvertOptions convert_options;
   convert_options.add_to(*convert);
+#ifdef ELASTIC_CLI_SEARCH
+  CLI::App* score = app.add_subcommand("score", "score every block variant of an elastic checkpoint (replace-one KL)");
+  add_model_option(*score, model);
+  elastic::cli::ScoreOptions score_options;
+  score_options.add_to(*score);
+#endif
 
   using elastic::cli::Command;
   elastic::cli::CommandOptions options;
@@ -93,6 +105,9 @@ int main(int argc, char** argv) {
     }
     if (inspect->parsed()) return elastic::cli::run_inspect(model);
     if (convert->parsed()) return elastic::cli::run_convert(model, convert_options);
+#ifdef ELASTIC_CLI_SEARCH
+    if (score->parsed()) return elastic::cli::run_score(model, score_options);
+#endif
     for (const auto& [command, subcommand] : commands) {
       if (!subcommand->parsed()) continue;
       options.run.model = model;

@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -38,6 +39,8 @@
 #include "elastic/core/error.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/io/config_json_writer.hpp"
+#include "elastic/io/file_error.hpp"
+#include "elastic/io/json_document.hpp"
 #include "elastic/io/model_description.hpp"
 #include "elastic/io/safetensors_writer.hpp"
 #include "elastic/io/tensor_roles.hpp"
@@ -124,6 +127,39 @@ struct ElasticMetadata {
             {"layers", std::move(layers_json)}};
   }
 };
+
+// The per-layer sets of a checkpoint's "elastic" object, checked against
+// `model`: widths strictly decreasing within 1 .. the layer's width, head
+// counts strictly decreasing whole KV groups; `path` names the file.
+inline std::vector<ElasticLayerSets> read_elastic_sets(const nlohmann::json& elastic, const io::ModelDescription& model,
+                                                       std::string_view path) {
+  io::require_file(elastic.is_object() && elastic.contains("layers") && elastic["layers"].is_array() &&
+                       elastic["layers"].size() == model.layers.size(),
+                   path, "expected \"elastic\".\"layers\" to list the model's ", model.layers.size(), " layers");
+  std::vector<ElasticLayerSets> sets;
+  for (std::size_t i = 0; i < model.layers.size(); ++i) {
+    const nlohmann::json& layer = elastic["layers"][i];
+    const io::LayerPlan& plan = model.layers[i];
+    ElasticLayerSets& set = sets.emplace_back();
+    const auto list = [&](const char* key, auto& out, std::int64_t most, std::int64_t multiple) {
+      const nlohmann::json values = layer.value(key, nlohmann::json::array());
+      io::require_file(values.is_array(), path, "layer ", i, ": expected \"", key, "\" to be an array");
+      for (const nlohmann::json& value : values) {
+        io::require_file(value.is_number_integer() && value.get<std::int64_t>() >= 1 &&
+                             value.get<std::int64_t>() <= most && value.get<std::int64_t>() % multiple == 0 &&
+                             (out.empty() || value.get<std::int64_t>() < static_cast<std::int64_t>(out.back())),
+                         path, "layer ", i, ": \"", key, "\" must decrease strictly within 1 .. ", most,
+                         " in steps of ", multiple, ", found ", io::describe_json(value));
+        out.push_back(static_cast<typename std::decay_t<decltype(out)>::value_type>(value.get<std::int64_t>()));
+      }
+    };
+    if (plan.ffn == io::FfnKind::swiglu) list("mlp_widths", set.mlp_widths, plan.intermediate, 1);
+    if (plan.attention == io::AttentionKind::gqa) list("heads", set.heads, model.heads, model.heads / plan.kv_heads);
+    set.attention_contribution = layer.value("attention_contribution", 0.0);
+    set.ffn_contribution = layer.value("ffn_contribution", 0.0);
+  }
+  return sets;
+}
 
 namespace detail {
 

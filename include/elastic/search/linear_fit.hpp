@@ -15,8 +15,8 @@
 // call each. Weights come out as LinearWeight: float, row-major [out x in],
 // the layout of `mlp.linear_mlp.weight` / `self_attn.linear_attn.weight`.
 //
-// Needs Eigen 3.3 or later (Debian: libeigen3-dev); elastic::elastic does not
-// carry it, so a target that includes this header links Eigen3::Eigen.
+// Needs Eigen 3.3 or later (Debian: libeigen3-dev), which elastic::search
+// links.
 #pragma once
 
 #include <algorithm>

@@ -1,0 +1,161 @@
+// `elastic score`: the block library of an elastic checkpoint (Puzzle's
+// replace-one scoring, search/block_scoring.hpp). Every variant of every
+// layer half — the widths and head counts the checkpoint's "elastic" sets
+// name, the skipped half, and a linear map fitted in closed form (with
+// Puzzle's untrained W_o W_v init beside it for attention) — is put into the
+// parent alone and scored on calibration windows by KL(parent || variant)
+// and next-token loss. The linear maps are fitted on other windows of the
+// same text than the ones scored. Writes block_library.json; prints a
+// per-layer summary and how the fitted maps compare with the no-op and the
+// init. Progress on stderr.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "elastic/host/executor.hpp"
+#include "elastic/io/model_source.hpp"
+#include "elastic/io/tokenizer.hpp"
+#include "elastic/model/host_weights.hpp"
+#include "elastic/search/block_library.hpp"
+#include "elastic/search/block_scoring.hpp"
+#include "elastic/search/elastic_checkpoint.hpp"
+#include "perplexity.hpp"
+#include "progress.hpp"
+#include "run_options.hpp"
+
+namespace elastic::cli {
+
+struct ScoreOptions {
+  std::string calibration;
+  std::string output;
+  int windows = 4;
+  int fit_windows = 16;
+  int window = 256;
+  bool linear = true;
+  unsigned threads = 0;
+
+  void add_to(CLI::App& command) {
+    command.add_option("--calibration", calibration, "the calibration text the variants are scored on")
+        ->required()
+        ->check(CLI::ExistingFile);
+    command.add_option("-o,--output", output, "the block library to write (default: block_library.json in the "
+                       "checkpoint's folder)");
+    command.add_option("--windows", windows, "windows each variant is scored on")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("--fit-windows", fit_windows, "windows the linear replacements are fitted on (before the "
+                       "scored ones)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("-c,--ctx", window, "tokens per window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+    command.add_flag("!--no-linear", linear, "leave out the linear replacements");
+    command.add_option("-t,--threads", threads, "host threads (0: every hardware thread)")->capture_default_str();
+  }
+};
+
+namespace score_detail {
+
+// The checkpoint's "elastic" sets, or the default ones for a plain model.
+inline std::vector<search::ElasticLayerSets> elastic_sets(const std::string& model_path,
+                                                          const io::ModelDescription& model) {
+  const std::filesystem::path folder = std::filesystem::is_directory(model_path)
+                                           ? std::filesystem::path(model_path)
+                                           : std::filesystem::path(model_path).parent_path();
+  if (std::filesystem::exists(folder / "config.json")) {
+    const nlohmann::json config = io::read_json_file(folder / "config.json", 16u << 20);
+    if (config.contains("elastic")) return search::read_elastic_sets(config["elastic"], model, (folder / "config.json").string());
+  }
+  std::fprintf(stderr, "%s is not an elastic checkpoint (no \"elastic\" key in config.json): scoring the default "
+               "sets on the stored unit order\n", model_path.c_str());
+  return search::ElasticMetadata::with_default_sets(model, {}, {}, std::vector<search::LayerImportance>(model.layers.size()))
+      .layers;
+}
+
+}  // namespace score_detail
+
+inline int run_score(const std::string& model_path, const ScoreOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const io::ModelSource source = io::ModelSource::open(model_path);
+  require(source.tokenizer().has_value(), model_path, ": the model files carry no tokenizer");
+  const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*source.tokenizer());
+  const model::HostWeights<float> weights(source);
+  const io::ModelDescription& model = weights.description();
+  const std::vector<search::ElasticLayerSets> sets = score_detail::elastic_sets(model_path, model);
+  const std::string text = read_text_file(options.calibration);
+  const std::vector<int> tokens = tokenizer.encode(text, /*add_special=*/false);
+  const auto window = static_cast<std::size_t>(options.window);
+  const std::size_t fit = options.linear ? static_cast<std::size_t>(options.fit_windows) : 0;
+  const std::size_t needed = (fit + static_cast<std::size_t>(options.windows)) * window;
+  require(tokens.size() >= needed, options.calibration, ": ", tokens.size(), " tokens, expected at least ", needed,
+          " for ", fit, " fit and ", options.windows, " scored windows of ", window);
+  const auto windows_from = [&](std::size_t first, std::size_t count) {
+    std::vector<std::vector<int>> windows;
+    for (std::size_t w = first; w < first + count; ++w)
+      windows.emplace_back(tokens.begin() + static_cast<std::ptrdiff_t>(w * window),
+                           tokens.begin() + static_cast<std::ptrdiff_t>((w + 1) * window));
+    return windows;
+  };
+  host::Executor executor(options.threads);
+  std::optional<Progress> progress;
+  search::BlockLibrary library = search::score_block_library(
+      model, weights.views(), executor, sets, windows_from(0, fit),
+      windows_from(fit, static_cast<std::size_t>(options.windows)), {.linear = options.linear},
+      [&](std::size_t done, std::size_t total) {
+        if (!progress) progress.emplace("score", static_cast<long>(total));
+        progress->update(static_cast<long>(done), "");
+      });
+  library.calibration = {std::filesystem::path(options.calibration).filename().string(), search::fnv1a64_hex(text),
+                         static_cast<std::int64_t>((fit + static_cast<std::size_t>(options.windows)) * window),
+                         options.window};
+
+  const std::filesystem::path output =
+      !options.output.empty() ? std::filesystem::path(options.output)
+      : std::filesystem::is_directory(model_path) ? std::filesystem::path(model_path) / "block_library.json"
+                                                  : std::filesystem::path(model_path).parent_path() / "block_library.json";
+  search::write_block_library(output, library);
+
+  // Per layer: KL of the cheapest prefix, the skip, and the linear maps.
+  std::printf("parent next-token loss %.4f over %lld positions\n\n", library.parent_lm_loss,
+              static_cast<long long>(library.scored_tokens));
+  std::printf("| layer | half | variant | KL | loss | fit error |\n|---:|---|---|---:|---:|---:|\n");
+  double fitted_better_than_none = 0, fitted_better_than_init = 0, fitted = 0, inits = 0;
+  for (std::size_t i = 0; i < library.layers.size(); ++i)
+    for (const search::Half half : {search::Half::attention, search::Half::ffn}) {
+      const std::vector<search::ScoredVariant>& variants = library.layers[i].of(half);
+      double none_kl = NAN, linear_kl = NAN, init_kl = NAN;
+      for (const search::ScoredVariant& variant : variants) {
+        if (variant.kind == search::VariantKind::none) none_kl = variant.kl;
+        if (variant.kind == search::VariantKind::linear) linear_kl = variant.kl;
+        if (variant.kind == search::VariantKind::linear_init) init_kl = variant.kl;
+        if (variant.kind == search::VariantKind::prefix && variant.kl == 0.0) continue;
+        std::printf("| %zu | %s | %s | %.5f | %.4f | %s |\n", i, std::string(search::half_name(half)).c_str(),
+                    variant.name(half).c_str(), variant.kl, variant.lm_loss,
+                    std::isfinite(variant.fit_error) ? std::to_string(variant.fit_error).c_str() : "");
+      }
+      if (std::isfinite(linear_kl)) {
+        fitted += 1;
+        fitted_better_than_none += linear_kl < none_kl;
+      }
+      if (std::isfinite(init_kl)) {
+        inits += 1;
+        fitted_better_than_init += linear_kl < init_kl;
+      }
+    }
+  if (fitted > 0)
+    std::printf("\nfitted linear maps: lower KL than the no-op in %.0f of %.0f halves, than Puzzle's W_o W_v init in "
+                "%.0f of %.0f attention halves\n",
+                fitted_better_than_none, fitted, fitted_better_than_init, inits);
+  std::printf("wrote %s in %.1f s\n", output.string().c_str(), seconds_since(start));
+  return 0;
+}
+
+}  // namespace elastic::cli
