@@ -463,3 +463,35 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
     CHECK_FALSE(std::filesystem::exists(folder / "sentencepiece"));
   }
 }
+
+TEST_CASE("elastic sets: read back from the metadata they were written as; bad sets are refused naming the layer") {
+  io::ModelDescription model;
+  model.hidden = 64, model.vocab = 8, model.heads = 6, model.head_dim = 64;
+  model.layers = {{io::AttentionKind::gqa, 3, io::FfnKind::swiglu, 256}, {io::AttentionKind::none, 0, io::FfnKind::linear, 0}};
+  std::vector<search::LayerImportance> importance(2);
+  importance[0].ffn_contribution = 0.125;
+  const search::ElasticMetadata metadata =
+      search::ElasticMetadata::with_default_sets(model, {}, {"c.txt", "0", 64, 32}, importance);
+  CHECK(metadata.layers[0].mlp_widths == std::vector<std::int64_t>{256, 192, 128, 64});
+  CHECK(metadata.layers[0].heads == std::vector<int>{6, 4, 2});
+  CHECK(metadata.layers[1].mlp_widths.empty());
+  const nlohmann::json json = nlohmann::json::parse(metadata.to_json().dump());
+  const std::vector<search::ElasticLayerSets> sets = search::read_elastic_sets(json, model, "config.json");
+  REQUIRE(sets.size() == 2);
+  CHECK(sets[0].mlp_widths == metadata.layers[0].mlp_widths);
+  CHECK(sets[0].heads == metadata.layers[0].heads);
+  CHECK(sets[0].ffn_contribution == 0.125);
+
+  nlohmann::json bad = json;
+  bad["layers"][0]["heads"] = {6, 3};
+  CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"),
+                       doctest::Contains("layer 0: \"heads\" must decrease strictly within 1 .. 6 in steps of 2, found number 3"),
+                       io::FileError);
+  bad = json;
+  bad["layers"][0]["mlp_widths"] = {256, 300};
+  CHECK_THROWS_AS(search::read_elastic_sets(bad, model, "config.json"), io::FileError);
+  bad = json;
+  bad["layers"].erase(1);
+  CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"), doctest::Contains("the model's 2 layers"),
+                       io::FileError);
+}
