@@ -197,7 +197,7 @@ int run_bench(const RunOptions& run, const BenchOptions& options) {
   for (int width : options.mlp_widths) {
     RunOptions at_width = run;
     at_width.mlp_width = width;
-    configs.push_back(at_width.subnetwork(loaded.description()));
+    configs.push_back(at_width.with_layer_flags(loaded.starting_config));
     configs.back().validate(loaded.description(), math::vector_width<typename Runner::Element>);
   }
   std::vector<BenchRow> rows;

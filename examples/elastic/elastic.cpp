@@ -19,8 +19,10 @@
 //
 // The running subcommands share --model, --dtype auto|f32|bf16|quant, --device
 // cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
-// a --config file and the flags --mlp-width, --heads and --skip-layers on
-// top of it (one weight copy, any prefix of each layer).
+// a --config file, or --budget F (the budget table's entry for F, a
+// fraction of the full model's latency, from budgets.json beside the model or
+// --budget-table FILE), and the flags --mlp-width, --heads and --skip-layers
+// on top of it (one weight copy, any prefix of each layer).
 //
 // --model takes a .gguf file, or a folder (or its config.json) with
 // safetensors weights and tokenizer.json. Without it, $ELASTIC_MODEL, else

@@ -1,6 +1,7 @@
 // What every model-running subcommand of the `elastic` CLI shares: the model
-// path, element type, device, threads, context and sub-network (a --config
-// file, then per-flag overrides), their CLI11 registration, the loaded model
+// path, element type, device, threads, context and sub-network (a budget
+// table's entry for --budget, or a --config file, then per-flag overrides),
+// their CLI11 registration, the loaded model
 // (the files, the weights dequantised once into the chosen type, the
 // tokenizer) and the host runner that pairs it with an executor and a
 // decoder (cuda_runner.cuh is the CUDA one). A flag that does not fit the model is one
@@ -9,6 +10,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -21,6 +24,7 @@
 #include "elastic/host/executor.hpp"
 #include "elastic/io/model_source.hpp"
 #include "elastic/io/tokenizer.hpp"
+#include "elastic/model/budget_table.hpp"
 #include "elastic/model/decoder.hpp"
 #include "elastic/model/host_sequence.hpp"
 #include "elastic/model/host_weights.hpp"
@@ -40,6 +44,8 @@ struct RunOptions {
   int heads = 0;      // 0: every GQA layer with all its query heads
   std::vector<int> skip_layers;
   std::string config_file;  // a SubnetworkConfig JSON file; the flags above apply on top of it
+  std::optional<double> budget;  // instead of config_file: the budget table's entry for this fraction
+  std::string budget_table;      // the table --budget reads; empty: budgets.json beside the model
 
   void add_to(CLI::App& command) {
     command.add_option("--dtype", dtype, "weights and activations: f32, bf16, quant (cpu: the file's quantised "
@@ -59,9 +65,25 @@ struct RunOptions {
     command.add_option("--heads", heads, "run every GQA layer with its first N query heads (0: all)")
         ->check(CLI::NonNegativeNumber);
     command.add_option("--skip-layers", skip_layers, "layers whose attention and FFN are skipped")->delimiter(',');
-    command.add_option("--config", config_file, "a sub-network file: {\"layers\": [{\"heads\", \"mlp_width\", "
-                       "\"skip_attention\", \"skip_ffn\"}, ...]}")
-        ->check(CLI::ExistingFile);
+    CLI::Option* config_option =
+        command.add_option("--config", config_file, "a sub-network file: {\"layers\": [{\"heads\", \"mlp_width\", "
+                           "\"skip_attention\", \"skip_ffn\"}, ...]}")
+            ->check(CLI::ExistingFile);
+    CLI::Option* budget_option =
+        command.add_option("--budget", budget, "start from the budget table's sub-network for this fraction of the "
+                           "full model's latency (the entry with the largest fraction not above it)")
+            ->excludes(config_option);
+    command.add_option("--budget-table", budget_table, "the budget table --budget reads (default: budgets.json in "
+                       "the model's folder, or beside the model file)")
+        ->needs(budget_option);
+  }
+
+  // The table --budget reads: --budget-table, else budgets.json in the
+  // model's folder (a folder or its config.json) or beside the model file.
+  std::filesystem::path budget_table_path() const {
+    if (!budget_table.empty()) return budget_table;
+    const std::filesystem::path path(model);
+    return (std::filesystem::is_directory(path) ? path : path.parent_path()) / "budgets.json";
   }
 
   // --dtype auto: on the host, the file's own blocks when every weight
@@ -76,10 +98,28 @@ struct RunOptions {
             "host executor only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
   }
 
-  // The sub-network the flags describe, for `description`.
-  model::SubnetworkConfig subnetwork(const io::ModelDescription& description) const {
-    model::SubnetworkConfig config = config_file.empty() ? model::SubnetworkConfig::full(description)
-                                                         : model::read_subnetwork_config(config_file, description);
+  // The sub-network the per-layer flags start from, for `description`: the
+  // budget table's entry for --budget (which one is said on stderr), the
+  // --config file, or the model as stored.
+  model::SubnetworkConfig starting_subnetwork(const io::ModelDescription& description) const {
+    if (!budget) {
+      return config_file.empty() ? model::SubnetworkConfig::full(description)
+                                 : model::read_subnetwork_config(config_file, description);
+    }
+    const std::filesystem::path path = budget_table_path();
+    require(std::filesystem::is_regular_file(path), "--budget: no budget table at ", path.string(), " (",
+            budget_table.empty() ? "budgets.json beside the model" : "--budget-table",
+            "); `elastic search` writes one, or give its path with --budget-table FILE");
+    const model::BudgetTable table = model::read_budget_table(path, description);
+    const model::BudgetEntry& entry = table.entry_for(*budget);
+    std::fprintf(stderr, "budget %g: the entry for fraction %g of %s, %s latency %.3f ms of the full %.3f ms\n",
+                 *budget, entry.fraction, path.string().c_str(), table.phase().c_str(), entry.latency_s * 1e3,
+                 table.full_latency_s() * 1e3);
+    return entry.config;
+  }
+
+  // `config` with --heads, --mlp-width and --skip-layers applied on top.
+  model::SubnetworkConfig with_layer_flags(model::SubnetworkConfig config) const {
     for (std::size_t i = 0; i < config.layers.size(); ++i) {
       model::LayerChoice& layer = config.layers[i];
       if (heads > 0 && layer.heads > 0) layer.heads = heads;
@@ -101,15 +141,18 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // A model's files loaded for running: the source, its weights (Weights:
 // dequantised once into T, the element type --dtype chose, or kept in the
-// file's quantised blocks), the tokenizer and the sub-network of the flags,
-// with the time loading started.
+// file's quantised blocks), the tokenizer and the sub-network of the flags
+// (and the one the per-layer flags started from), with the time loading
+// started. The starting sub-network is read before the weights, so a
+// missing or wrong budget table fails at once.
 template <ElementType T, class Weights = model::HostWeights<T>>
 struct LoadedModel {
   explicit LoadedModel(const RunOptions& options)
       : start(std::chrono::steady_clock::now()),
         source(io::ModelSource::open(options.model)),
+        starting_config(options.starting_subnetwork(source.description())),
         weights(source),
-        config(options.subnetwork(weights.description())) {
+        config(options.with_layer_flags(starting_config)) {
     require(source.tokenizer().has_value(), options.model, ": the model files carry no tokenizer");
     tokenizer.emplace(io::Tokenizer::from_spec(*source.tokenizer()));
     config.validate(weights.description(), math::vector_width<T>);
@@ -119,6 +162,7 @@ struct LoadedModel {
 
   std::chrono::steady_clock::time_point start;
   io::ModelSource source;
+  model::SubnetworkConfig starting_config;  // --budget's entry, --config's file or the stored model
   Weights weights;
   model::SubnetworkConfig config;
   std::optional<io::Tokenizer> tokenizer;

@@ -70,7 +70,7 @@ TEST_CASE("subnetwork config file: written configurations read back the same") {
   config.layers[2].skip_ffn = true;
   test::TemporaryDirectory folder;
   const auto path = folder.path() / "config.json";
-  std::ofstream(path) << model::subnetwork_config_json(config);
+  std::ofstream(path) << model::subnetwork_config_json(config) << '\n';
   const SubnetworkConfig read = model::read_subnetwork_config(path, three_layer_model());
   for (std::size_t i = 0; i < 3; ++i) {
     CAPTURE(i);

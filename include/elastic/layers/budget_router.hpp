@@ -45,15 +45,19 @@ class BudgetRouter {
 
   int layers() const { return layers_; }
 
-  // The per-layer choices for a request with this budget.
-  const std::vector<int>& lookup(double budget) const {
+  // The index of the entry a request with this budget gets: the largest
+  // budget not above it.
+  std::size_t entry_index(double budget) const {
     require(!std::isnan(budget), "BudgetRouter: the budget is NaN");
     require(budget >= entries_.front().budget, "BudgetRouter: budget ", budget, " is below the smallest entry ",
             entries_.front().budget);
     std::size_t best = 0;
     for (std::size_t i = 0; i < entries_.size() && entries_[i].budget <= budget; ++i) best = i;
-    return entries_[best].choices;
+    return best;
   }
+
+  // The per-layer choices for a request with this budget.
+  const std::vector<int>& lookup(double budget) const { return entries_[entry_index(budget)].choices; }
 
   // Per-token choices of one layer for a batch of requests: request r has
   // tokens_per_request[r] consecutive tokens and budget budgets[r].

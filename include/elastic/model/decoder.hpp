@@ -154,14 +154,14 @@ class Decoder {
     require(model.hidden % vector == 0 && model.vocab % vector == 0, op, ": hidden size and vocabulary must be ",
             "multiples of ", vector, " ", dtype_name(dtype_of<T>), " elements (16 bytes), found ", model.hidden,
             " and ", model.vocab);
-    require(model.vocab <= detail::int_max && model.hidden <= detail::int_max, op, ": vocabulary ", model.vocab,
-            " and hidden size ", model.hidden, " must fit in int");
-    detail::check_shape(weights.token_embedding, model.vocab, model.hidden, op, "token embedding");
-    detail::check_shape(weights.output_norm, 1, model.hidden, op, "output norm");
-    detail::check_shape(weights.lm_head, model.vocab, model.hidden, op, "LM head");
-    detail::check_view(weights.token_embedding, op, "token embedding");
-    detail::check_view(weights.output_norm, op, "output norm");
-    detail::check_view(weights.lm_head, op, "LM head");
+    require(model.vocab <= elastic::detail::int_max && model.hidden <= elastic::detail::int_max, op, ": vocabulary ",
+            model.vocab, " and hidden size ", model.hidden, " must fit in int");
+    elastic::detail::check_shape(weights.token_embedding, model.vocab, model.hidden, op, "token embedding");
+    elastic::detail::check_shape(weights.output_norm, 1, model.hidden, op, "output norm");
+    elastic::detail::check_shape(weights.lm_head, model.vocab, model.hidden, op, "LM head");
+    elastic::detail::check_view(weights.token_embedding, op, "token embedding");
+    elastic::detail::check_view(weights.output_norm, op, "output norm");
+    elastic::detail::check_view(weights.lm_head, op, "LM head");
     return weights.lm_head;
   }
 
@@ -271,23 +271,23 @@ class Decoder {
       for (std::size_t s = 0; s < batch.sequences(); ++s)
         require(batch.new_lengths[s] >= 1, op, ": sequence ", s,
                 " brings no new token, so it has no last position to give logits for");
-    detail::check_shape(logits, logit_rows(batch, logits_for), model_.vocab, op, "logits");
-    detail::check_view(logits, op, "logits");
+    elastic::detail::check_shape(logits, logit_rows(batch, logits_for), model_.vocab, op, "logits");
+    elastic::detail::check_view(logits, op, "logits");
     schedule_.build(model_, configs, batch, index_offset(batch));
     const std::size_t needed = required_bytes(executor, batch, shape, logits_for, schedule_);
     require<WorkspaceError>(workspace.bytes >= needed, op, ": workspace too small: need at least ", needed,
                             " bytes, found ", workspace.bytes);
-    const detail::Region written[] = {detail::region("logits", logits),
-                                      detail::region("workspace", workspace, needed),
-                                      detail::region("KV cache", cache.memory(), shape.bytes_required<T>())};
-    detail::check_disjoint(op, written, weight_regions_);
+    const elastic::detail::Region written[] = {elastic::detail::region("logits", logits),
+                                      elastic::detail::region("workspace", workspace, needed),
+                                      elastic::detail::region("KV cache", cache.memory(), shape.bytes_required<T>())};
+    elastic::detail::check_disjoint(op, written, weight_regions_);
   }
 
   io::ModelDescription model_;
   ModelWeights<T, W> weights_;
   ElasticLinear<T, AnyWidth, AnyWidth, W> lm_head_;
   std::vector<DecoderLayer<T, MlpWidths, W>> layers_;
-  std::vector<detail::Region> weight_regions_;
+  std::vector<elastic::detail::Region> weight_regions_;
   std::vector<int> staged_indices_;
   SubnetworkConfig full_config_;     // every layer as stored: what workspace_bytes sizes for by default
   mutable BatchSchedule schedule_;   // of the current forward or size query; its storage is reused

@@ -65,7 +65,7 @@ class DecoderLayer {
  public:
   DecoderLayer(const io::ModelDescription& model, std::size_t index, const LayerWeights<T, W>& weights)
       : plan_(model.layers.at(index)), weights_(weights), epsilon_(model.rms_epsilon) {
-    const std::string op = detail::concat("DecoderLayer ", index);
+    const std::string op = elastic::detail::concat("DecoderLayer ", index);
     const index_t hidden = model.hidden;
     if (plan_.attention != io::AttentionKind::none) check_weight(weights.attention_norm, 1, hidden, op, "attention norm");
     if (plan_.attention == io::AttentionKind::linear)
@@ -149,7 +149,7 @@ class DecoderLayer {
       case 64: return Attention(std::in_place_index<0>, weights, config);
       case 128: return Attention(std::in_place_index<1>, weights, config);
       default:
-        throw Error(detail::concat("DecoderLayer: layer ", index, ": head_dim must be 64 or 128, found ",
+        throw Error(elastic::detail::concat("DecoderLayer: layer ", index, ": head_dim must be 64 or 128, found ",
                                    model.head_dim));
     }
   }
@@ -157,8 +157,8 @@ class DecoderLayer {
   template <class View>
   static void check_weight(const View& weight, index_t rows, index_t cols, const std::string& op,
                            const char* name) {
-    detail::check_shape(weight, rows, cols, op, name);
-    detail::check_view(weight, op, name);
+    elastic::detail::check_shape(weight, rows, cols, op, name);
+    elastic::detail::check_view(weight, op, name);
   }
 
   // RMSNorm of the set's residual rows into the first rows of

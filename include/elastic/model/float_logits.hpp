@@ -15,7 +15,7 @@ namespace elastic::model {
 
 template <class E, ElementType T>
 void widen_logits(E& executor, MatrixView<float> logits, ConstMatrixView<T> values) {
-  detail::check_shape(logits, values.rows(), values.cols(), "widen_logits", "logits");
+  elastic::detail::check_shape(logits, values.rows(), values.cols(), "widen_logits", "logits");
   if constexpr (requires { executor.convert(logits, values); }) {
     executor.convert(logits, values);
   } else {

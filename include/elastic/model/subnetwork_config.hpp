@@ -25,10 +25,14 @@ struct LayerChoice {
   std::int64_t mlp_width = 0;   // SwiGLU neurons used; 0 for a layer without a SwiGLU FFN
   bool skip_attention = false;  // the attention half (of any kind) passes the residual through
   bool skip_ffn = false;        // the FFN half (of any kind) passes the residual through
+
+  friend bool operator==(const LayerChoice&, const LayerChoice&) = default;
 };
 
 struct SubnetworkConfig {
   std::vector<LayerChoice> layers;
+
+  friend bool operator==(const SubnetworkConfig&, const SubnetworkConfig&) = default;
 
   // Every layer at its stored size, nothing skipped: the model as published.
   static SubnetworkConfig full(const io::ModelDescription& model) {

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -93,8 +94,10 @@ inline SubnetworkConfig read_subnetwork_config(const std::filesystem::path& path
                                  width_multiple);
 }
 
-// `config` as the JSON text read_subnetwork_config reads, one layer per line.
-inline std::string subnetwork_config_json(const SubnetworkConfig& config) {
+// `config` as the JSON text read_subnetwork_config reads, one layer per
+// line, without a final newline. Every line after the first starts with
+// `indent`, so the object can sit inside a larger document (a budget table).
+inline std::string subnetwork_config_json(const SubnetworkConfig& config, std::string_view indent = "") {
   std::string text = "{\"layers\": [\n";
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const LayerChoice& choice = config.layers[i];
@@ -102,9 +105,9 @@ inline std::string subnetwork_config_json(const SubnetworkConfig& config) {
                                   {"mlp_width", choice.mlp_width},
                                   {"skip_attention", choice.skip_attention},
                                   {"skip_ffn", choice.skip_ffn}};
-    text += "  " + layer.dump() + (i + 1 < config.layers.size() ? ",\n" : "\n");
+    text += std::string(indent) + "  " + layer.dump() + (i + 1 < config.layers.size() ? ",\n" : "\n");
   }
-  return text + "]}\n";
+  return text + std::string(indent) + "]}";
 }
 
 }  // namespace elastic::model
