@@ -13,6 +13,9 @@
 //   elastic convert --calibration FILE [--validation FILE] -o FOLDER
 //                                     an elastic checkpoint: neurons and heads
 //                                     ranked on the text and stored in that order
+//   elastic latency [--ctx 512] [--steps 32] [-p 512] [-r 3] -o FILE
+//                                     the measured latency and memory table
+//                                     of every layer variant (budget search)
 //
 // The running subcommands share --model, --dtype auto|f32|bf16|quant, --device
 // cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
@@ -35,6 +38,7 @@
 #include "commands.hpp"
 #include "convert.hpp"
 #include "inspect.hpp"
+#include "latency.hpp"
 
 namespace {
 
@@ -62,6 +66,10 @@ int main(int argc, char** argv) {
   add_model_option(*convert, model);
   elastic::cli::ConvertOptions convert_options;
   convert_options.add_to(*convert);
+  CLI::App* latency = app.add_subcommand("latency", "measure every layer variant's time and bytes for the budget search");
+  add_model_option(*latency, model);
+  elastic::cli::LatencyOptions latency_options;
+  latency_options.add_to(*latency);
 
   using elastic::cli::Command;
   elastic::cli::CommandOptions options;
@@ -93,6 +101,7 @@ int main(int argc, char** argv) {
     }
     if (inspect->parsed()) return elastic::cli::run_inspect(model);
     if (convert->parsed()) return elastic::cli::run_convert(model, convert_options);
+    if (latency->parsed()) return elastic::cli::run_latency(model, latency_options);
     for (const auto& [command, subcommand] : commands) {
       if (!subcommand->parsed()) continue;
       options.run.model = model;

@@ -16,6 +16,8 @@
 // used (a GGUF file's interleaved pairs are reordered inside each head).
 // The folder is written under a temporary name beside the destination and
 // renamed into place once complete; an existing destination is refused.
+// read_elastic_layer_sets reads the sets back for the later stages (the
+// latency tables measure every variant they name).
 #pragma once
 
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -38,6 +41,7 @@
 #include "elastic/core/error.hpp"
 #include "elastic/core/tensor.hpp"
 #include "elastic/io/config_json_writer.hpp"
+#include "elastic/io/json_document.hpp"
 #include "elastic/io/model_description.hpp"
 #include "elastic/io/safetensors_writer.hpp"
 #include "elastic/io/tensor_roles.hpp"
@@ -72,37 +76,44 @@ struct ElasticLayerSets {
   double ffn_contribution = 0.0;
 };
 
+// The default sets of every layer: MLP widths at 100, 75, 50 and 25% of
+// each SwiGLU layer's width, rounded down to whole 32-neuron blocks (so
+// quantised files cut whole blocks); every whole number of KV groups of each
+// GQA layer, most first; contributions 0.
+inline std::vector<ElasticLayerSets> default_layer_sets(const io::ModelDescription& model) {
+  std::vector<ElasticLayerSets> layers;
+  for (const io::LayerPlan& plan : model.layers) {
+    ElasticLayerSets& sets = layers.emplace_back();
+    if (plan.ffn == io::FfnKind::swiglu)
+      for (const int quarters : {4, 3, 2, 1}) {
+        const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
+        if (width > 0 && (sets.mlp_widths.empty() || width < sets.mlp_widths.back())) sets.mlp_widths.push_back(width);
+      }
+    if (plan.attention == io::AttentionKind::gqa) {
+      const int group = model.heads / plan.kv_heads;
+      for (int groups = plan.kv_heads; groups >= 1; --groups) sets.heads.push_back(groups * group);
+    }
+  }
+  return layers;
+}
+
 struct ElasticMetadata {
   RankingMethod ranking = RankingMethod::minitron;
   CalibrationRecord calibration;
   std::vector<ElasticLayerSets> layers;
 
-  // The default sets: MLP widths at 100, 75, 50 and 25% of each SwiGLU
-  // layer's width, rounded down to whole 32-neuron blocks (so quantised
-  // files cut whole blocks); every whole number of KV groups of each GQA
-  // layer, most first; contributions from `importance` (NaN for a half
-  // that does not compute is written as 0).
+  // The default sets (default_layer_sets) with contributions from
+  // `importance` (NaN for a half that does not compute is written as 0).
   static ElasticMetadata with_default_sets(const io::ModelDescription& model, RankingMethod ranking,
                                            CalibrationRecord calibration,
                                            const std::vector<LayerImportance>& importance) {
     require(importance.size() == model.layers.size(), "ElasticMetadata: expected the importance of ",
             model.layers.size(), " layers, found ", importance.size());
-    ElasticMetadata metadata{ranking, std::move(calibration), {}};
+    ElasticMetadata metadata{ranking, std::move(calibration), default_layer_sets(model)};
     for (std::size_t i = 0; i < model.layers.size(); ++i) {
-      const io::LayerPlan& plan = model.layers[i];
-      ElasticLayerSets& sets = metadata.layers.emplace_back();
-      if (plan.ffn == io::FfnKind::swiglu)
-        for (const int quarters : {4, 3, 2, 1}) {
-          const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
-          if (width > 0 && (sets.mlp_widths.empty() || width < sets.mlp_widths.back())) sets.mlp_widths.push_back(width);
-        }
-      if (plan.attention == io::AttentionKind::gqa) {
-        const int group = model.heads / plan.kv_heads;
-        for (int groups = plan.kv_heads; groups >= 1; --groups) sets.heads.push_back(groups * group);
-      }
       const auto finite_or_zero = [](double value) { return std::isfinite(value) ? value : 0.0; };
-      sets.attention_contribution = finite_or_zero(importance[i].attention_contribution);
-      sets.ffn_contribution = finite_or_zero(importance[i].ffn_contribution);
+      metadata.layers[i].attention_contribution = finite_or_zero(importance[i].attention_contribution);
+      metadata.layers[i].ffn_contribution = finite_or_zero(importance[i].ffn_contribution);
     }
     return metadata;
   }
@@ -204,6 +215,54 @@ inline void write_elastic_checkpoint(const std::filesystem::path& folder, const 
     std::filesystem::remove_all(partial, error);
     throw;
   }
+}
+
+// The per-layer sets of the elastic checkpoint whose config.json is at
+// `config_path` ("elastic": {"layers": [{"mlp_widths", "heads"}, ...]}), or
+// nothing when config.json has no "elastic" key. Throws io::FileError
+// naming the file when the key is malformed or its sets do not fit `model`:
+// one entry per layer; widths from 1 to the layer's stored width, empty
+// unless SwiGLU; head counts whole KV groups up to the query heads, empty
+// unless GQA.
+inline std::optional<std::vector<ElasticLayerSets>> read_elastic_layer_sets(const std::filesystem::path& config_path,
+                                                                            const io::ModelDescription& model) {
+  const nlohmann::json config = io::read_json_file(config_path, 16u << 20);
+  if (!config.is_object() || !config.contains("elastic")) return std::nullopt;
+  const std::string path = config_path.string();
+  const nlohmann::json& elastic = config.at("elastic");
+  io::require_file(elastic.is_object() && elastic.contains("layers") && elastic.at("layers").is_array() &&
+                       elastic.at("layers").size() == model.layers.size(),
+                   path, "expected \"elastic\".\"layers\" to be an array of ", model.layers.size(),
+                   " objects (one per layer), found ", io::describe_json(elastic.value("layers", nlohmann::json())));
+  std::vector<ElasticLayerSets> layers;
+  for (std::size_t i = 0; i < model.layers.size(); ++i) {
+    const nlohmann::json& entry = elastic.at("layers")[i];
+    const io::LayerPlan& plan = model.layers[i];
+    const auto integers = [&](const char* key) {
+      io::require_file(entry.is_object() && entry.contains(key) && entry.at(key).is_array(), path,
+                       "\"elastic\" layer ", i, ": expected an array \"", key, "\"");
+      std::vector<std::int64_t> values;
+      for (const nlohmann::json& value : entry.at(key)) {
+        io::require_file(value.is_number_integer(), path, "\"elastic\" layer ", i, ": \"", key,
+                         "\" must hold integers, found ", io::describe_json(value));
+        values.push_back(value.get<std::int64_t>());
+      }
+      return values;
+    };
+    ElasticLayerSets& sets = layers.emplace_back();
+    sets.mlp_widths = integers("mlp_widths");
+    for (const std::int64_t heads : integers("heads")) sets.heads.push_back(static_cast<int>(heads));
+    const std::int64_t stored_width = plan.ffn == io::FfnKind::swiglu ? plan.intermediate : 0;
+    for (const std::int64_t width : sets.mlp_widths)
+      io::require_file(width >= 1 && width <= stored_width, path, "\"elastic\" layer ", i, ": MLP width ", width,
+                       " does not fit its ", io::kind_name(plan.ffn), " FFN of width ", stored_width);
+    const int group = plan.attention == io::AttentionKind::gqa ? model.heads / plan.kv_heads : 0;
+    for (const int heads : sets.heads)
+      io::require_file(group > 0 && heads >= group && heads <= model.heads && heads % group == 0, path,
+                       "\"elastic\" layer ", i, ": ", heads, " query heads are not whole KV groups of its ",
+                       io::kind_name(plan.attention), " attention (", model.heads, " heads in groups of ", group, ")");
+  }
+  return layers;
 }
 
 }  // namespace elastic::search
