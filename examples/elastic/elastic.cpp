@@ -16,6 +16,9 @@
 //   elastic score --calibration FILE  the block library: every layer half's
 //                                     variants scored by replace-one KL
 //                                     (builds with elastic::search)
+//   elastic latency [--ctx 512] [--steps 32] [-p 512] [-r 3] -o FILE
+//                                     the measured latency and memory table
+//                                     of every layer variant (budget search)
 //
 // The running subcommands share --model, --dtype auto|f32|bf16|quant, --device
 // cpu|cuda (cuda in builds with CUDA), --threads, --ctx and the sub-network:
@@ -43,6 +46,7 @@
 #include "score.hpp"
 #endif
 #include "inspect.hpp"
+#include "latency.hpp"
 
 namespace {
 
@@ -76,6 +80,10 @@ int main(int argc, char** argv) {
   elastic::cli::ScoreOptions score_options;
   score_options.add_to(*score);
 #endif
+  CLI::App* latency = app.add_subcommand("latency", "measure every layer variant's time and bytes for the budget search");
+  add_model_option(*latency, model);
+  elastic::cli::LatencyOptions latency_options;
+  latency_options.add_to(*latency);
 
   using elastic::cli::Command;
   elastic::cli::CommandOptions options;
@@ -110,6 +118,7 @@ int main(int argc, char** argv) {
 #ifdef ELASTIC_CLI_SEARCH
     if (score->parsed()) return elastic::cli::run_score(model, score_options);
 #endif
+    if (latency->parsed()) return elastic::cli::run_latency(model, latency_options);
     for (const auto& [command, subcommand] : commands) {
       if (!subcommand->parsed()) continue;
       options.run.model = model;

@@ -67,17 +67,10 @@ namespace score_detail {
 // The checkpoint's "elastic" sets, or the default ones for a plain model.
 inline std::vector<search::ElasticLayerSets> elastic_sets(const std::string& model_path,
                                                           const io::ModelDescription& model) {
-  const std::filesystem::path folder = std::filesystem::is_directory(model_path)
-                                           ? std::filesystem::path(model_path)
-                                           : std::filesystem::path(model_path).parent_path();
-  if (std::filesystem::exists(folder / "config.json")) {
-    const nlohmann::json config = io::read_json_file(folder / "config.json", 16u << 20);
-    if (config.contains("elastic")) return search::read_elastic_sets(config["elastic"], model, (folder / "config.json").string());
-  }
+  if (auto sets = search::model_layer_sets(model_path, model)) return *sets;
   std::fprintf(stderr, "%s is not an elastic checkpoint (no \"elastic\" key in config.json): scoring the default "
                "sets on the stored unit order\n", model_path.c_str());
-  return search::ElasticMetadata::with_default_sets(model, {}, {}, std::vector<search::LayerImportance>(model.layers.size()))
-      .layers;
+  return search::default_layer_sets(model);
 }
 
 }  // namespace score_detail

@@ -16,6 +16,8 @@
 // used (a GGUF file's interleaved pairs are reordered inside each head).
 // The folder is written under a temporary name beside the destination and
 // renamed into place once complete; an existing destination is refused.
+// read_elastic_layer_sets reads the sets back for the later stages (the
+// latency tables measure every variant they name).
 #pragma once
 
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -75,37 +78,44 @@ struct ElasticLayerSets {
   double ffn_contribution = 0.0;
 };
 
+// The default sets of every layer: MLP widths at 100, 75, 50 and 25% of
+// each SwiGLU layer's width, rounded down to whole 32-neuron blocks (so
+// quantised files cut whole blocks); every whole number of KV groups of each
+// GQA layer, most first; contributions 0.
+inline std::vector<ElasticLayerSets> default_layer_sets(const io::ModelDescription& model) {
+  std::vector<ElasticLayerSets> layers;
+  for (const io::LayerPlan& plan : model.layers) {
+    ElasticLayerSets& sets = layers.emplace_back();
+    if (plan.ffn == io::FfnKind::swiglu)
+      for (const int quarters : {4, 3, 2, 1}) {
+        const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
+        if (width > 0 && (sets.mlp_widths.empty() || width < sets.mlp_widths.back())) sets.mlp_widths.push_back(width);
+      }
+    if (plan.attention == io::AttentionKind::gqa) {
+      const int group = model.heads / plan.kv_heads;
+      for (int groups = plan.kv_heads; groups >= 1; --groups) sets.heads.push_back(groups * group);
+    }
+  }
+  return layers;
+}
+
 struct ElasticMetadata {
   Ranking ranking;
   CalibrationRecord calibration;
   std::vector<ElasticLayerSets> layers;
 
-  // The default sets: MLP widths at 100, 75, 50 and 25% of each SwiGLU
-  // layer's width, rounded down to whole 32-neuron blocks (so quantised
-  // files cut whole blocks); every whole number of KV groups of each GQA
-  // layer, most first; contributions from `importance` (NaN for a half
-  // that does not compute is written as 0).
+  // The default sets (default_layer_sets) with contributions from
+  // `importance` (NaN for a half that does not compute is written as 0).
   static ElasticMetadata with_default_sets(const io::ModelDescription& model, Ranking ranking,
                                            CalibrationRecord calibration,
                                            const std::vector<LayerImportance>& importance) {
     require(importance.size() == model.layers.size(), "ElasticMetadata: expected the importance of ",
             model.layers.size(), " layers, found ", importance.size());
-    ElasticMetadata metadata{ranking, std::move(calibration), {}};
+    ElasticMetadata metadata{ranking, std::move(calibration), default_layer_sets(model)};
     for (std::size_t i = 0; i < model.layers.size(); ++i) {
-      const io::LayerPlan& plan = model.layers[i];
-      ElasticLayerSets& sets = metadata.layers.emplace_back();
-      if (plan.ffn == io::FfnKind::swiglu)
-        for (const int quarters : {4, 3, 2, 1}) {
-          const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
-          if (width > 0 && (sets.mlp_widths.empty() || width < sets.mlp_widths.back())) sets.mlp_widths.push_back(width);
-        }
-      if (plan.attention == io::AttentionKind::gqa) {
-        const int group = model.heads / plan.kv_heads;
-        for (int groups = plan.kv_heads; groups >= 1; --groups) sets.heads.push_back(groups * group);
-      }
       const auto finite_or_zero = [](double value) { return std::isfinite(value) ? value : 0.0; };
-      sets.attention_contribution = finite_or_zero(importance[i].attention_contribution);
-      sets.ffn_contribution = finite_or_zero(importance[i].ffn_contribution);
+      metadata.layers[i].attention_contribution = finite_or_zero(importance[i].attention_contribution);
+      metadata.layers[i].ffn_contribution = finite_or_zero(importance[i].ffn_contribution);
     }
     return metadata;
   }
@@ -240,6 +250,25 @@ inline void write_elastic_checkpoint(const std::filesystem::path& folder, const 
     std::filesystem::remove_all(partial, error);
     throw;
   }
+}
+
+// The per-layer sets of the elastic checkpoint whose config.json is at
+// `config_path` (read_elastic_sets), or nothing when config.json has no
+// "elastic" key.
+inline std::optional<std::vector<ElasticLayerSets>> read_elastic_layer_sets(const std::filesystem::path& config_path,
+                                                                            const io::ModelDescription& model) {
+  const nlohmann::json config = io::read_json_file(config_path, 16u << 20);
+  if (!config.is_object() || !config.contains("elastic")) return std::nullopt;
+  return read_elastic_sets(config.at("elastic"), model, config_path.string());
+}
+
+// The sets of the model at `model_path` (a folder or its config.json): its
+// "elastic" sets when it is an elastic checkpoint, else nothing.
+inline std::optional<std::vector<ElasticLayerSets>> model_layer_sets(const std::filesystem::path& model_path,
+                                                                     const io::ModelDescription& model) {
+  const std::filesystem::path config = std::filesystem::is_directory(model_path) ? model_path / "config.json" : model_path;
+  if (config.filename() != "config.json" || !std::filesystem::exists(config)) return std::nullopt;
+  return read_elastic_layer_sets(config, model);
 }
 
 }  // namespace elastic::search
