@@ -223,6 +223,66 @@ class RunList {
 
 }  // namespace detail
 
+// Times every run of `runs` (their configs over the model `decoder` runs) as
+// the header says: a warm-up round, then settings.repetitions rounds in a
+// new random order each, appending each round's prefill time and median
+// decode step to the run.
+template <ElementType T, class W>
+void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& executor,
+                      std::vector<detail::TimedRun>& runs, const LatencySettings& settings,
+                      const LatencyProgress& progress = {}) {
+  const io::ModelDescription& model = decoder.description();
+  std::mt19937_64 random(settings.seed + 1);
+  const int capacity = std::max(settings.prefill_tokens, settings.context + settings.decode_steps);
+  std::uniform_int_distribution<int> token_id(0, static_cast<int>(model.vocab) - 1);
+  std::vector<int> tokens(static_cast<std::size_t>(capacity));
+  for (int& token : tokens) token = token_id(random);
+  const std::span<const int> prompt(tokens.data(), static_cast<std::size_t>(settings.prefill_tokens));
+  const std::span<const int> context(tokens.data(), static_cast<std::size_t>(settings.context));
+  using Sequence = model::HostSequence<T, AnyWidth, W>;
+  std::deque<Sequence> sequences;
+  for (const detail::TimedRun& run : runs) sequences.emplace_back(decoder, executor, capacity, run.config);
+
+  const auto seconds_since = [](std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<std::size_t> order(runs.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  const long total = static_cast<long>(order.size()) * (settings.repetitions + 1);
+  long done = 0;
+  for (int round = 0; round <= settings.repetitions; ++round) {
+    std::shuffle(order.begin(), order.end(), random);
+    for (const std::size_t r : order) {
+      Sequence& sequence = sequences[r];
+      sequence.reset();
+      auto start = std::chrono::steady_clock::now();
+      sequence.append(prompt, settings.prefill_tokens);
+      const double prefill = seconds_since(start);
+      if (settings.prefill_tokens != settings.context) {
+        sequence.reset();
+        sequence.append(context, settings.context);
+      }
+      std::vector<double> steps;
+      for (int s = 0; s < settings.decode_steps; ++s) {
+        const int& token = tokens[static_cast<std::size_t>(settings.context + s)];
+        start = std::chrono::steady_clock::now();
+        sequence.append(std::span(&token, 1));
+        steps.push_back(seconds_since(start));
+      }
+      detail::TimedRun& run = runs[r];
+      const double decode = detail::median(std::move(steps));
+      if (round > 0) {
+        run.prefill_s.push_back(prefill);
+        run.decode_s.push_back(decode);
+      }
+      if (progress)
+        progress(++done, total,
+                 elastic::detail::concat(round == 0 ? "warm-up " : "", run.name, ": prefill ", prefill * 1e3,
+                                         " ms, decode step ", decode * 1e3, " ms"));
+    }
+  }
+}
+
 // Measures the latency table of the model `decoder` runs (over `weights`,
 // the views it was built from) on `executor`, for the variants of `sets`
 // (one entry per layer; read_elastic_layer_sets or default_layer_sets).
@@ -310,55 +370,7 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
   const std::size_t checks[] = {runs.add("full", full, false), runs.add("middle", middle, false),
                                 runs.add("random", mixed, false)};
 
-  // Timing: one warm-up round, then the timed rounds, each in a new order.
-  const int capacity = std::max(settings.prefill_tokens, settings.context + settings.decode_steps);
-  std::uniform_int_distribution<int> token_id(0, static_cast<int>(model.vocab) - 1);
-  std::vector<int> tokens(static_cast<std::size_t>(capacity));
-  for (int& token : tokens) token = token_id(random);
-  const std::span<const int> prompt(tokens.data(), static_cast<std::size_t>(settings.prefill_tokens));
-  const std::span<const int> context(tokens.data(), static_cast<std::size_t>(settings.context));
-  using Sequence = model::HostSequence<T, AnyWidth, W>;
-  std::deque<Sequence> sequences;
-  for (const detail::TimedRun& run : runs.runs()) sequences.emplace_back(decoder, executor, capacity, run.config);
-
-  const auto seconds_since = [](std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  std::vector<std::size_t> order(runs.runs().size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  const long total = static_cast<long>(order.size()) * (settings.repetitions + 1);
-  long done = 0;
-  for (int round = 0; round <= settings.repetitions; ++round) {
-    std::shuffle(order.begin(), order.end(), random);
-    for (const std::size_t r : order) {
-      Sequence& sequence = sequences[r];
-      sequence.reset();
-      auto start = std::chrono::steady_clock::now();
-      sequence.append(prompt, settings.prefill_tokens);
-      const double prefill = seconds_since(start);
-      if (settings.prefill_tokens != settings.context) {
-        sequence.reset();
-        sequence.append(context, settings.context);
-      }
-      std::vector<double> steps;
-      for (int s = 0; s < settings.decode_steps; ++s) {
-        const int& token = tokens[static_cast<std::size_t>(settings.context + s)];
-        start = std::chrono::steady_clock::now();
-        sequence.append(std::span(&token, 1));
-        steps.push_back(seconds_since(start));
-      }
-      detail::TimedRun& run = runs.runs()[r];
-      const double decode = detail::median(std::move(steps));
-      if (round > 0) {
-        run.prefill_s.push_back(prefill);
-        run.decode_s.push_back(decode);
-      }
-      if (progress)
-        progress(++done, total,
-                 elastic::detail::concat(round == 0 ? "warm-up " : "", run.name, ": prefill ", prefill * 1e3,
-                                         " ms, decode step ", decode * 1e3, " ms"));
-    }
-  }
+  time_subnetworks(decoder, executor, runs.runs(), settings, progress);
 
   table.fixed.decode_s = runs.decode(fixed_run);
   table.fixed.prefill_s = runs.prefill(fixed_run);
