@@ -15,7 +15,10 @@
 //                                     ranked on the text and stored in that order
 //   elastic score --calibration FILE  the block library: every layer half's
 //                                     variants scored by replace-one KL
-//                                     (builds with elastic::search)
+//   elastic search --evaluation FILE [--latency 0.8]
+//                                     the exact architecture per latency budget
+//                                     (CBC), budgets.json, the Pareto front
+//                                     (score and search build with elastic::search)
 //   elastic latency [--ctx 512] [--steps 32] [-p 512] [-r 3] -o FILE
 //                                     the measured latency and memory table
 //                                     of every layer variant (budget search)
@@ -44,6 +47,7 @@
 #include "convert.hpp"
 #ifdef ELASTIC_CLI_SEARCH
 #include "score.hpp"
+#include "search.hpp"
 #endif
 #include "inspect.hpp"
 #include "latency.hpp"
@@ -79,6 +83,11 @@ int main(int argc, char** argv) {
   add_model_option(*score, model);
   elastic::cli::ScoreOptions score_options;
   score_options.add_to(*score);
+  CLI::App* search = app.add_subcommand("search", "the exact architecture for each latency budget, its Pareto front and "
+                                        "budget table");
+  add_model_option(*search, model);
+  elastic::cli::SearchOptions search_options;
+  search_options.add_to(*search);
 #endif
   CLI::App* latency = app.add_subcommand("latency", "measure every layer variant's time and bytes for the budget search");
   add_model_option(*latency, model);
@@ -117,6 +126,7 @@ int main(int argc, char** argv) {
     if (convert->parsed()) return elastic::cli::run_convert(model, convert_options);
 #ifdef ELASTIC_CLI_SEARCH
     if (score->parsed()) return elastic::cli::run_score(model, score_options);
+    if (search->parsed()) return elastic::cli::run_search(model, search_options);
 #endif
     if (latency->parsed()) return elastic::cli::run_latency(model, latency_options);
     for (const auto& [command, subcommand] : commands) {

@@ -30,7 +30,9 @@ namespace elastic::cli {
 struct LatencyOptions {
   std::string dtype = "f32";
   unsigned threads = 0;
-  search::LatencySettings settings;
+  // More steps and rounds than the library's defaults: a decode step of a
+  // small model is short enough that the table's error follows them.
+  search::LatencySettings settings{.decode_steps = 64, .repetitions = 5};
   std::string output;
 
   void add_to(CLI::App& command) {
@@ -50,7 +52,8 @@ struct LatencyOptions {
     command.add_option("-r,--repetitions", settings.repetitions, "timed rounds of every run, after one warm-up round")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    command.add_option("-o,--output", output, "the latency table to write (JSON)")->required();
+    command.add_option("-o,--output", output, "the latency table to write (default: latency_table.json in the "
+                       "model's folder)");
   }
 };
 
@@ -144,9 +147,11 @@ int measure_and_write_latency(const std::string& model_path, const LatencyOption
         if (!progress) progress.emplace("latency", total);
         progress->update(done, what);
       });
-  search::write_latency_table(options.output, table);
+  const std::filesystem::path output =
+      options.output.empty() ? model_folder(model_path) / "latency_table.json" : std::filesystem::path(options.output);
+  search::write_latency_table(output, table);
   print_latency_table(table, options.dtype);
-  std::printf("\nwritten to %s\n", options.output.c_str());
+  std::printf("\nwritten to %s\n", output.string().c_str());
   return 0;
 }
 

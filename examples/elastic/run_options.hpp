@@ -34,6 +34,14 @@
 
 namespace elastic::cli {
 
+// The folder of a model: the path itself when it is a folder, else the
+// folder holding the file (a GGUF file, or a checkpoint's config.json); the
+// search's files (block library, latency table, budget table) live there.
+inline std::filesystem::path model_folder(const std::string& model_path) {
+  const std::filesystem::path path(model_path);
+  return std::filesystem::is_directory(path) ? path : path.parent_path();
+}
+
 struct RunOptions {
   std::string model;
   std::string dtype = "auto";
@@ -82,8 +90,7 @@ struct RunOptions {
   // model's folder (a folder or its config.json) or beside the model file.
   std::filesystem::path budget_table_path() const {
     if (!budget_table.empty()) return budget_table;
-    const std::filesystem::path path(model);
-    return (std::filesystem::is_directory(path) ? path : path.parent_path()) / "budgets.json";
+    return model_folder(model) / "budgets.json";
   }
 
   // --dtype auto: on the host, the file's own blocks when every weight

@@ -110,10 +110,8 @@ inline int run_score(const std::string& model_path, const ScoreOptions& options)
                          static_cast<std::int64_t>((fit + static_cast<std::size_t>(options.windows)) * window),
                          options.window};
 
-  const std::filesystem::path output =
-      !options.output.empty() ? std::filesystem::path(options.output)
-      : std::filesystem::is_directory(model_path) ? std::filesystem::path(model_path) / "block_library.json"
-                                                  : std::filesystem::path(model_path).parent_path() / "block_library.json";
+  const std::filesystem::path output = options.output.empty() ? model_folder(model_path) / "block_library.json"
+                                                                : std::filesystem::path(options.output);
   search::write_block_library(output, library);
 
   // Per layer: KL of the cheapest prefix, the skip, and the linear maps.

@@ -1,0 +1,296 @@
+// `elastic search`: the architecture of an elastic checkpoint for each
+// latency budget, solved exactly (Puzzle's MIP through COIN-OR CBC,
+// search/block_choice.hpp) over the block library (`elastic score`) and the
+// measured latency table (`elastic latency`), both read from the
+// checkpoint's folder by default. For every budget (a fraction of the full
+// model's decode latency: --latency, plus a sweep for the front), the
+// selection of least summed KL divergence within the latency (and
+// --memory, KV cache included) budget. Then every selection and the
+// baselines — the same width and head count in every layer, and whole
+// layers dropped least-contributing first — are measured: decode latency
+// timed directly, perplexity on the --evaluation text (which must be neither
+// the calibration nor the validation text). Writes budgets.json (what
+// --budget runs), pareto.svg and pareto.md into the checkpoint's folder (or
+// --output-dir), and prints the Pareto table with, for each budget, the best
+// baseline at no more measured latency.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "elastic/host/executor.hpp"
+#include "elastic/io/model_source.hpp"
+#include "elastic/io/temporary_file.hpp"
+#include "elastic/io/tokenizer.hpp"
+#include "elastic/model/budget_table.hpp"
+#include "elastic/model/decoder.hpp"
+#include "elastic/model/host_sequence.hpp"
+#include "elastic/model/host_weights.hpp"
+#include "elastic/model/perplexity.hpp"
+#include "elastic/search/block_choice.hpp"
+#include "elastic/search/block_library.hpp"
+#include "elastic/search/budget_problem.hpp"
+#include "elastic/search/elastic_checkpoint.hpp"
+#include "elastic/search/latency_measurement.hpp"
+#include "elastic/search/latency_table.hpp"
+#include "elastic/search/pareto_plot.hpp"
+#include "perplexity.hpp"
+#include "progress.hpp"
+#include "run_options.hpp"
+
+namespace elastic::cli {
+
+struct SearchOptions {
+  std::vector<double> latency;
+  double sweep_from = 0.5;
+  double sweep_step = 0.05;
+  std::optional<double> memory;
+  std::string library;
+  std::string latency_table;
+  std::string evaluation;
+  std::string output_dir;
+  int eval_windows = 8;
+  int window = 512;
+  int repetitions = 3;
+  int drop_layers = 0;
+  unsigned threads = 0;
+
+  void add_to(CLI::App& command) {
+    command.add_option("--latency", latency, "latency budgets as fractions of the full model's decode latency "
+                       "(each gets an entry of budgets.json)")
+        ->delimiter(',')
+        ->check(CLI::Range(0.01, 1.5));
+    command.add_option("--sweep-from", sweep_from, "the Pareto sweep's smallest fraction (up to 1 in --sweep-step)")
+        ->check(CLI::Range(0.01, 1.0))
+        ->capture_default_str();
+    command.add_option("--sweep-step", sweep_step, "the Pareto sweep's step")->check(CLI::Range(0.01, 1.0))
+        ->capture_default_str();
+    command.add_option("--memory", memory, "a memory budget in bytes: weights plus the KV cache at --ctx positions");
+    command.add_option("--library", library, "the block library (default: block_library.json beside the model)");
+    command.add_option("--latency-table", latency_table,
+                       "the latency table (default: latency_table.json beside the model)");
+    command.add_option("--evaluation", evaluation, "the text perplexities are measured on (held out)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    command.add_option("--output-dir", output_dir, "where budgets.json, pareto.svg and pareto.md go (default: the "
+                       "model's folder)");
+    command.add_option("--eval-windows", eval_windows, "evaluation windows per perplexity")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("-c,--ctx", window, "tokens per evaluation window, and the context of the memory budget")
+        ->check(CLI::Range(2, 1 << 20))
+        ->capture_default_str();
+    command.add_option("-r,--repetitions", repetitions, "timed rounds of every measured sub-network")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("--drop-layers", drop_layers, "layer-drop baselines up to this many layers (0: half the "
+                       "layers)")
+        ->check(CLI::NonNegativeNumber);
+    command.add_option("-t,--threads", threads, "host threads (0: every hardware thread)")->capture_default_str();
+  }
+};
+
+namespace search_detail {
+
+// One sub-network the search reports: predicted and measured.
+struct Point {
+  std::string series;  // "searched", "uniform width and heads", "layer drop", "parent"
+  std::string name;
+  model::SubnetworkConfig config;
+  double fraction = 0.0;  // searched: the budget
+  double predicted_s = 0.0;
+  double predicted_score = 0.0;
+  double memory = 0.0;
+  double measured_s = 0.0;
+  double perplexity = 0.0;
+};
+
+inline std::string percent(double value, double parent) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%+.1f%%", 100.0 * (value / parent - 1.0));
+  return text;
+}
+
+}  // namespace search_detail
+
+inline int run_search(const std::string& model_path, const SearchOptions& options) {
+  using search_detail::Point;
+  const auto start = std::chrono::steady_clock::now();
+  const std::filesystem::path folder = model_folder(model_path);
+  const std::filesystem::path output = options.output_dir.empty() ? folder : std::filesystem::path(options.output_dir);
+  const io::ModelSource source = io::ModelSource::open(model_path);
+  require(source.tokenizer().has_value(), model_path, ": the model files carry no tokenizer");
+  const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*source.tokenizer());
+  const model::HostWeights<float> weights(source);
+  const io::ModelDescription& model = weights.description();
+  const search::BlockLibrary library = search::read_block_library(
+      options.library.empty() ? folder / "block_library.json" : std::filesystem::path(options.library), model);
+  const search::LatencyTable table = search::read_latency_table(
+      options.latency_table.empty() ? folder / "latency_table.json" : std::filesystem::path(options.latency_table),
+      model);
+  const std::vector<search::ElasticLayerSets> sets =
+      search::model_layer_sets(model_path, model).value_or(search::default_layer_sets(model));
+  const search::BudgetProblem problem(model, library, table, search::Phase::decode, options.window);
+  const model::SubnetworkConfig full = model::SubnetworkConfig::full(model);
+  const double full_predicted = search::predicted(table, full, search::Phase::decode);
+
+  // The budgets: the sweep and the requested ones, each solved exactly.
+  std::vector<double> fractions;
+  for (double f = options.sweep_from; f < 1.0 + 1e-9; f += options.sweep_step) fractions.push_back(std::min(f, 1.0));
+  fractions.insert(fractions.end(), options.latency.begin(), options.latency.end());
+  std::sort(fractions.begin(), fractions.end());
+  fractions.erase(std::unique(fractions.begin(), fractions.end(),
+                              [](double a, double b) { return std::abs(a - b) < 1e-9; }),
+                  fractions.end());
+  std::vector<Point> points;
+  points.push_back({"parent", "full model", full, 1.0, full_predicted, 0.0,
+                    static_cast<double>(search::memory_bytes(table, full, options.window))});
+  for (const double fraction : fractions) {
+    try {
+      const search::BlockSelection selection =
+          search::solve_block_choice(problem.problem(), {fraction * full_predicted, options.memory});
+      char name[32];
+      std::snprintf(name, sizeof name, "budget %.2f", fraction);
+      points.push_back({"searched", name, problem.config_of(selection), fraction, selection.latency, selection.score,
+                        selection.memory});
+    } catch (const search::BudgetError& error) {
+      const bool requested = std::find(options.latency.begin(), options.latency.end(), fraction) != options.latency.end();
+      if (requested) throw;
+      std::fprintf(stderr, "search: budget %.2f skipped: %s\n", fraction, error.what());
+    }
+  }
+  const std::size_t searched_end = points.size();
+  for (search::NamedConfig& baseline : search::uniform_baselines(model, sets))
+    points.push_back({"uniform width and heads", baseline.name, baseline.config});
+  const std::size_t drop = options.drop_layers > 0 ? static_cast<std::size_t>(options.drop_layers)
+                                                   : model.layers.size() / 2;
+  for (search::NamedConfig& baseline : search::layer_drop_baselines(model, sets, drop))
+    points.push_back({"layer drop", baseline.name, baseline.config});
+  for (Point& point : points)
+    if (point.series != "searched" && point.series != "parent") {
+      point.predicted_s = search::predicted(table, point.config, search::Phase::decode);
+      point.memory = static_cast<double>(search::memory_bytes(table, point.config, options.window));
+    }
+
+  // Measured: decode latency, then perplexity on the evaluation text.
+  host::Executor executor(options.threads);
+  model::Decoder<float> decoder(model, weights.views());
+  std::vector<search::detail::TimedRun> runs;
+  for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
+  search::LatencySettings settings;
+  settings.context = settings.prefill_tokens = table.decode_context > 0 ? table.decode_context : options.window;
+  settings.decode_steps = table.decode_steps > 0 ? table.decode_steps : 32;
+  settings.repetitions = options.repetitions;
+  std::optional<Progress> timing;
+  search::time_subnetworks(decoder, executor, runs, settings, [&](long done, long total, const std::string&) {
+    if (!timing) timing.emplace("time", total);
+    timing->update(done, "");
+  });
+  const std::vector<int> evaluation = tokenizer.encode(read_text_file(options.evaluation), /*add_special=*/false);
+  const auto window = static_cast<std::size_t>(options.window);
+  Progress scoring("perplexity", static_cast<long>(points.size()));
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    Point& point = points[p];
+    point.measured_s = search::detail::median(runs[p].decode_s);
+    model::HostSequence<float> sequence(decoder, executor, options.window, point.config);
+    point.perplexity = model::score_windows(sequence, evaluation, window, static_cast<std::size_t>(options.eval_windows),
+                                            [](const model::PerplexityScore&) {})
+                           .perplexity();
+    scoring.update(static_cast<long>(p + 1), point.name);
+  }
+  const Point& parent = points.front();
+
+  // The budget table, from the searched points in budget order.
+  std::vector<model::BudgetEntry> entries;
+  for (std::size_t p = 1; p < searched_end; ++p)
+    entries.push_back({points[p].fraction, points[p].measured_s, points[p].memory, points[p].config,
+                       points[p].predicted_score});
+  require(!entries.empty(), "search: no budget from ", options.sweep_from, " to 1 could be met");
+  std::filesystem::create_directories(output);
+  model::write_budget_table(output / "budgets.json",
+                            model::BudgetTable(parent.measured_s, "decode", entries, model),
+                            {{"evaluation", {{"file", std::filesystem::path(options.evaluation).filename().string()},
+                                             {"windows", options.eval_windows},
+                                             {"window", options.window},
+                                             {"parent_perplexity", parent.perplexity}}}});
+
+  // The Pareto table: each searched point beside the best baseline that is
+  // measured no slower.
+  std::string table_text = "| budget | predicted ms | measured ms | of full | perplexity | vs parent | best baseline "
+                           "at no more latency | its ms | its perplexity | increase cut |\n"
+                           "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n";
+  for (std::size_t p = 1; p < searched_end; ++p) {
+    const Point& point = points[p];
+    const Point* best = nullptr;
+    for (std::size_t b = searched_end; b < points.size(); ++b)
+      if (points[b].measured_s <= point.measured_s && (!best || points[b].perplexity < best->perplexity))
+        best = &points[b];
+    std::string baseline = "| none | | |";
+    if (best) {
+      const double cut = 1.0 - (point.perplexity - parent.perplexity) / (best->perplexity - parent.perplexity);
+      char cell[160];
+      std::snprintf(cell, sizeof cell, "| %s | %.2f | %.3f | %s", best->name.c_str(), best->measured_s * 1e3,
+                    best->perplexity, best->perplexity > parent.perplexity ? "" : " |");
+      baseline = cell;
+      if (best->perplexity > parent.perplexity) {
+        std::snprintf(cell, sizeof cell, " %.0f%% |", 100.0 * cut);
+        baseline += cell;
+      }
+    } else {
+      baseline += " |";
+    }
+    char row[256];
+    std::snprintf(row, sizeof row, "| %.2f | %.2f | %.2f | %.3f | %.3f | %s ", point.fraction, point.predicted_s * 1e3,
+                  point.measured_s * 1e3, point.measured_s / parent.measured_s, point.perplexity,
+                  search_detail::percent(point.perplexity, parent.perplexity).c_str());
+    table_text += row + baseline + "\n";
+
+  }
+  std::string baselines_text = "\n| baseline | predicted ms | measured ms | of full | perplexity | vs parent |\n"
+                               "|---|---:|---:|---:|---:|---:|\n";
+  for (std::size_t b = searched_end; b < points.size(); ++b) {
+    char row[256];
+    std::snprintf(row, sizeof row, "| %s | %.2f | %.2f | %.3f | %.3f | %s |\n", points[b].name.c_str(),
+                  points[b].predicted_s * 1e3, points[b].measured_s * 1e3, points[b].measured_s / parent.measured_s,
+                  points[b].perplexity, search_detail::percent(points[b].perplexity, parent.perplexity).c_str());
+    baselines_text += row;
+  }
+  char header[256];
+  std::snprintf(header, sizeof header, "parent: %.2f ms per decode step (predicted %.2f), perplexity %.3f on %s\n\n",
+                parent.measured_s * 1e3, parent.predicted_s * 1e3, parent.perplexity, options.evaluation.c_str());
+  const std::string report = header + table_text + baselines_text;
+  std::fputs(report.c_str(), stdout);
+  {
+    io::TemporaryFile file(output / "pareto.md");
+    file.write(std::as_bytes(std::span(report)));
+    file.commit();
+  }
+
+  search::ParetoPlot plot;
+  plot.title = model.name + ": perplexity against measured decode latency";
+  plot.y.logarithmic = true;
+  plot.parent = search::PlotPoint{parent.measured_s * 1e3, parent.perplexity, "parent"};
+  for (const char* series : {"searched", "uniform width and heads", "layer drop"}) {
+    search::PlotSeries& line = plot.series.emplace_back(search::PlotSeries{series, {}});
+    for (const Point& point : points)
+      if (point.series == series) line.points.push_back({point.measured_s * 1e3, point.perplexity, point.name});
+    std::sort(line.points.begin(), line.points.end(),
+              [](const search::PlotPoint& a, const search::PlotPoint& b) { return a.x < b.x; });
+  }
+  search::write_pareto_svg(output / "pareto.svg", plot);
+  std::fprintf(stderr, "wrote %s, pareto.md and pareto.svg in %s in %.1f s\n", (output / "budgets.json").string().c_str(),
+               output.string().c_str(), seconds_since(start));
+  return 0;
+}
+
+}  // namespace elastic::cli

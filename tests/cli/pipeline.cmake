@@ -1,0 +1,34 @@
+# The conversion and search pipeline end to end on a tiny model: writes the
+# model (WRITER), then runs `elastic` (PROGRAM) convert, score, latency and
+# search on it with small windows, and a perplexity at a searched budget;
+# fails on any non-zero exit or a missing output.
+#
+#   cmake -DPROGRAM=elastic -DWRITER=elastic_write_tiny_model -DWORK=dir
+#         -DCALIBRATION=a.txt -DVALIDATION=b.txt -DEVALUATION=c.txt -P pipeline.cmake
+file(REMOVE_RECURSE "${WORK}")
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "${ARGN}\nexited ${status}\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  set(output "${out}${err}" PARENT_SCOPE)
+endfunction()
+run("${WRITER}" "${WORK}/tiny")
+run("${PROGRAM}" convert -m "${WORK}/tiny" --calibration "${CALIBRATION}" --validation "${VALIDATION}"
+    --validation-windows 2 --ctx 64 --tokens 1024 -o "${WORK}/elastic" --threads 2)
+run("${PROGRAM}" score -m "${WORK}/elastic" --calibration "${CALIBRATION}" --windows 2 --fit-windows 8 --ctx 64
+    --threads 2)
+run("${PROGRAM}" latency -m "${WORK}/elastic" --ctx 32 --steps 4 -p 32 -r 1 --threads 2)
+run("${PROGRAM}" search -m "${WORK}/elastic" --evaluation "${EVALUATION}" --latency 0.9 --eval-windows 2 --ctx 64
+    -r 1 --threads 2)
+foreach(file config.json model.safetensors tokenizer.json block_library.json latency_table.json budgets.json
+             pareto.svg pareto.md)
+  if(NOT EXISTS "${WORK}/elastic/${file}")
+    message(FATAL_ERROR "the pipeline did not write ${file}")
+  endif()
+endforeach()
+run("${PROGRAM}" perplexity -m "${WORK}/elastic" --budget 0.9 -f "${EVALUATION}" --ctx 64 --threads 2)
+if(NOT output MATCHES "budget 0.9: the entry for fraction 0.9" OR NOT output MATCHES "perplexity [0-9.]+ over")
+  message(FATAL_ERROR "perplexity at budget 0.9 did not report its entry and perplexity: ${output}")
+endif()
+message(STATUS "pipeline: ${output}")
