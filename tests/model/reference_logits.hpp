@@ -1,5 +1,5 @@
-// What the tests that compare the default model with an outside
-// implementation share: the first tokens of the held-out text
+// What the tests that compare a model with an outside implementation
+// share: the first tokens of the held-out text
 // (tests/model/reference/perplexity_text.txt), and the logits a reference
 // script computes for them, read from the raw float32 [tokens x vocab] file
 // the script writes.
@@ -29,8 +29,8 @@ inline std::vector<int> held_out_tokens(const io::Tokenizer& tokenizer, std::siz
   return tokens;
 }
 
-// Runs tests/model/reference/<script> MODEL --tokens ... --out FILE and
-// returns the logits it wrote, [tokens x vocab] row-major.
+// Runs tests/<script> MODEL --tokens ... --out FILE and returns the logits
+// it wrote, [tokens x vocab] row-major.
 inline std::vector<float> reference_logits(const std::string& script, const std::string& model,
                                            std::span<const int> tokens, std::size_t vocab) {
   TemporaryDirectory directory;
@@ -40,7 +40,7 @@ inline std::vector<float> reference_logits(const std::string& script, const std:
     ids += std::to_string(token);
   }
   const std::filesystem::path out = directory.path() / "logits.bin";
-  run_python_script("model/reference/" + script, {model, "--tokens", ids, "--out", out.string()});
+  run_python_script(script, {model, "--tokens", ids, "--out", out.string()});
   std::vector<float> logits(tokens.size() * vocab);
   std::ifstream file(out, std::ios::binary);
   file.read(reinterpret_cast<char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));

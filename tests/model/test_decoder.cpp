@@ -734,7 +734,7 @@ TEST_SUITE("reference") {
     const std::vector<int> tokens = test::held_out_tokens(tokenizer, positions);
     const auto vocab = static_cast<std::size_t>(harness.decoder().description().vocab);
     const std::vector<float> reference =
-        test::reference_logits("llama_numpy.py", test::default_model_path().string(), tokens, vocab);
+        test::reference_logits("model/reference/llama_numpy.py", test::default_model_path().string(), tokens, vocab);
 
     const Rows ours = harness.forward(SubnetworkConfig::full(harness.decoder().description()), {{0, 0, tokens}},
                                       LogitsFor::every_token);

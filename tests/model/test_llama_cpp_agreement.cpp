@@ -54,7 +54,7 @@ void check_agreement_with_llama_cpp(const std::string& label, double max_relativ
   const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*source.tokenizer());
   const std::vector<int> tokens = test::held_out_tokens(tokenizer, positions);
   const auto vocab = static_cast<std::size_t>(weights.description().vocab);
-  const std::vector<float> peer = test::reference_logits("llama_cpp_logits.py", source.path(), tokens, vocab);
+  const std::vector<float> peer = test::reference_logits("model/reference/llama_cpp_logits.py", source.path(), tokens, vocab);
 
   const std::span<const float> ours = sequence.append_every(tokens);
   int top1_agree = 0, peer_choice_in_our_top5 = 0, not_finite = 0;

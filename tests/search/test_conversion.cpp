@@ -28,6 +28,7 @@
 #include "elastic/search/importance.hpp"
 #include "elastic/search/permutation.hpp"
 #include "io/tokenizer_fixtures.hpp"
+#include "model/reference_logits.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
 #include "support/test_support.hpp"
@@ -494,4 +495,42 @@ TEST_CASE("elastic sets: read back from the metadata they were written as; bad s
   bad["layers"].erase(1);
   CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"), doctest::Contains("the model's 2 layers"),
                        io::FileError);
+}
+
+TEST_SUITE("reference") {
+  // An independent numpy forward with Hugging Face's conventions
+  // (tests/search/reference/hf_llama_numpy.py: transformers.AutoConfig,
+  // safetensors' numpy loader, rotate-half RoPE) reads the written checkpoint
+  // and computes the parent's logits, whether the parent came from a Hugging
+  // Face folder or from a GGUF file with interleaved RoPE rows and tied
+  // embeddings.
+  TEST_CASE("elastic checkpoint: a plain llama to Hugging Face's conventions, computing the parent's logits") {
+    const io::TokenizerSpec tokenizer = test::small_byte_level_spec();
+    for (const bool gguf : {false, true}) {
+      CAPTURE(gguf);
+      test::TemporaryDirectory folder;
+      test::TinyModel m = llama_model();
+      m.vocab = static_cast<int>(tokenizer.tokens.size() + 7) / 8 * 8;
+      std::filesystem::create_directories(folder / "tiny");
+      if (gguf) test::write_gguf(folder / "tiny.gguf", m, 25);
+      else test::write_llama_folder(folder / "tiny", m, 25);
+      const Loaded loaded(gguf ? folder / "tiny.gguf" : folder / "tiny");
+      const io::ModelDescription& model = loaded.description();
+      host::Executor executor(2);
+      const PermutedWeights permuted(model, loaded.weights.views(), random_permutation(model, 9));
+      search::write_elastic_checkpoint(
+          folder / "elastic", model, permuted.views(), tokenizer,
+          search::ElasticMetadata::with_default_sets(model, {}, {"c.txt", "0", 1, 1},
+                                                     std::vector<search::LayerImportance>(model.layers.size())),
+          io::TensorType::f32);
+      const std::vector<int> tokens = test::random_tokens(9, m.vocab, 10);
+      const std::vector<float> parent =
+          decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
+      const std::vector<float> hugging_face = test::reference_logits(
+          "search/reference/hf_llama_numpy.py", (folder / "elastic").string(), tokens, static_cast<std::size_t>(m.vocab));
+      const double error = relative_error(parent, hugging_face);
+      MESSAGE("the parent against Hugging Face's reading of the elastic checkpoint: " << error);
+      CHECK(error < 1e-4);
+    }
+  }
 }
