@@ -3,12 +3,13 @@
 // search/block_choice.hpp) over the block library (`elastic score`) and the
 // measured latency table (`elastic latency`), both read from the
 // checkpoint's folder by default. For every budget (a fraction of the full
-// model's decode latency: --latency, plus a sweep for the front), the
+// model's latency in the --phase, decode by default: --latency, plus a sweep
+// for the front), the
 // selection of least summed KL divergence within the latency (and
 // --memory, KV cache included) budget. Then every selection and the
 // baselines — the same width and head count in every layer, and whole
-// layers dropped least-contributing first — are measured: decode latency
-// timed directly, perplexity on the --evaluation text (which must be neither
+// layers dropped least-contributing first — are measured: latency timed
+// directly, perplexity on the --evaluation text (which must be neither
 // the calibration nor the validation text). Writes budgets.json (what
 // --budget runs), pareto.svg and pareto.md into the checkpoint's folder (or
 // --output-dir), and prints the Pareto table with, for each budget, the best
@@ -55,6 +56,7 @@ struct SearchOptions {
   double sweep_from = 0.5;
   double sweep_step = 0.05;
   std::optional<double> memory;
+  std::string phase = "decode";
   std::string library;
   std::string latency_table;
   std::string evaluation;
@@ -66,7 +68,7 @@ struct SearchOptions {
   unsigned threads = 0;
 
   void add_to(CLI::App& command) {
-    command.add_option("--latency", latency, "latency budgets as fractions of the full model's decode latency "
+    command.add_option("--latency", latency, "latency budgets as fractions of the full model's latency in --phase "
                        "(each gets an entry of budgets.json)")
         ->delimiter(',')
         ->check(CLI::Range(0.01, 1.5));
@@ -74,6 +76,10 @@ struct SearchOptions {
         ->check(CLI::Range(0.01, 1.0))
         ->capture_default_str();
     command.add_option("--sweep-step", sweep_step, "the Pareto sweep's step")->check(CLI::Range(0.01, 1.0))
+        ->capture_default_str();
+    command.add_option("--phase", phase, "the latency budgeted: decode (a step at --ctx cached positions, batch 1) "
+                       "or prefill (one forward of the table's prompt length)")
+        ->check(CLI::IsMember({"decode", "prefill"}))
         ->capture_default_str();
     command.add_option("--memory", memory, "a memory budget in bytes: weights plus the KV cache at --ctx positions");
     command.add_option("--library", library, "the block library (default: block_library.json beside the model)");
@@ -140,9 +146,10 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
       model);
   const std::vector<search::ElasticLayerSets> sets =
       search::model_layer_sets(model_path, model).value_or(search::default_layer_sets(model));
-  const search::BudgetProblem problem(model, library, table, search::Phase::decode, options.window);
+  const search::Phase phase = options.phase == "prefill" ? search::Phase::prefill : search::Phase::decode;
+  const search::BudgetProblem problem(model, library, table, phase, options.window);
   const model::SubnetworkConfig full = model::SubnetworkConfig::full(model);
-  const double full_predicted = search::predicted(table, full, search::Phase::decode);
+  const double full_predicted = search::predicted(table, full, phase);
 
   // The budgets: the sweep and the requested ones, each solved exactly.
   std::vector<double> fractions;
@@ -178,18 +185,19 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
     points.push_back({"layer drop", baseline.name, baseline.config});
   for (Point& point : points)
     if (point.series != "searched" && point.series != "parent") {
-      point.predicted_s = search::predicted(table, point.config, search::Phase::decode);
+      point.predicted_s = search::predicted(table, point.config, phase);
       point.memory = static_cast<double>(search::memory_bytes(table, point.config, options.window));
     }
 
-  // Measured: decode latency, then perplexity on the evaluation text.
+  // Measured: latency in the phase, then perplexity on the evaluation text.
   host::Executor executor(options.threads);
   model::Decoder<float> decoder(model, weights.views());
   std::vector<search::detail::TimedRun> runs;
   for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
   search::LatencySettings settings;
-  settings.context = settings.prefill_tokens = table.decode_context > 0 ? table.decode_context : options.window;
-  settings.decode_steps = table.decode_steps > 0 ? table.decode_steps : 32;
+  settings.context = table.decode_context;
+  settings.prefill_tokens = table.prefill_tokens;
+  settings.decode_steps = table.decode_steps;
   settings.repetitions = options.repetitions;
   std::optional<Progress> timing;
   search::time_subnetworks(decoder, executor, runs, settings, [&](long done, long total, const std::string&) {
@@ -201,7 +209,7 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   Progress scoring("perplexity", static_cast<long>(points.size()));
   for (std::size_t p = 0; p < points.size(); ++p) {
     Point& point = points[p];
-    point.measured_s = search::detail::median(runs[p].decode_s);
+    point.measured_s = search::detail::median(phase == search::Phase::decode ? runs[p].decode_s : runs[p].prefill_s);
     model::HostSequence<float> sequence(decoder, executor, options.window, point.config);
     point.perplexity = model::score_windows(sequence, evaluation, window, static_cast<std::size_t>(options.eval_windows),
                                             [](const model::PerplexityScore&) {})
@@ -218,7 +226,7 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   require(!entries.empty(), "search: no budget from ", options.sweep_from, " to 1 could be met");
   std::filesystem::create_directories(output);
   model::write_budget_table(output / "budgets.json",
-                            model::BudgetTable(parent.measured_s, "decode", entries, model),
+                            model::BudgetTable(parent.measured_s, options.phase, entries, model),
                             {{"evaluation", {{"file", std::filesystem::path(options.evaluation).filename().string()},
                                              {"windows", options.eval_windows},
                                              {"window", options.window},
@@ -266,8 +274,9 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
     baselines_text += row;
   }
   char header[256];
-  std::snprintf(header, sizeof header, "parent: %.2f ms per decode step (predicted %.2f), perplexity %.3f on %s\n\n",
-                parent.measured_s * 1e3, parent.predicted_s * 1e3, parent.perplexity, options.evaluation.c_str());
+  std::snprintf(header, sizeof header, "parent: %.2f ms per %s (predicted %.2f), perplexity %.3f on %s\n\n",
+                parent.measured_s * 1e3, phase == search::Phase::decode ? "decode step" : "prefill",
+                parent.predicted_s * 1e3, parent.perplexity, options.evaluation.c_str());
   const std::string report = header + table_text + baselines_text;
   std::fputs(report.c_str(), stdout);
   {
@@ -277,7 +286,8 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   }
 
   search::ParetoPlot plot;
-  plot.title = model.name + ": perplexity against measured decode latency";
+  plot.title = model.name + ": perplexity against measured " + options.phase + " latency";
+  plot.x.label = options.phase + " latency (ms)";
   plot.y.logarithmic = true;
   plot.parent = search::PlotPoint{parent.measured_s * 1e3, parent.perplexity, "parent"};
   for (const char* series : {"searched", "uniform width and heads", "layer drop"}) {

@@ -33,6 +33,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "elastic/core/error.hpp"
@@ -56,6 +57,13 @@ struct LatencySettings {
   int prefill_tokens = 512;  // tokens of the timed prefill forward
   int repetitions = 3;       // timed rounds, after one warm-up round
   std::uint64_t seed = 1234; // token ids, run order and the random check
+
+  // Throws elastic::Error naming `op` unless every count is at least 1.
+  void validate(std::string_view op) const {
+    require(context >= 1 && decode_steps >= 1 && prefill_tokens >= 1 && repetitions >= 1, op,
+            ": context, decode steps, prefill tokens and repetitions must be at least 1, found ", context, ", ",
+            decode_steps, ", ", prefill_tokens, " and ", repetitions);
+  }
 };
 
 // Called after each run: (runs done, runs in all, what ran and its times).
@@ -231,6 +239,7 @@ template <ElementType T, class W>
 void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& executor,
                       std::vector<detail::TimedRun>& runs, const LatencySettings& settings,
                       const LatencyProgress& progress = {}) {
+  settings.validate("time_subnetworks");
   const io::ModelDescription& model = decoder.description();
   std::mt19937_64 random(settings.seed + 1);
   const int capacity = std::max(settings.prefill_tokens, settings.context + settings.decode_steps);
@@ -297,10 +306,7 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
   constexpr auto op = "measure_latency_table";
   require(sets.size() == model.layers.size(), op, ": expected elastic sets for ", model.layers.size(),
           " layers, found ", sets.size());
-  require(settings.context >= 1 && settings.decode_steps >= 1 && settings.prefill_tokens >= 1 &&
-              settings.repetitions >= 1,
-          op, ": context, decode steps, prefill tokens and repetitions must be at least 1, found ", settings.context,
-          ", ", settings.decode_steps, ", ", settings.prefill_tokens, " and ", settings.repetitions);
+  settings.validate(op);
 
   LatencyTable table;
   table.threads = executor.threads();
