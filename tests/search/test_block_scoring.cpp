@@ -19,6 +19,7 @@
 #include "elastic/model/host_weights.hpp"
 #include "elastic/search/block_library.hpp"
 #include "elastic/search/block_scoring.hpp"
+#include "search/conversion_fixtures.hpp"
 #include "support/python.hpp"
 #include "support/test_support.hpp"
 #include "support/tiny_checkpoint.hpp"
@@ -29,21 +30,6 @@ using elastic::search::Half;
 using elastic::search::VariantKind;
 
 namespace {
-
-struct Loaded {
-  explicit Loaded(const std::filesystem::path& path) : source(io::ModelSource::open(path)), weights(source) {}
-  const io::ModelDescription& description() const { return weights.description(); }
-  io::ModelSource source;
-  model::HostWeights<float> weights;
-};
-
-test::TinyModel small_llama() {
-  test::TinyModel m;
-  m.kv_heads = 2;
-  m.intermediate = 192;
-  m.layers = 2;
-  return m;
-}
 
 std::vector<std::vector<int>> windows_of(int count, int length, int vocab, std::uint64_t seed) {
   std::vector<std::vector<int>> windows;
@@ -91,8 +77,8 @@ search::VariantScore direct_score(const io::ModelDescription& parent_model, cons
 
 TEST_CASE("replace-one scoring: KL and loss equal a direct float64 computation; a zero linear map scores as a skip") {
   test::TemporaryDirectory folder;
-  test::write_llama_folder(folder.path(), small_llama(), 31);
-  const Loaded loaded(folder.path());
+  test::write_llama_folder(folder.path(), test::tiny_llama(), 31);
+  const test::LoadedModel loaded(folder.path());
   const io::ModelDescription& model = loaded.description();
   host::Executor executor(2);
   const auto windows = windows_of(3, 10, static_cast<int>(model.vocab), 40);
@@ -130,8 +116,8 @@ TEST_CASE("replace-one scoring: KL and loss equal a direct float64 computation; 
 
 TEST_CASE("block library: every variant scored, stored sizes free, fitted maps beat the no-op, file round trip") {
   test::TemporaryDirectory folder;
-  test::write_llama_folder(folder.path(), small_llama(), 32);
-  const Loaded loaded(folder.path());
+  test::write_llama_folder(folder.path(), test::tiny_llama(), 32);
+  const test::LoadedModel loaded(folder.path());
   const io::ModelDescription& model = loaded.description();
   host::Executor executor(2);
   std::vector<search::ElasticLayerSets> sets(2);

@@ -29,6 +29,7 @@
 #include "elastic/search/permutation.hpp"
 #include "io/tokenizer_fixtures.hpp"
 #include "model/reference_logits.hpp"
+#include "search/conversion_fixtures.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
 #include "support/test_support.hpp"
@@ -47,36 +48,6 @@ using elastic::search::RankingMethod;
 
 namespace {
 
-// A checkpoint folder loaded in float32.
-struct Loaded {
-  explicit Loaded(const std::filesystem::path& path) : source(io::ModelSource::open(path)), weights(source) {}
-  const io::ModelDescription& description() const { return weights.description(); }
-  io::ModelSource source;
-  model::HostWeights<float> weights;
-};
-
-// Every position's logits of `tokens` through the decoder over `weights`.
-std::vector<float> decoder_logits(const io::ModelDescription& description, const model::ModelWeights<float>& weights,
-                                  const std::vector<int>& tokens, const SubnetworkConfig& config,
-                                  host::Executor& executor) {
-  model::Decoder<float> decoder(description, weights);
-  model::HostSequence<float> sequence(decoder, executor, static_cast<int>(tokens.size()), config);
-  const std::span<const float> logits = sequence.append_every(tokens);
-  return {logits.begin(), logits.end()};
-}
-
-// max|a - b| / max|b|.
-double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double diff = 0.0, top = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
-    top = std::max(top, std::abs(double(b[i])));
-  }
-  return diff / top;
-}
-
 // A copy of a matrix view's values, row-major.
 std::vector<double> copy_of(const ConstMatrixView<float>& m) {
   std::vector<double> values;
@@ -92,14 +63,6 @@ struct Kept {
   index_t tokens, hidden, inner_width;
   std::vector<double> normed, inner, output, residual;
 };
-
-test::TinyModel llama_model() {
-  test::TinyModel m;
-  m.kv_heads = 2;
-  m.intermediate = 192;
-  m.layers = 2;
-  return m;
-}
 
 // A random permutation that keeps query heads with their KV heads.
 ModelPermutation random_permutation(const io::ModelDescription& model, std::uint64_t seed) {
@@ -129,8 +92,8 @@ TEST_CASE("calibration pass: equals the decoder, and its observations are the bl
     CAPTURE(nemotron);
     test::TemporaryDirectory folder;
     if (nemotron) test::write_nemotron_folder(folder.path(), test::nemotron_model(), 21);
-    else test::write_llama_folder(folder.path(), llama_model(), 21);
-    const Loaded loaded(folder.path());
+    else test::write_llama_folder(folder.path(), test::tiny_llama(), 21);
+    const test::LoadedModel loaded(folder.path());
     const io::ModelDescription& model = loaded.description();
     host::Executor executor(2);
     const std::vector<int> tokens = test::random_tokens(13, static_cast<int>(model.vocab), 5);
@@ -145,8 +108,8 @@ TEST_CASE("calibration pass: equals the decoder, and its observations are the bl
     test::fill_poison(logits);
     pass.logits(logits.view(), normed.view());
     const std::vector<float> expected =
-        decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
-    const double error = relative_error(std::vector<float>(logits.values.begin(), logits.values.end()), expected);
+        test::decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
+    const double error = test::relative_error(std::vector<float>(logits.values.begin(), logits.values.end()), expected);
     MESSAGE("calibration pass against the decoder: " << error);
     CHECK(error < 1e-5);
 
@@ -199,8 +162,8 @@ TEST_CASE("calibration pass: equals the decoder, and its observations are the bl
 
 TEST_CASE("importance: minitron, flap and contributions equal their definitions over the observed windows") {
   test::TemporaryDirectory folder;
-  test::write_llama_folder(folder.path(), llama_model(), 22);
-  const Loaded loaded(folder.path());
+  test::write_llama_folder(folder.path(), test::tiny_llama(), 22);
+  const test::LoadedModel loaded(folder.path());
   const io::ModelDescription& model = loaded.description();
   host::Executor executor(2);
   CalibrationPass pass(model, loaded.weights.views(), executor, 12);
@@ -316,18 +279,18 @@ TEST_CASE("permutation: the permuted model computes the same logits, and prefixe
     CAPTURE(nemotron);
     test::TemporaryDirectory folder;
     if (nemotron) test::write_nemotron_folder(folder.path(), test::nemotron_model(), 23);
-    else test::write_llama_folder(folder.path(), llama_model(), 23);
-    const Loaded loaded(folder.path());
+    else test::write_llama_folder(folder.path(), test::tiny_llama(), 23);
+    const test::LoadedModel loaded(folder.path());
     const io::ModelDescription& model = loaded.description();
     host::Executor executor(2);
     const std::vector<int> tokens = test::random_tokens(11, static_cast<int>(model.vocab), 6);
     const std::vector<float> original =
-        decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
+        test::decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
     const ModelPermutation permutation = random_permutation(model, 7);
     const PermutedWeights permuted(model, loaded.weights.views(), permutation);
     const std::vector<float> logits =
-        decoder_logits(model, permuted.views(), tokens, SubnetworkConfig::full(model), executor);
-    const double error = relative_error(logits, original);
+        test::decoder_logits(model, permuted.views(), tokens, SubnetworkConfig::full(model), executor);
+    const double error = test::relative_error(logits, original);
     MESSAGE("permuted against original: " << error);
     CHECK(error < 1e-5);
     CHECK(permuted.views().layers[0].attention.q.data() != loaded.weights.views().layers[0].attention.q.data());
@@ -362,8 +325,8 @@ TEST_CASE("permutation: the permuted model computes the same logits, and prefixe
       }
     }
     const double prefix_error =
-        relative_error(decoder_logits(model, permuted.views(), tokens, config, executor),
-                       decoder_logits(model, masked, tokens, SubnetworkConfig::full(model), executor));
+        test::relative_error(test::decoder_logits(model, permuted.views(), tokens, config, executor),
+                       test::decoder_logits(model, masked, tokens, SubnetworkConfig::full(model), executor));
     MESSAGE("prefix of the permuted model against the masked original: " << prefix_error);
     CHECK(prefix_error < 1e-5);
   }
@@ -401,12 +364,12 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
   for (const bool gguf : {false, true}) {
     CAPTURE(gguf);
     test::TemporaryDirectory folder;
-    test::TinyModel m = llama_model();
+    test::TinyModel m = test::tiny_llama();
     m.vocab = static_cast<int>(tokenizer.tokens.size() + 7) / 8 * 8;  // the decoder wants whole vectors
     std::filesystem::create_directories(folder / "tiny");
     if (gguf) test::write_gguf(folder / "tiny.gguf", m, 24);
     else test::write_llama_folder(folder / "tiny", m, 24);
-    const Loaded loaded(gguf ? folder / "tiny.gguf" : folder / "tiny");
+    const test::LoadedModel loaded(gguf ? folder / "tiny.gguf" : folder / "tiny");
     const io::ModelDescription& model = loaded.description();
     CHECK(model.rope.layout == (gguf ? RopeLayout::interleaved : RopeLayout::rotate_half));
     host::Executor executor(2);
@@ -418,18 +381,18 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
         model, {RankingMethod::flap, RankingMethod::minitron}, {"calibration.txt", search::fnv1a64_hex("text"), 1024, 64}, importance);
     const std::vector<int> tokens = test::random_tokens(12, m.vocab, 9);
     const SubnetworkConfig full = SubnetworkConfig::full(model);
-    const std::vector<float> expected = decoder_logits(model, permuted.views(), tokens, full, executor);
+    const std::vector<float> expected = test::decoder_logits(model, permuted.views(), tokens, full, executor);
 
     for (const io::TensorType dtype : {io::TensorType::f32, io::TensorType::bf16}) {
       CAPTURE(io::type_name(dtype));
       const std::filesystem::path out = folder / (dtype == io::TensorType::f32 ? "elastic_f32" : "elastic_bf16");
       search::write_elastic_checkpoint(out, model, permuted.views(), tokenizer, metadata, dtype);
-      const Loaded back(out);
+      const test::LoadedModel back(out);
       CHECK(back.description().rope.layout == RopeLayout::rotate_half);
       CHECK(back.description().tied_embeddings == model.tied_embeddings);
       REQUIRE(back.source.tokenizer().has_value());
       CHECK(back.source.tokenizer()->tokens == tokenizer.tokens);
-      const double error = relative_error(decoder_logits(back.description(), back.weights.views(), tokens,
+      const double error = test::relative_error(test::decoder_logits(back.description(), back.weights.views(), tokens,
                                                          SubnetworkConfig::full(back.description()), executor),
                                           expected);
       MESSAGE("written and read back against the permuted model: " << error);
@@ -509,12 +472,12 @@ TEST_SUITE("reference") {
     for (const bool gguf : {false, true}) {
       CAPTURE(gguf);
       test::TemporaryDirectory folder;
-      test::TinyModel m = llama_model();
+      test::TinyModel m = test::tiny_llama();
       m.vocab = static_cast<int>(tokenizer.tokens.size() + 7) / 8 * 8;
       std::filesystem::create_directories(folder / "tiny");
       if (gguf) test::write_gguf(folder / "tiny.gguf", m, 25);
       else test::write_llama_folder(folder / "tiny", m, 25);
-      const Loaded loaded(gguf ? folder / "tiny.gguf" : folder / "tiny");
+      const test::LoadedModel loaded(gguf ? folder / "tiny.gguf" : folder / "tiny");
       const io::ModelDescription& model = loaded.description();
       host::Executor executor(2);
       const PermutedWeights permuted(model, loaded.weights.views(), random_permutation(model, 9));
@@ -525,10 +488,10 @@ TEST_SUITE("reference") {
           io::TensorType::f32);
       const std::vector<int> tokens = test::random_tokens(9, m.vocab, 10);
       const std::vector<float> parent =
-          decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
+          test::decoder_logits(model, loaded.weights.views(), tokens, SubnetworkConfig::full(model), executor);
       const std::vector<float> hugging_face = test::reference_logits(
           "search/reference/hf_llama_numpy.py", (folder / "elastic").string(), tokens, static_cast<std::size_t>(m.vocab));
-      const double error = relative_error(parent, hugging_face);
+      const double error = test::relative_error(parent, hugging_face);
       MESSAGE("the parent against Hugging Face's reading of the elastic checkpoint: " << error);
       CHECK(error < 1e-4);
     }

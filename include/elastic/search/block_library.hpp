@@ -115,11 +115,7 @@ struct BlockLibrary {
     return {{"format", 1},
             {"scored_tokens", scored_tokens},
             {"parent_lm_loss", parent_lm_loss},
-            {"calibration",
-             {{"file", calibration.file},
-              {"fnv1a64", calibration.fnv1a64},
-              {"tokens", calibration.tokens},
-              {"window", calibration.window}}},
+            {"calibration", calibration.to_json()},
             {"layers", std::move(layers_json)}};
   }
 };

@@ -69,6 +69,10 @@ struct CalibrationRecord {
   std::string fnv1a64;       // fnv1a64_hex of its bytes
   std::int64_t tokens = 0;   // tokens the importance was collected over
   int window = 0;            // tokens per window
+
+  nlohmann::ordered_json to_json() const {
+    return {{"file", file}, {"fnv1a64", fnv1a64}, {"tokens", tokens}, {"window", window}};
+  }
 };
 
 struct ElasticLayerSets {
@@ -129,11 +133,7 @@ struct ElasticMetadata {
                              {"ffn_contribution", sets.ffn_contribution}});
     return {{"format", 1},
             {"ranking", {{"neurons", ranking_name(ranking.neurons)}, {"heads", ranking_name(ranking.heads)}}},
-            {"calibration",
-             {{"file", calibration.file},
-              {"fnv1a64", calibration.fnv1a64},
-              {"tokens", calibration.tokens},
-              {"window", calibration.window}}},
+            {"calibration", calibration.to_json()},
             {"layers", std::move(layers_json)}};
   }
 };
