@@ -159,6 +159,15 @@ TEST_CASE("corrupt latency tables are refused with what was expected and found")
             .find("layer 1 ffn: expected the variants to end with \"none\"") != std::string::npos);
   CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][1]["ffn"][2]["decode_s"] = 0.1; })
             .find("expected zero time and bytes for \"none\"") != std::string::npos);
+  // Counts kept as int are refused when they do not fit, not wrapped, and
+  // byte counts are bounded so a sub-network's memory cannot overflow.
+  CHECK(parse_error_after([](nlohmann::json& d) { d["kv_element_bytes"] = (std::int64_t{1} << 32) + 4; })
+            .find("latency table: \"kv_element_bytes\" must be at most 8, found 4294967300") != std::string::npos);
+  CHECK(parse_error_after([](nlohmann::json& d) { d["fixed"]["weight_bytes"] = std::int64_t{1} << 62; })
+            .find("\"fixed\": \"weight_bytes\" must be at most 1125899906842624, found 4611686018427387904") !=
+        std::string::npos);
+  CHECK(parse_error_after([](nlohmann::json& d) { d["decode"]["context"] = std::int64_t{1} << 40; })
+            .find("\"decode\": \"context\" must be at most 2147483647") != std::string::npos);
 }
 
 TEST_CASE("an elastic checkpoint's sets are read back from config.json, and fit the model") {

@@ -180,4 +180,23 @@ TEST_CASE("block library: every variant scored, stored sizes free, fitted maps b
   json = library.to_json();
   json["layers"][0]["ffn"][2]["variant"] = "sideways";
   corrupt(json.dump(), "unknown variant \"sideways\"");
+  // Values of the wrong type or out of range are FileErrors, not the JSON
+  // library's type errors or an undefined conversion.
+  json = library.to_json();
+  json["format"] = "1";
+  corrupt(json.dump(), "expected \"format\": 1, found string \"1\"");
+  json = library.to_json();
+  json["calibration"] = {"c.txt"};
+  corrupt(json.dump(), "expected \"calibration\" to be an object, found array");
+  json = library.to_json();
+  json["calibration"]["window"] = "32";
+  corrupt(json.dump(), "\"calibration\": expected a non-negative whole number of at most 2147483647 for \"window\", "
+                       "found string");
+  json = library.to_json();
+  json["layers"][0]["attention"][0]["heads"] = 1e300;
+  corrupt(json.dump(), "layer 0 attention: expected a non-negative whole number of at most 2147483647 for \"heads\", "
+                       "found number");
+  json = library.to_json();
+  json["layers"][1]["ffn"][0]["mlp_width"] = 96.5;
+  corrupt(json.dump(), "layer 1 ffn: expected a non-negative whole number for \"mlp_width\", found number 96.5");
 }

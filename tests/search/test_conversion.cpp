@@ -458,6 +458,21 @@ TEST_CASE("elastic sets: read back from the metadata they were written as; bad s
   bad["layers"].erase(1);
   CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"), doctest::Contains("the model's 2 layers"),
                        io::FileError);
+  // Values of the wrong type are FileErrors too, not the JSON library's type errors.
+  bad = json;
+  bad["layers"][1] = {256};
+  CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"),
+                       doctest::Contains("layer 1: expected an object, found array"), io::FileError);
+  bad = json;
+  bad["layers"][0]["attention_contribution"] = "high";
+  CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"),
+                       doctest::Contains("layer 0: expected \"attention_contribution\" to be a finite number, found "
+                                         "string \"high\""),
+                       io::FileError);
+  bad = json;
+  bad["layers"][0]["heads"] = 6;
+  CHECK_THROWS_WITH_AS(search::read_elastic_sets(bad, model, "config.json"),
+                       doctest::Contains("layer 0: expected \"heads\" to be an array, found number 6"), io::FileError);
 }
 
 TEST_SUITE("reference") {

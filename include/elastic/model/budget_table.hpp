@@ -189,10 +189,9 @@ inline BudgetEntry parse_budget_entry(const nlohmann::json& object, std::string_
 
 }  // namespace detail
 
-// The budget table in the JSON file at `path`, for `model`.
-inline BudgetTable read_budget_table(const std::filesystem::path& path, const io::ModelDescription& model) {
-  const std::string name = path.string();
-  const nlohmann::json document = io::read_json_file(path, detail::max_budget_table_bytes);
+// The budget table in `document`, for `model`; `name` names the file in errors.
+inline BudgetTable parse_budget_table(const nlohmann::json& document, std::string_view name,
+                                      const io::ModelDescription& model) {
   io::require_file(document.is_object(), name, "expected a budget table object, found ", io::describe_json(document));
   io::require_file(document.contains("format") && document.at("format") == budget_table_format, name,
                    "expected \"format\": ", budget_table_format, ", found ",
@@ -212,6 +211,11 @@ inline BudgetTable read_budget_table(const std::filesystem::path& path, const io
   } catch (const Error& error) {
     io::fail_file(name, error.what());
   }
+}
+
+// The budget table in the JSON file at `path`, for `model`.
+inline BudgetTable read_budget_table(const std::filesystem::path& path, const io::ModelDescription& model) {
+  return parse_budget_table(io::read_json_file(path, detail::max_budget_table_bytes), path.string(), model);
 }
 
 // Writes `table` to `path` in the form read_budget_table reads, one layer

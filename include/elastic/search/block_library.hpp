@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -130,6 +131,26 @@ inline double library_number(const nlohmann::json& object, const char* key, std:
   return object[key].get<double>();
 }
 
+// A non-negative whole number of at most `most` under `key`.
+inline std::int64_t library_count(const nlohmann::json& object, const char* key, std::string_view path,
+                                  const std::string& where,
+                                  std::int64_t most = std::numeric_limits<std::int64_t>::max()) {
+  const nlohmann::json* value = object.contains(key) ? &object[key] : nullptr;
+  io::require_file(value && value->is_number_integer() && value->get<std::int64_t>() >= 0 &&
+                       value->get<std::int64_t>() <= most,
+                   path, where, ": expected a non-negative whole number",
+                   most < std::numeric_limits<std::int64_t>::max() ? " of at most " + std::to_string(most) : "",
+                   " for \"", key, "\", found ", value ? io::describe_json(*value) : std::string("none"));
+  return value->get<std::int64_t>();
+}
+
+inline std::string library_text(const nlohmann::json& object, const char* key, std::string_view path) {
+  const nlohmann::json* value = object.contains(key) ? &object[key] : nullptr;
+  io::require_file(value && value->is_string(), path, "\"calibration\": expected a string for \"", key,
+                   "\", found ", value ? io::describe_json(*value) : std::string("none"));
+  return value->get<std::string>();
+}
+
 // One variant entry of `half` in layer `layer`, checked against the model.
 inline ScoredVariant library_variant(const nlohmann::json& entry, Half half, std::size_t layer,
                                      const io::ModelDescription& model, std::string_view path) {
@@ -145,13 +166,13 @@ inline ScoredVariant library_variant(const nlohmann::json& entry, Half half, std
     variant.kind = name == "linear" ? VariantKind::linear : VariantKind::linear_init;
     variant.fit_error = library_number(entry, "fit_error", path, where);
   } else if (half == Half::attention && name.starts_with("heads:") && plan.attention == io::AttentionKind::gqa) {
-    variant.heads = static_cast<int>(library_number(entry, "heads", path, where));
+    variant.heads = static_cast<int>(library_count(entry, "heads", path, where, std::numeric_limits<int>::max()));
     io::require_file(name == "heads:" + std::to_string(variant.heads) && variant.heads >= 1 &&
                          variant.heads <= model.heads && variant.heads % (model.heads / plan.kv_heads) == 0,
                      path, where, ": variant \"", name, "\" must use whole KV groups of 1 to ", model.heads,
                      " query heads, found ", variant.heads);
   } else if (half == Half::ffn && name.starts_with("width:") && plan.ffn == io::FfnKind::swiglu) {
-    variant.mlp_width = static_cast<std::int64_t>(library_number(entry, "mlp_width", path, where));
+    variant.mlp_width = library_count(entry, "mlp_width", path, where);
     io::require_file(name == "width:" + std::to_string(variant.mlp_width) && variant.mlp_width >= 1 &&
                          variant.mlp_width <= plan.intermediate,
                      path, where, ": variant \"", name, "\" must use 1 to ", plan.intermediate, " neurons, found ",
@@ -168,34 +189,48 @@ inline ScoredVariant library_variant(const nlohmann::json& entry, Half half, std
 
 }  // namespace detail
 
-// Reads and checks a block library written for `model`: format, one entry
-// per layer, every variant named as above and fitting the layer.
-inline BlockLibrary read_block_library(const std::filesystem::path& path, const io::ModelDescription& model) {
-  const std::string file = path.string();
-  const nlohmann::json json = io::read_json_file(path, 64u << 20);
-  io::require_file(json.is_object() && json.value("format", 0) == 1, file,
-                   "expected a block library object with \"format\": 1");
+// The block library in `json` for `model`, checked: format, one entry per
+// layer, every variant named as above and fitting the layer; `path` names
+// the file in errors.
+inline BlockLibrary parse_block_library(const nlohmann::json& json, std::string_view path,
+                                        const io::ModelDescription& model) {
+  io::require_file(json.is_object(), path, "expected a block library object, found ", io::describe_json(json));
+  io::require_file(json.contains("format") && json.at("format") == 1, path, "expected \"format\": 1, found ",
+                   json.contains("format") ? io::describe_json(json.at("format")) : "no \"format\" key");
   BlockLibrary library;
-  library.parent_lm_loss = detail::library_number(json, "parent_lm_loss", file, "the library");
-  library.scored_tokens = static_cast<std::int64_t>(detail::library_number(json, "scored_tokens", file, "the library"));
-  const nlohmann::json& calibration = json.value("calibration", nlohmann::json::object());
-  library.calibration = {calibration.value("file", ""), calibration.value("fnv1a64", ""),
-                         calibration.value("tokens", std::int64_t{0}), calibration.value("window", 0)};
+  library.parent_lm_loss = detail::library_number(json, "parent_lm_loss", path, "the library");
+  library.scored_tokens = detail::library_count(json, "scored_tokens", path, "the library");
+  if (json.contains("calibration")) {
+    const nlohmann::json& calibration = json.at("calibration");
+    io::require_file(calibration.is_object(), path, "expected \"calibration\" to be an object, found ",
+                     io::describe_json(calibration));
+    library.calibration = {detail::library_text(calibration, "file", path),
+                           detail::library_text(calibration, "fnv1a64", path),
+                           detail::library_count(calibration, "tokens", path, "\"calibration\""),
+                           static_cast<int>(detail::library_count(calibration, "window", path, "\"calibration\"",
+                                                                  std::numeric_limits<int>::max()))};
+  }
   io::require_file(json.contains("layers") && json["layers"].is_array() && json["layers"].size() == model.layers.size(),
-                   file, "expected ", model.layers.size(), " layers (the model's), found ",
+                   path, "expected ", model.layers.size(), " layers (the model's), found ",
                    json.contains("layers") && json["layers"].is_array() ? json["layers"].size() : 0);
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     LayerVariants& layer = library.layers.emplace_back();
     for (const Half half : {Half::attention, Half::ffn}) {
       const nlohmann::json& layer_json = json["layers"][i];
       const char* key = half == Half::attention ? "attention" : "ffn";
-      io::require_file(layer_json.is_object() && layer_json.contains(key) && layer_json[key].is_array(), file,
+      io::require_file(layer_json.is_object() && layer_json.contains(key) && layer_json[key].is_array(), path,
                        "layer ", i, ": expected an array of \"", key, "\" variants");
       for (const nlohmann::json& entry : layer_json[key])
-        layer.of(half).push_back(detail::library_variant(entry, half, i, model, file));
+        layer.of(half).push_back(detail::library_variant(entry, half, i, model, path));
     }
   }
   return library;
+}
+
+// Reads and checks the block library in the file at `path`, written for
+// `model` (parse_block_library).
+inline BlockLibrary read_block_library(const std::filesystem::path& path, const io::ModelDescription& model) {
+  return parse_block_library(io::read_json_file(path, 64u << 20), path.string(), model);
 }
 
 inline void write_block_library(const std::filesystem::path& path, const BlockLibrary& library) {

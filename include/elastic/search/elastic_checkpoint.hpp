@@ -149,11 +149,13 @@ inline std::vector<ElasticLayerSets> read_elastic_sets(const nlohmann::json& ela
   std::vector<ElasticLayerSets> sets;
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     const nlohmann::json& layer = elastic["layers"][i];
+    io::require_file(layer.is_object(), path, "layer ", i, ": expected an object, found ", io::describe_json(layer));
     const io::LayerPlan& plan = model.layers[i];
     ElasticLayerSets& set = sets.emplace_back();
     const auto list = [&](const char* key, auto& out, std::int64_t most, std::int64_t multiple) {
       const nlohmann::json values = layer.value(key, nlohmann::json::array());
-      io::require_file(values.is_array(), path, "layer ", i, ": expected \"", key, "\" to be an array");
+      io::require_file(values.is_array(), path, "layer ", i, ": expected \"", key, "\" to be an array, found ",
+                       io::describe_json(values));
       for (const nlohmann::json& value : values) {
         io::require_file(value.is_number_integer() && value.get<std::int64_t>() >= 1 &&
                              value.get<std::int64_t>() <= most && value.get<std::int64_t>() % multiple == 0 &&
@@ -165,8 +167,14 @@ inline std::vector<ElasticLayerSets> read_elastic_sets(const nlohmann::json& ela
     };
     if (plan.ffn == io::FfnKind::swiglu) list("mlp_widths", set.mlp_widths, plan.intermediate, 1);
     if (plan.attention == io::AttentionKind::gqa) list("heads", set.heads, model.heads, model.heads / plan.kv_heads);
-    set.attention_contribution = layer.value("attention_contribution", 0.0);
-    set.ffn_contribution = layer.value("ffn_contribution", 0.0);
+    const auto contribution = [&](const char* key) {
+      const nlohmann::json value = layer.value(key, nlohmann::json(0.0));
+      io::require_file(value.is_number() && std::isfinite(value.get<double>()), path, "layer ", i, ": expected \"",
+                       key, "\" to be a finite number, found ", io::describe_json(value));
+      return value.get<double>();
+    };
+    set.attention_contribution = contribution("attention_contribution");
+    set.ffn_contribution = contribution("ffn_contribution");
   }
   return sets;
 }

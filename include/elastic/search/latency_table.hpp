@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -205,6 +206,12 @@ inline void write_latency_table(const std::filesystem::path& path, const Latency
 
 namespace detail {
 
+// The most weight bytes one entry may name (1 PiB), and the most bytes of
+// one cached element (a float64), so the memory of a sub-network (a sum
+// over its layers, with the KV cache of a context) stays far from overflow.
+inline constexpr std::int64_t max_table_bytes = std::int64_t{1} << 50;
+inline constexpr int max_kv_element_bytes = 8;
+
 // Typed access to the keys of one JSON object, each failure a FileError
 // naming the file, where in it, and what was expected and found.
 class JsonFields {
@@ -224,12 +231,21 @@ class JsonFields {
                      io::describe_json(value));
     return value.get<std::string>();
   }
-  std::int64_t count(const char* key) const {
+  std::int64_t count(const char* key) const { return count(key, std::numeric_limits<std::int64_t>::max()); }
+  // A count of at most `most`.
+  std::int64_t count(const char* key, std::int64_t most) const {
     const nlohmann::json& value = at(key);
     io::require_file(value.is_number_integer() && value.get<std::int64_t>() >= 0, path_, where_, ": \"", key,
                      "\" must be a non-negative integer, found ", io::describe_json(value));
-    return value.get<std::int64_t>();
+    const auto number = value.get<std::int64_t>();
+    io::require_file(number <= most, path_, where_, ": \"", key, "\" must be at most ", most, ", found ", number);
+    return number;
   }
+  // A count the table keeps as an int.
+  int small_count(const char* key) const { return static_cast<int>(count(key, std::numeric_limits<int>::max())); }
+  // A byte count: at most max_table_bytes, so a sub-network's sum of them
+  // cannot overflow.
+  std::int64_t bytes(const char* key) const { return count(key, max_table_bytes); }
   double seconds(const char* key) const {
     const nlohmann::json& value = at(key);
     io::require_file(value.is_number() && std::isfinite(value.get<double>()) && value.get<double>() >= 0.0, path_,
@@ -271,8 +287,8 @@ inline std::vector<VariantCost> parse_variants(const nlohmann::json& list, std::
                      variant_name(half, variant.size), "\", found \"", name, "\"");
     variant.decode_s = fields.seconds("decode_s");
     variant.prefill_s = fields.seconds("prefill_s");
-    variant.weight_bytes = fields.count("weight_bytes");
-    if (attention) variant.kv_bytes_per_token = fields.count("kv_bytes_per_token");
+    variant.weight_bytes = fields.bytes("weight_bytes");
+    if (attention) variant.kv_bytes_per_token = fields.bytes("kv_bytes_per_token");
     if (variant.size == 0) {
       io::require_file(variant.decode_s == 0.0 && variant.prefill_s == 0.0 && variant.weight_bytes == 0 &&
                            variant.kv_bytes_per_token == 0,
@@ -310,16 +326,16 @@ inline LatencyTable parse_latency_table(const nlohmann::json& document, std::str
                    ", found ", format);
   LatencyTable table;
   table.executor = top.text("executor");
-  table.threads = static_cast<unsigned>(top.count("threads"));
+  table.threads = static_cast<unsigned>(top.small_count("threads"));
   table.device = top.text("device");
   const JsonFields decode(top.at("decode"), path, "\"decode\"");
-  table.decode_batch = static_cast<int>(decode.count("batch"));
-  table.decode_context = static_cast<int>(decode.count("context"));
-  table.decode_steps = static_cast<int>(decode.count("steps"));
-  table.prefill_tokens = static_cast<int>(JsonFields(top.at("prefill"), path, "\"prefill\"").count("tokens"));
-  table.kv_element_bytes = static_cast<int>(top.count("kv_element_bytes"));
+  table.decode_batch = decode.small_count("batch");
+  table.decode_context = decode.small_count("context");
+  table.decode_steps = decode.small_count("steps");
+  table.prefill_tokens = JsonFields(top.at("prefill"), path, "\"prefill\"").small_count("tokens");
+  table.kv_element_bytes = static_cast<int>(top.count("kv_element_bytes", detail::max_kv_element_bytes));
   const JsonFields fixed(top.at("fixed"), path, "\"fixed\"");
-  table.fixed = {fixed.seconds("decode_s"), fixed.seconds("prefill_s"), fixed.count("weight_bytes")};
+  table.fixed = {fixed.seconds("decode_s"), fixed.seconds("prefill_s"), fixed.bytes("weight_bytes")};
 
   const nlohmann::json& layers = top.array("layers");
   io::require_file(layers.size() == model.layers.size(), path, "expected ", model.layers.size(),
