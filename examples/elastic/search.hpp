@@ -277,7 +277,28 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   std::snprintf(header, sizeof header, "parent: %.2f ms per %s (predicted %.2f), perplexity %.3f on %s\n\n",
                 parent.measured_s * 1e3, phase == search::Phase::decode ? "decode step" : "prefill",
                 parent.predicted_s * 1e3, parent.perplexity, options.evaluation.c_str());
-  const std::string report = header + table_text + baselines_text;
+  // The configurations of the requested budgets, layer by layer: query
+  // heads and MLP width, "-" for a skipped half.
+  std::string configs_text;
+  for (std::size_t p = 1; p < searched_end; ++p) {
+    const Point& point = points[p];
+    if (std::none_of(options.latency.begin(), options.latency.end(),
+                     [&](double f) { return std::abs(f - point.fraction) < 1e-9; }))
+      continue;
+    configs_text += "\n" + point.name + " (attention heads / MLP width per layer):";
+    for (std::size_t i = 0; i < point.config.layers.size(); ++i) {
+      const model::LayerChoice& choice = point.config.layers[i];
+      const io::LayerPlan& plan = model.layers[i];
+      const auto half = [](bool computes, bool skipped, std::int64_t size) {
+        return !computes ? std::string("") : skipped ? std::string("-") : std::to_string(size);
+      };
+      configs_text += (i % 10 == 0 ? "\n  " : " ") + std::to_string(i) + ":" +
+                      half(plan.attention != io::AttentionKind::none, choice.skip_attention, choice.heads) + "/" +
+                      half(plan.ffn != io::FfnKind::none, choice.skip_ffn, choice.mlp_width);
+    }
+    configs_text += "\n";
+  }
+  const std::string report = header + table_text + baselines_text + configs_text;
   std::fputs(report.c_str(), stdout);
   {
     io::TemporaryFile file(output / "pareto.md");
