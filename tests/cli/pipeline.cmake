@@ -1,7 +1,8 @@
 # The conversion and search pipeline end to end on a tiny model: writes the
 # model (WRITER), then runs `elastic` (PROGRAM) convert, score, latency and
 # search on it with small windows, and a perplexity at a searched budget;
-# fails on any non-zero exit or a missing output.
+# fails on any non-zero exit or a missing output, and unless a budget no
+# configuration meets fails naming the smallest reachable latency.
 #
 #   cmake -DPROGRAM=elastic -DWRITER=elastic_write_tiny_model -DWORK=dir
 #         -DCALIBRATION=a.txt -DVALIDATION=b.txt -DEVALUATION=c.txt -P pipeline.cmake
@@ -30,5 +31,15 @@ endforeach()
 run("${PROGRAM}" perplexity -m "${WORK}/elastic" --budget 0.9 -f "${EVALUATION}" --ctx 64 --threads 2)
 if(NOT output MATCHES "budget 0.9: the entry for fraction 0.9" OR NOT output MATCHES "perplexity [0-9.]+ over")
   message(FATAL_ERROR "perplexity at budget 0.9 did not report its entry and perplexity: ${output}")
+endif()
+# A budget no configuration meets: one line naming the smallest reachable latency.
+execute_process(COMMAND "${PROGRAM}" search -m "${WORK}/elastic" --evaluation "${EVALUATION}" --latency 0.02
+                --sweep-from 1 --eval-windows 1 --ctx 64 -r 1 --threads 2 --output-dir "${WORK}/unreachable"
+  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(status EQUAL 0 OR NOT err MATCHES "elastic: .*the smallest reachable latency is")
+  message(FATAL_ERROR "an unreachable budget should fail naming the smallest reachable latency; exit ${status}: ${err}")
+endif()
+if(EXISTS "${WORK}/unreachable/budgets.json")
+  message(FATAL_ERROR "an unreachable budget wrote a budget table")
 endif()
 message(STATUS "pipeline: ${output}")
