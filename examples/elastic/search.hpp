@@ -172,7 +172,16 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
                         selection.memory});
     } catch (const search::BudgetError& error) {
       const bool requested = std::find(options.latency.begin(), options.latency.end(), fraction) != options.latency.end();
-      if (requested) throw;
+      if (requested) {
+        double smallest = problem.problem().fixed_latency;
+        for (const search::ChoiceSlot& slot : problem.problem().slots) {
+          double fastest = slot.variants.front().latency;
+          for (const search::BlockVariant& variant : slot.variants) fastest = std::min(fastest, variant.latency);
+          smallest += fastest;
+        }
+        throw search::BudgetError(elastic::detail::concat("--latency ", fraction, ": ", error.what(), ", ",
+                                                          smallest / full_predicted, " of the full model's"));
+      }
       std::fprintf(stderr, "search: budget %.2f skipped: %s\n", fraction, error.what());
     }
   }
