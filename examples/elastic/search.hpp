@@ -173,12 +173,7 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
     } catch (const search::BudgetError& error) {
       const bool requested = std::find(options.latency.begin(), options.latency.end(), fraction) != options.latency.end();
       if (requested) {
-        double smallest = problem.problem().fixed_latency;
-        for (const search::ChoiceSlot& slot : problem.problem().slots) {
-          double fastest = slot.variants.front().latency;
-          for (const search::BlockVariant& variant : slot.variants) fastest = std::min(fastest, variant.latency);
-          smallest += fastest;
-        }
+        const double smallest = search::smallest_reachable(problem.problem()).latency;
         throw search::BudgetError(elastic::detail::concat("--latency ", fraction, ": ", error.what(), ", ",
                                                           smallest / full_predicted, " of the full model's"));
       }

@@ -67,28 +67,7 @@ void check_budget(const Budget& budget) {
             "solve_block_choice: expected a finite, positive memory budget, found ", *budget.memory);
 }
 
-// Fixed parts plus every slot's smallest latency, and plus every slot's
-// smallest memory: what no selection goes below (usually not both at once).
-struct Reachable {
-  double latency = 0;
-  double memory = 0;
-};
-
-Reachable smallest_reachable(const BlockChoiceProblem& problem) {
-  Reachable reachable{problem.fixed_latency, problem.fixed_memory};
-  for (const ChoiceSlot& slot : problem.slots) {
-    double latency = slot.variants.front().latency, memory = slot.variants.front().memory;
-    for (const BlockVariant& variant : slot.variants) {
-      latency = std::min(latency, variant.latency);
-      memory = std::min(memory, variant.memory);
-    }
-    reachable.latency += latency;
-    reachable.memory += memory;
-  }
-  return reachable;
-}
-
-[[noreturn]] void throw_unreachable(const Budget& budget, const Reachable& reachable) {
+[[noreturn]] void throw_unreachable(const Budget& budget, const ReachableTotals& reachable) {
   if (!budget.memory)
     throw BudgetError(detail::concat("solve_block_choice: no block choice meets the latency budget ", budget.latency,
                                      " s: the smallest reachable latency is ", reachable.latency, " s"));
@@ -200,7 +179,7 @@ std::optional<std::vector<int>> solve_program(const BlockChoiceProblem& problem,
 }
 
 BlockSelection solve_checked(const BlockChoiceProblem& problem, const Budget& budget) {
-  const Reachable reachable = smallest_reachable(problem);
+  const ReachableTotals reachable = smallest_reachable(problem);
   if (!within(reachable.latency, budget.latency) || (budget.memory && !within(reachable.memory, *budget.memory)))
     throw_unreachable(budget, reachable);
   const double latency_limit = budget.latency + budget_slack * budget.latency;
@@ -249,6 +228,21 @@ BlockSelection solve_checked(const BlockChoiceProblem& problem, const Budget& bu
 }
 
 }  // namespace
+
+ReachableTotals smallest_reachable(const BlockChoiceProblem& problem) {
+  ReachableTotals reachable{problem.fixed_latency, problem.fixed_memory};
+  for (const ChoiceSlot& slot : problem.slots) {
+    double latency = slot.variants.front().latency, memory = slot.variants.front().memory;
+    for (const BlockVariant& variant : slot.variants) {
+      latency = std::min(latency, variant.latency);
+      memory = std::min(memory, variant.memory);
+    }
+    reachable.latency += latency;
+    reachable.memory += memory;
+  }
+  return reachable;
+}
+
 
 BlockSelection solve_block_choice(const BlockChoiceProblem& problem, const Budget& budget) {
   check_problem(problem);

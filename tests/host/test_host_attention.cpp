@@ -301,14 +301,7 @@ void check_all_layouts(host::Executor& executor) {
 TEST_CASE_TEMPLATE("host attention matches float64 on every compiled instruction set", T, float, half_t,
                    bfloat16_t) {
   host::Executor executor(2);
-  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  REQUIRE(!targets.empty());
-  for (const std::int64_t target : targets) {
-    const test::ForcedTarget forced(target);
-    CAPTURE(std::string(hwy::TargetName(target)));
-    REQUIRE(std::string(host::simd::kernels_target()) == hwy::TargetName(target));
-    check_all_layouts<T>(executor);
-  }
+  test::for_each_compiled_target([&] { check_all_layouts<T>(executor); });
 }
 
 TEST_CASE("host attention plan: every query row in one tile, splits over whole chunks") {

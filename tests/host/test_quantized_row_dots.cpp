@@ -292,18 +292,14 @@ TEST_CASE("quantized activations are within half a step of the values given") {
 TEST_CASE_TEMPLATE("host quantized row dots match float64 on every compiled instruction set", T, float, half_t,
                    bfloat16_t) {
   host::Executor executor(2);
-  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  REQUIRE(!targets.empty());
-  for (const QuantFormat format : all_formats)
-    for (const std::int64_t target : targets) {
-      const test::ForcedTarget forced(target);
-      CAPTURE(std::string(hwy::TargetName(target)));
-      CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(target));
+  const std::vector<std::int64_t> targets = test::for_each_compiled_target([&] {
+    for (const QuantFormat format : all_formats) {
       const index_t block = quant_format_info(format).block_elements;
       for (const index_t blocks : {1, 2, 3, 9})
         for (const int tokens : {1, 2, 3, 4, 5, 8, 16, 17, 35})
           check_forms<T>(executor, format, blocks * block, tokens);
     }
+  });
   CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(targets.front()));
 }
 

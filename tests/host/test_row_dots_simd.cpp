@@ -76,12 +76,7 @@ void check_row_dots(host::Executor& executor, index_t length, int tokens, index_
 
 TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction set", T, float, half_t, bfloat16_t) {
   host::Executor executor(2);
-  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  REQUIRE(!targets.empty());
-  for (const std::int64_t target : targets) {
-    const test::ForcedTarget forced(target);
-    CAPTURE(std::string(hwy::TargetName(target)));
-    CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(target));
+  const std::vector<std::int64_t> targets = test::for_each_compiled_target([&] {
     constexpr index_t w = math::vector_width<T>;
     for (const index_t length : {w, 3 * w, 5 * w, 33 * w, 257 * w})
       for (const int tokens : {1, 2, 3, 4, 5, 8, 16, 17, 35}) check_row_dots<T>(executor, length, tokens);
@@ -91,7 +86,7 @@ TEST_CASE_TEMPLATE("host row dots match float64 on every compiled instruction se
     for (const index_t length : {w, 7 * w, 65 * w})
       for (const int tokens : {33, 100})
         for (const index_t out : {8, 24, 40, 88}) check_row_dots<T>(executor, length, tokens, out);
-  }
+  });
   // Without the restriction the kernel runs the best set again.
   CHECK(std::string(host::simd::kernels_target()) == hwy::TargetName(targets.front()));
 }

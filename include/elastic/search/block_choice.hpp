@@ -64,6 +64,15 @@ struct BlockSelection {
   double memory = 0;         // fixed + summed over the slots
 };
 
+// Fixed parts plus every slot's smallest latency, and plus every slot's
+// smallest memory: what no selection goes below (usually not both at once).
+struct ReachableTotals {
+  double latency = 0;
+  double memory = 0;
+};
+
+ReachableTotals smallest_reachable(const BlockChoiceProblem& problem);
+
 // Relative slack with which a selection's totals may exceed a budget: the
 // totals are sums of doubles, so a selection that meets the budget on paper
 // may round a few ulps above it.

@@ -46,15 +46,14 @@ class ReplaceOneScorer {
   // holds, which must outlive the scorer.
   ReplaceOneScorer(const io::ModelDescription& model, const model::ModelWeights<float>& weights,
                    host::Executor& executor, std::vector<std::vector<int>> windows)
-      : model_(model), weights_(weights), executor_(executor), windows_(std::move(windows)) {
+      : model_(model), decoder_(model_, weights), executor_(executor), windows_(std::move(windows)) {
     require(!windows_.empty(), "ReplaceOneScorer: expected at least one window");
     for (const std::vector<int>& window : windows_) {
       require(window.size() >= 2, "ReplaceOneScorer: every window needs at least 2 tokens, found ", window.size());
       capacity_ = std::max(capacity_, static_cast<int>(window.size()));
     }
     const auto vocab = static_cast<std::size_t>(model.vocab);
-    model::Decoder<float> decoder(model_, weights_);
-    model::HostSequence<float> sequence(decoder, executor_, capacity_, model::SubnetworkConfig::full(model_));
+    model::HostSequence<float> sequence(decoder_, executor_, capacity_, model::SubnetworkConfig::full(model_));
     for (const std::vector<int>& window : windows_) {
       sequence.reset();
       const std::span<const float> logits = sequence.append_every(window);
@@ -82,10 +81,7 @@ class ReplaceOneScorer {
   std::int64_t scored_positions() const { return positions_; }
 
   // The parent run as `config`.
-  VariantScore score(const model::SubnetworkConfig& config) {
-    model::Decoder<float> decoder(model_, weights_);
-    return score_decoder(decoder, config);
-  }
+  VariantScore score(const model::SubnetworkConfig& config) { return score_decoder(decoder_, config); }
 
   // Another model over the same tokens (a half replaced by a linear map).
   VariantScore score(const io::ModelDescription& model, const model::ModelWeights<float>& weights) {
@@ -126,7 +122,7 @@ class ReplaceOneScorer {
   }
 
   io::ModelDescription model_;
-  const model::ModelWeights<float>& weights_;
+  model::Decoder<float> decoder_;  // the parent's
   host::Executor& executor_;
   std::vector<std::vector<int>> windows_;
   int capacity_ = 0;
