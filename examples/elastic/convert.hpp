@@ -1,8 +1,12 @@
 // `elastic convert`: turns a model into an elastic checkpoint. Runs the
 // model in float32 over windows of a calibration text, ranks every SwiGLU
 // neuron and query head by Minitron's and FLAP's importance, permutes the
-// tied weights into importance order and writes the Hugging Face folder with
-// the elastic metadata (search/elastic_checkpoint.hpp). With a validation
+// tied weights into importance order, fits a linear replacement for every
+// GQA attention and SwiGLU FFN in closed form (ridge least squares of the
+// block's output on its normed input over the first --fit-tokens
+// calibration tokens, search/linear_fit.hpp) and writes the Hugging Face
+// folder with the maps and the elastic metadata
+// (search/elastic_checkpoint.hpp). With a validation
 // text (never the calibration text), it compares the two rankings there:
 // the perplexity of both permuted models at uniform cuts (every SwiGLU at
 // 75% and 50% of its width; every GQA layer with one KV group fewer), and
@@ -29,6 +33,8 @@
 #include "elastic/search/calibration_pass.hpp"
 #include "elastic/search/elastic_checkpoint.hpp"
 #include "elastic/search/importance.hpp"
+#include "elastic/search/linear_fit.hpp"
+#include "elastic/search/linear_maps.hpp"
 #include "elastic/search/permutation.hpp"
 #include "perplexity.hpp"
 #include "progress.hpp"
@@ -43,6 +49,9 @@ struct ConvertOptions {
   std::string ranking = "auto";
   std::string dtype = "f32";
   long tokens = 65536;
+  long fit_tokens = 8192;
+  bool linear = true;
+  double ridge = search::default_relative_ridge;
   int window = 512;
   int validation_windows = 8;
   unsigned threads = 0;
@@ -65,6 +74,14 @@ struct ConvertOptions {
     command.add_option("--tokens", tokens, "calibration tokens at most (whole windows)")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    command.add_option("--fit-tokens", fit_tokens, "calibration tokens the linear replacements are fitted on (the "
+                       "first ones, whole windows)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    command.add_option("--ridge", ridge, "relative ridge strength of the linear fits")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    command.add_flag("!--no-linear", linear, "store no linear replacements");
     command.add_option("-c,--ctx", window, "tokens per calibration and validation window")
         ->check(CLI::Range(2, 1 << 20))
         ->capture_default_str();
@@ -139,11 +156,20 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
   std::fprintf(stderr, "loaded %s in %.1f s; calibrating on %zu windows of %zu tokens of %s\n", model_path.c_str(),
                seconds_since(start), windows, window, options.calibration.c_str());
 
+  // Importance over every calibration window; the moments of the linear
+  // fits over the first fit_windows of them.
+  const std::size_t fit_windows =
+      options.linear ? std::max<std::size_t>(1, std::min(windows, static_cast<std::size_t>(options.fit_tokens) / window))
+                     : 0;
   search::CalibrationPass pass(model, weights.views(), executor, options.window);
   search::ImportanceCollector collector(model, weights.views(), executor, options.window);
+  search::BlockMoments moments = search::BlockMoments::for_model(model);
   Progress progress("calibrate", static_cast<long>(windows));
   for (std::size_t w = 0; w < windows; ++w) {
-    pass.run(std::span(tokens).subspan(w * window, window), collector);
+    pass.run(std::span(tokens).subspan(w * window, window), [&](const search::BlockObservation& block) {
+      collector(block);
+      if (w < fit_windows) moments.add(block);
+    });
     progress.update(static_cast<long>(w + 1), "");
   }
 
@@ -200,9 +226,18 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
   const search::CalibrationRecord calibration{std::filesystem::path(options.calibration).filename().string(),
                                               search::fnv1a64_hex(calibration_text),
                                               static_cast<std::int64_t>(windows * window), options.window};
+  // The maps act on the hidden stream, which the permutation leaves in
+  // place, so the ones fitted on the original model serve the permuted one.
+  const search::LinearMaps maps = options.linear ? search::LinearMaps::fit(moments, options.ridge) : search::LinearMaps{};
+  const search::ModelWithLinearMaps written(model, permuted.views(), maps);
+  const search::LinearFitRecord linear_fit{static_cast<std::int64_t>(fit_windows * window),
+                                           options.linear ? options.ridge : 0.0};
+  if (options.linear)
+    std::fprintf(stderr, "fitted the linear replacements on %lld calibration tokens (relative ridge %g)\n",
+                 static_cast<long long>(linear_fit.tokens), options.ridge);
   search::write_elastic_checkpoint(
-      options.output, model, permuted.views(), *source.tokenizer(),
-      search::ElasticMetadata::with_default_sets(model, chosen, calibration, importance),
+      options.output, written.model, written.weights, *source.tokenizer(),
+      search::ElasticMetadata::with_default_sets(written.model, chosen, calibration, importance, linear_fit),
       options.dtype == "bf16" ? io::TensorType::bf16 : io::TensorType::f32);
   std::printf("wrote %s (neurons ranked by %s, heads by %s, %s) in %.1f s\n", options.output.c_str(),
               std::string(search::ranking_name(chosen.neurons)).c_str(),

@@ -86,7 +86,7 @@ inline void print_latency_table(const search::LatencyTable& table, const std::st
   const auto same = [](const search::LayerCosts& a, const search::LayerCosts& b) {
     const auto equal = [](const std::vector<search::VariantCost>& x, const std::vector<search::VariantCost>& y) {
       return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const auto& u, const auto& v) {
-        return u.size == v.size && u.decode_s == v.decode_s && u.prefill_s == v.prefill_s &&
+        return u.variant == v.variant && u.decode_s == v.decode_s && u.prefill_s == v.prefill_s &&
                u.weight_bytes == v.weight_bytes;
       });
     };
@@ -107,7 +107,7 @@ inline void print_latency_table(const search::LatencyTable& table, const std::st
     for (const search::Half half : {search::Half::attention, search::Half::ffn})
       for (const search::VariantCost& cost : table.layers[i].of(half))
         std::printf("| %s | %s | %s | %s | %s | %s | %lld |\n", layers.c_str(),
-                    std::string(search::half_name(half)).c_str(), search::variant_name(half, cost.size).c_str(),
+                    std::string(search::half_name(half)).c_str(), cost.variant.name(half).c_str(),
                     milliseconds_text(cost.decode_s).c_str(), milliseconds_text(cost.prefill_s).c_str(),
                     bytes_text(static_cast<std::uint64_t>(cost.weight_bytes)).c_str(),
                     static_cast<long long>(cost.kv_bytes_per_token));

@@ -1,13 +1,14 @@
 // `elastic score`: the block library of an elastic checkpoint (Puzzle's
 // replace-one scoring, search/block_scoring.hpp). Every variant of every
 // layer half — the widths and head counts the checkpoint's "elastic" sets
-// name, the skipped half, and a linear map fitted in closed form (with
-// Puzzle's untrained W_o W_v init beside it for attention) — is put into the
-// parent alone and scored on calibration windows by KL(parent || variant)
-// and next-token loss. The linear maps are fitted on other windows of the
-// same text than the ones scored. Writes block_library.json; prints a
-// per-layer summary and how the fitted maps compare with the no-op and the
-// init. Progress on stderr.
+// name, the linear map it stores for the half (fitted in closed form by
+// `elastic convert`, with Puzzle's untrained W_o W_v init beside it for
+// attention), and the skipped half — is put into the parent alone and
+// scored on calibration windows by KL(parent || variant) and next-token
+// loss. The scored windows start after the calibration tokens the maps were
+// fitted on, so the maps are scored on rows they did not see. Writes
+// block_library.json; prints a per-layer summary and how the fitted maps
+// compare with the no-op and the init. Progress on stderr.
 #pragma once
 
 #include <chrono>
@@ -38,9 +39,8 @@ struct ScoreOptions {
   std::string calibration;
   std::string output;
   int windows = 4;
-  int fit_windows = 16;
   int window = 256;
-  bool linear = true;
+  bool linear_init = true;
   unsigned threads = 0;
 
   void add_to(CLI::App& command) {
@@ -52,12 +52,8 @@ struct ScoreOptions {
     command.add_option("--windows", windows, "windows each variant is scored on")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    command.add_option("--fit-windows", fit_windows, "windows the linear replacements are fitted on (before the "
-                       "scored ones)")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
     command.add_option("-c,--ctx", window, "tokens per window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
-    command.add_flag("!--no-linear", linear, "leave out the linear replacements");
+    command.add_flag("!--no-linear-init", linear_init, "leave out Puzzle's untrained linear attention init");
     command.add_option("-t,--threads", threads, "host threads (0: every hardware thread)")->capture_default_str();
   }
 };
@@ -86,28 +82,26 @@ inline int run_score(const std::string& model_path, const ScoreOptions& options)
   const std::string text = read_text_file(options.calibration);
   const std::vector<int> tokens = tokenizer.encode(text, /*add_special=*/false);
   const auto window = static_cast<std::size_t>(options.window);
-  const std::size_t fit = options.linear ? static_cast<std::size_t>(options.fit_windows) : 0;
-  const std::size_t needed = (fit + static_cast<std::size_t>(options.windows)) * window;
+  // The scored windows follow the tokens the linear maps were fitted on.
+  const auto fit_tokens = static_cast<std::size_t>(search::model_linear_fit(model_path).tokens);
+  const std::size_t needed = fit_tokens + static_cast<std::size_t>(options.windows) * window;
   require(tokens.size() >= needed, options.calibration, ": ", tokens.size(), " tokens, expected at least ", needed,
-          " for ", fit, " fit and ", options.windows, " scored windows of ", window);
-  const auto windows_from = [&](std::size_t first, std::size_t count) {
-    std::vector<std::vector<int>> windows;
-    for (std::size_t w = first; w < first + count; ++w)
-      windows.emplace_back(tokens.begin() + static_cast<std::ptrdiff_t>(w * window),
-                           tokens.begin() + static_cast<std::ptrdiff_t>((w + 1) * window));
-    return windows;
-  };
+          " for the ", fit_tokens, " the linear maps were fitted on and ", options.windows, " scored windows of ",
+          window);
+  std::vector<std::vector<int>> scored;
+  for (std::size_t w = 0; w < static_cast<std::size_t>(options.windows); ++w)
+    scored.emplace_back(tokens.begin() + static_cast<std::ptrdiff_t>(fit_tokens + w * window),
+                        tokens.begin() + static_cast<std::ptrdiff_t>(fit_tokens + (w + 1) * window));
   host::Executor executor(options.threads);
   std::optional<Progress> progress;
   search::BlockLibrary library = search::score_block_library(
-      model, weights.views(), executor, sets, windows_from(0, fit),
-      windows_from(fit, static_cast<std::size_t>(options.windows)), {.linear = options.linear},
+      model, weights.views(), executor, sets, scored, {.linear_init = options.linear_init},
       [&](std::size_t done, std::size_t total) {
         if (!progress) progress.emplace("score", static_cast<long>(total));
         progress->update(static_cast<long>(done), "");
       });
   library.calibration = {std::filesystem::path(options.calibration).filename().string(), search::fnv1a64_hex(text),
-                         static_cast<std::int64_t>((fit + static_cast<std::size_t>(options.windows)) * window),
+                         static_cast<std::int64_t>(needed),
                          options.window};
 
   const std::filesystem::path output = options.output.empty() ? model_folder(model_path) / "block_library.json"

@@ -282,23 +282,23 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
                 parent.measured_s * 1e3, phase == search::Phase::decode ? "decode step" : "prefill",
                 parent.predicted_s * 1e3, parent.perplexity, options.evaluation.c_str());
   // The configurations of the requested budgets, layer by layer: query
-  // heads and MLP width, "-" for a skipped half.
+  // heads and MLP width, "L" for a linear map, "-" for a skipped half.
   std::string configs_text;
   for (std::size_t p = 1; p < searched_end; ++p) {
     const Point& point = points[p];
     if (std::none_of(options.latency.begin(), options.latency.end(),
                      [&](double f) { return std::abs(f - point.fraction) < 1e-9; }))
       continue;
-    configs_text += "\n" + point.name + " (attention heads / MLP width per layer):";
+    configs_text += "\n" + point.name + " (attention heads / MLP width per layer; L linear, - skipped):";
     for (std::size_t i = 0; i < point.config.layers.size(); ++i) {
-      const model::LayerChoice& choice = point.config.layers[i];
-      const io::LayerPlan& plan = model.layers[i];
-      const auto half = [](bool computes, bool skipped, std::int64_t size) {
-        return !computes ? std::string("") : skipped ? std::string("-") : std::to_string(size);
+      const auto half = [&](search::Half which) {
+        const search::HalfVariant variant = search::chosen_half_variant(model.layers[i], point.config.layers[i], which);
+        return variant.kind == search::VariantKind::none     ? std::string("-")
+               : variant.kind == search::VariantKind::linear ? std::string("L")
+                                                             : std::to_string(variant.size);
       };
-      configs_text += (i % 10 == 0 ? "\n  " : " ") + std::to_string(i) + ":" +
-                      half(plan.attention != io::AttentionKind::none, choice.skip_attention, choice.heads) + "/" +
-                      half(plan.ffn != io::FfnKind::none, choice.skip_ffn, choice.mlp_width);
+      configs_text += (i % 10 == 0 ? "\n  " : " ") + std::to_string(i) + ":" + half(search::Half::attention) + "/" +
+                      half(search::Half::ffn);
     }
     configs_text += "\n";
   }

@@ -16,8 +16,8 @@ function(run)
 endfunction()
 run("${WRITER}" "${WORK}/tiny")
 run("${PROGRAM}" convert -m "${WORK}/tiny" --calibration "${CALIBRATION}" --validation "${VALIDATION}"
-    --validation-windows 2 --ctx 64 --tokens 1024 -o "${WORK}/elastic" --threads 2)
-run("${PROGRAM}" score -m "${WORK}/elastic" --calibration "${CALIBRATION}" --windows 2 --fit-windows 8 --ctx 64
+    --validation-windows 2 --ctx 64 --tokens 1024 --fit-tokens 512 -o "${WORK}/elastic" --threads 2)
+run("${PROGRAM}" score -m "${WORK}/elastic" --calibration "${CALIBRATION}" --windows 2 --ctx 64
     --threads 2)
 run("${PROGRAM}" latency -m "${WORK}/elastic" --ctx 32 --steps 4 -p 32 -r 1 --threads 2)
 run("${PROGRAM}" search -m "${WORK}/elastic" --evaluation "${EVALUATION}" --latency 0.9 --eval-windows 2 --ctx 64

@@ -22,11 +22,13 @@
 #include "elastic/search/latency_table.hpp"
 #include "support/error_message.hpp"
 #include "support/python.hpp"
+#include "support/test_support.hpp"
 #include "support/tiny_checkpoint.hpp"
 
 using namespace elastic;
 using elastic::model::SubnetworkConfig;
 using elastic::search::Half;
+using elastic::search::HalfVariant;
 using elastic::search::LatencyTable;
 using elastic::search::Phase;
 using elastic::search::VariantCost;
@@ -34,7 +36,8 @@ using elastic::test::error_of;
 
 namespace {
 
-// Two llama layers: 4 query heads of 64 in 2 KV groups, SwiGLU width 192.
+// Two llama layers: 4 query heads of 64 in 2 KV groups, SwiGLU width 192;
+// layer 1 stores a linear map for its FFN.
 io::ModelDescription two_layer_model() {
   io::ModelDescription model;
   model.architecture = "llama";
@@ -43,7 +46,13 @@ io::ModelDescription two_layer_model() {
   model.heads = 4;
   model.head_dim = 64;
   model.layers.assign(2, {io::AttentionKind::gqa, 2, io::FfnKind::swiglu, 192});
+  model.layers[1].ffn_has_linear = true;
   return model;
+}
+
+VariantCost cost(search::HalfVariant variant, double decode_s, double prefill_s, std::int64_t weight_bytes,
+                 std::int64_t kv_bytes_per_token) {
+  return {variant, decode_s, prefill_s, weight_bytes, kv_bytes_per_token};
 }
 
 // A table for two_layer_model() with distinct numbers everywhere.
@@ -58,12 +67,14 @@ LatencyTable small_table() {
   table.fixed = {0.001, 0.02, 1000};
   for (int i = 0; i < 2; ++i) {
     const double scale = 1.0 + i;
-    table.layers.push_back({{{4, 0.004 * scale, 0.04 * scale, 400, 2 * 2 * 64 * 4},
-                             {2, 0.002 * scale, 0.02 * scale, 200, 2 * 1 * 64 * 4},
-                             {0, 0.0, 0.0, 0, 0}},
-                            {{192, 0.003 * scale, 0.03 * scale, 300, 0},
-                             {96, 0.0015 * scale, 0.015 * scale, 150, 0},
-                             {0, 0.0, 0.0, 0, 0}}});
+    search::LayerCosts& layer = table.layers.emplace_back();
+    layer.attention = {cost(HalfVariant::prefix(4), 0.004 * scale, 0.04 * scale, 400, 2 * 2 * 64 * 4),
+                       cost(HalfVariant::prefix(2), 0.002 * scale, 0.02 * scale, 200, 2 * 1 * 64 * 4),
+                       cost(HalfVariant::none(), 0.0, 0.0, 0, 0)};
+    layer.ffn = {cost(HalfVariant::prefix(192), 0.003 * scale, 0.03 * scale, 300, 0),
+                 cost(HalfVariant::prefix(96), 0.0015 * scale, 0.015 * scale, 150, 0),
+                 cost(HalfVariant::none(), 0.0, 0.0, 0, 0)};
+    if (i == 1) layer.ffn.insert(layer.ffn.end() - 1, cost(HalfVariant::linear(), 0.0005, 0.005, 90, 0));
   }
   table.checks.push_back({"full", 0.02, 0.021, 0.2, 0.19});
   return table;
@@ -86,13 +97,16 @@ TEST_CASE("a latency table round-trips through its JSON file") {
   search::write_latency_table(folder / "latency_table.json", table);
   const LatencyTable read = search::read_latency_table(folder / "latency_table.json", two_layer_model());
   CHECK(search::latency_table_json(read) == search::latency_table_json(table));
-  CHECK(read.layers[1].ffn[1].size == 96);
+  CHECK(read.layers[1].ffn[1].variant == HalfVariant::prefix(96));
+  CHECK(read.layers[1].ffn[2].variant == HalfVariant::linear());
   CHECK(read.layers[0].attention[1].kv_bytes_per_token == 512);
   CHECK(read.checks.at(0).name == "full");
   const nlohmann::json written = search::latency_table_json(table);
   CHECK(written["layers"][0]["attention"][0]["variant"] == "heads:4");
   CHECK(written["layers"][0]["ffn"][1]["variant"] == "width:96");
   CHECK(written["layers"][0]["ffn"][2]["variant"] == "none");
+  CHECK(written["layers"][1]["ffn"][2]["variant"] == "linear");
+  CHECK(written["layers"][1]["ffn"][2]["mlp_width"] == 0);
   CHECK_FALSE(written["layers"][0]["ffn"][0].contains("kv_bytes_per_token"));
 }
 
@@ -111,13 +125,19 @@ TEST_CASE("predicted time and memory are the hand sums of the chosen variants") 
   CHECK(search::predicted(table, full, Phase::decode) ==
         doctest::Approx(0.001 + (0.004 + 0.003) + (0.008 + 0.006)));
   CHECK(search::memory_bytes(table, full, 0) == 1000 + 2 * (400 + 300));
+  // Layer 1's FFN as its linear map.
+  SubnetworkConfig linear = full;
+  linear.layers[1].linear_ffn = true;
+  CHECK(search::predicted(table, linear, Phase::decode) == doctest::Approx(0.001 + (0.004 + 0.003) + (0.008 + 0.0005)));
+  CHECK(search::memory_bytes(table, linear, 0) == 1000 + (400 + 300) + (400 + 90));
 }
 
 TEST_CASE("a sub-network the table does not cover is refused, naming the layer and the variants") {
   SubnetworkConfig config = SubnetworkConfig::full(two_layer_model());
   config.layers[1].mlp_width = 128;
   const std::string message = error_of([&] { search::predicted(small_table(), config, Phase::decode); });
-  CHECK(message.find("layer 1 runs the FFN as width:128, which the table lacks (it has width:192, width:96, none)") !=
+  CHECK(message.find("layer 1 runs the FFN as width:128, which the table lacks (it has width:192, width:96, linear, "
+                     "none)") !=
         std::string::npos);
   config.layers.pop_back();
   CHECK(error_of([&] { search::memory_bytes(small_table(), config, 1); })
@@ -143,7 +163,8 @@ TEST_CASE("corrupt latency tables are refused with what was expected and found")
   CHECK(parse_error_after([](nlohmann::json& d) { d["layers"].erase(1); })
             .find("expected 2 layers (the model's), found 1") != std::string::npos);
   CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][0]["attention"][1]["heads"] = 3; })
-            .find("expected the name \"heads:3\", found \"heads:2\"") != std::string::npos);
+            .find("expected the name \"heads:3\" (or \"none\" or \"linear\" with size 0), found \"heads:2\" with "
+                  "size 3") != std::string::npos);
   CHECK(parse_error_after([](nlohmann::json& d) {
           d["layers"][0]["attention"][1]["heads"] = 3;
           d["layers"][0]["attention"][1]["variant"] = "heads:3";
@@ -155,10 +176,19 @@ TEST_CASE("corrupt latency tables are refused with what was expected and found")
           d["layers"][0]["ffn"][0]["mlp_width"] = 256;
           d["layers"][0]["ffn"][0]["variant"] = "width:256";
         }).find("expected an MLP width up to the layer's swiglu FFN width 192, found 256") != std::string::npos);
-  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][1]["ffn"].erase(2); })
+  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][1]["ffn"].erase(3); })
             .find("layer 1 ffn: expected the variants to end with \"none\"") != std::string::npos);
-  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][1]["ffn"][2]["decode_s"] = 0.1; })
+  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][0]["ffn"][2]["decode_s"] = 0.1; })
             .find("expected zero time and bytes for \"none\"") != std::string::npos);
+  // "linear" only where the layer stores a map, with size 0.
+  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][0]["ffn"][1] = d["layers"][1]["ffn"][2]; })
+            .find("layer 0 ffn variant 1: \"linear\", but the layer stores no linear map for this half") !=
+        std::string::npos);
+  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][1]["ffn"][2]["mlp_width"] = 96; })
+            .find("expected the name \"width:96\" (or \"none\" or \"linear\" with size 0), found \"linear\" with "
+                  "size 96") != std::string::npos);
+  CHECK(parse_error_after([](nlohmann::json& d) { d["layers"][1]["ffn"].push_back(d["layers"][1]["ffn"][2]); })
+            .find("\"linear\" appears twice") != std::string::npos);
   // Counts kept as int are refused when they do not fit, not wrapped, and
   // byte counts are bounded so a sub-network's memory cannot overflow.
   CHECK(parse_error_after([](nlohmann::json& d) { d["kv_element_bytes"] = (std::int64_t{1} << 32) + 4; })
@@ -195,11 +225,23 @@ TEST_CASE("measuring a tiny llama checkpoint fills every variant of the table") 
   test::write_llama_folder(folder.path(), tiny, 11);
   const io::ModelSource source = io::ModelSource::open(folder.path());
   const model::HostWeights<float> weights(source);
-  const io::ModelDescription& model = weights.description();
-  model::Decoder<float> decoder(model, weights.views());
+  // Every half also stores a linear map (random: only its time is measured).
+  io::ModelDescription model = weights.description();
+  model::ModelWeights<float> views = weights.views();
+  std::vector<test::HostMatrix<float>> maps;
+  maps.reserve(4);
+  for (std::size_t i = 0; i < 2; ++i) {
+    maps.push_back(test::random_matrix<float>(256, 256, 60 + i, 0.05f));
+    model.layers[i].attention_has_linear = true;
+    views.layers[i].linear_attention = maps.back().view();
+    maps.push_back(test::random_matrix<float>(256, 256, 70 + i, 0.05f));
+    model.layers[i].ffn_has_linear = true;
+    views.layers[i].linear_ffn = maps.back().view();
+  }
+  model::Decoder<float> decoder(model, views);
   host::Executor executor(1);
   const search::LatencySettings settings{.context = 8, .decode_steps = 2, .prefill_tokens = 12, .repetitions = 1};
-  const LatencyTable table = search::measure_latency_table(decoder, weights.views(), executor,
+  const LatencyTable table = search::measure_latency_table(decoder, views, executor,
                                                            search::default_layer_sets(model), settings);
 
   CHECK(table.threads == 1);
@@ -212,12 +254,12 @@ TEST_CASE("measuring a tiny llama checkpoint fills every variant of the table") 
   CHECK(table.fixed.decode_s > 0.0);
   REQUIRE(table.layers.size() == 2);
   for (const search::LayerCosts& layer : table.layers) {
-    REQUIRE(layer.attention.size() == 3);
-    REQUIRE(layer.ffn.size() == 5);
-    const std::vector<std::int64_t> heads{4, 2, 0}, widths{192, 128, 96, 32, 0};
+    REQUIRE(layer.attention.size() == 4);
+    REQUIRE(layer.ffn.size() == 6);
+    const std::vector<std::int64_t> heads{4, 2}, widths{192, 128, 96, 32};
     for (std::size_t v = 0; v < heads.size(); ++v) {
       const VariantCost& cost = layer.attention[v];
-      CHECK(cost.size == heads[v]);
+      CHECK(cost.variant == HalfVariant::prefix(heads[v]));
       const std::int64_t q_rows = heads[v] * 64, kv_rows = heads[v] / 2 * 64;
       const std::int64_t norm = heads[v] > 0 ? hidden : 0;
       CHECK(cost.weight_bytes == (norm + 2 * q_rows * hidden + 2 * kv_rows * hidden) * f32);
@@ -225,14 +267,23 @@ TEST_CASE("measuring a tiny llama checkpoint fills every variant of the table") 
     }
     for (std::size_t v = 0; v < widths.size(); ++v) {
       const VariantCost& cost = layer.ffn[v];
-      CHECK(cost.size == widths[v]);
-      CHECK(cost.weight_bytes == ((widths[v] > 0 ? hidden : 0) + 3 * widths[v] * hidden) * f32);
+      CHECK(cost.variant == HalfVariant::prefix(widths[v]));
+      CHECK(cost.weight_bytes == (hidden + 3 * widths[v] * hidden) * f32);
+    }
+    for (const Half half : {Half::attention, Half::ffn}) {
+      const std::vector<VariantCost>& costs = layer.of(half);
+      const VariantCost &linear = costs[costs.size() - 2], &none = costs.back();
+      CHECK(linear.variant == HalfVariant::linear());
+      CHECK(linear.weight_bytes == (hidden + hidden * hidden) * f32);
+      CHECK(linear.kv_bytes_per_token == 0);
+      CHECK(none.variant == HalfVariant::none());
     }
     for (const Half half : {Half::attention, Half::ffn})
       for (const VariantCost& cost : layer.of(half)) {
         CHECK((std::isfinite(cost.decode_s) && cost.decode_s >= 0.0));
         CHECK((std::isfinite(cost.prefill_s) && cost.prefill_s >= 0.0));
-        if (cost.size == 0) CHECK((cost.decode_s == 0.0 && cost.prefill_s == 0.0 && cost.weight_bytes == 0));
+        if (cost.variant == HalfVariant::none())
+          CHECK((cost.decode_s == 0.0 && cost.prefill_s == 0.0 && cost.weight_bytes == 0));
       }
   }
   REQUIRE(table.checks.size() == 3);

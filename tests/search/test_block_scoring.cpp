@@ -1,9 +1,11 @@
 // Tests of Puzzle's replace-one scoring and the block library on tiny
 // checkpoints: KL(parent || variant) and the loss against a direct float64
 // computation from both models' logits; a linear replacement by the zero map
-// scores as the skipped half; the library holds every variant, its stored
-// sizes at zero cost, a fitted FFN map that beats the no-op on held-out
-// rows; and its file round-trips while corrupt files are refused.
+// scores as the skipped half; a map stored beside the block and chosen per
+// call scores as a model whose half is that linear block; the library holds
+// every variant, its stored sizes at zero cost, a fitted FFN map that beats
+// the no-op on held-out rows; and its file round-trips while corrupt files
+// are refused.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -114,6 +116,40 @@ TEST_CASE("replace-one scoring: KL and loss equal a direct float64 computation; 
   }
 }
 
+TEST_CASE("a linear map stored beside the block runs, when a config asks, as the linear block would") {
+  test::TemporaryDirectory folder;
+  test::write_llama_folder(folder.path(), test::tiny_llama(), 33);
+  const test::LoadedModel loaded(folder.path());
+  const io::ModelDescription& model = loaded.description();
+  host::Executor executor(2);
+  search::CalibrationPass pass(model, loaded.weights.views(), executor, 32);
+  const search::LinearMaps maps =
+      search::LinearMaps::fit(search::collect_block_moments(pass, windows_of(4, 32, static_cast<int>(model.vocab), 90)),
+                              search::default_relative_ridge);
+  const search::ModelWithLinearMaps stored(model, loaded.weights.views(), maps);
+  for (const io::LayerPlan& plan : stored.model.layers) CHECK((plan.attention_has_linear && plan.ffn_has_linear));
+  const auto windows = windows_of(2, 12, static_cast<int>(model.vocab), 95);
+  search::ReplaceOneScorer scorer(stored.model, stored.weights, executor, windows);
+  // Nothing changes until a config asks for a map.
+  CHECK(std::abs(scorer.score(SubnetworkConfig::full(stored.model)).kl) < 1e-6);
+  for (const Half half : {Half::attention, Half::ffn}) {
+    SubnetworkConfig config = SubnetworkConfig::full(stored.model);
+    (half == Half::attention ? config.layers[0].linear_attention : config.layers[0].linear_ffn) = true;
+    const search::VariantScore chosen = scorer.score(config);
+    const search::LinearWeight& w = *(half == Half::attention ? maps.attention : maps.ffn)[0];
+    const search::LinearReplacement replaced(model, loaded.weights.views(), 0, half, w);
+    const search::VariantScore block = scorer.score(replaced.model, replaced.weights);
+    MESSAGE(search::half_name(half) << ": KL " << chosen.kl << " as chosen, " << block.kl << " as a linear block");
+    CHECK(chosen.kl > 1e-5);
+    CHECK(chosen.kl == doctest::Approx(block.kl).epsilon(1e-5));
+    CHECK(chosen.lm_loss == doctest::Approx(block.lm_loss).epsilon(1e-6));
+  }
+  // A config may not ask for a map the model does not store.
+  SubnetworkConfig config = SubnetworkConfig::full(model);
+  config.layers[1].linear_ffn = true;
+  CHECK_THROWS_WITH_AS(config.validate(model), doctest::Contains("has no linear map stored"), Error);
+}
+
 TEST_CASE("block library: every variant scored, stored sizes free, fitted maps beat the no-op, file round trip") {
   test::TemporaryDirectory folder;
   test::write_llama_folder(folder.path(), test::tiny_llama(), 32);
@@ -123,9 +159,14 @@ TEST_CASE("block library: every variant scored, stored sizes free, fitted maps b
   std::vector<search::ElasticLayerSets> sets(2);
   for (auto& layer : sets) layer = {{192, 128, 96}, {4, 2}, 0.0, 0.0};
   std::size_t last_done = 0, total = 0;
+  search::CalibrationPass pass(model, loaded.weights.views(), executor, 64);
+  const search::LinearMaps maps = search::LinearMaps::fit(
+      search::collect_block_moments(pass, windows_of(12, 64, static_cast<int>(model.vocab), 50)),
+      search::default_relative_ridge);
+  const search::ModelWithLinearMaps stored(model, loaded.weights.views(), maps);
   const search::BlockLibrary library = search::score_block_library(
-      model, loaded.weights.views(), executor, sets, windows_of(12, 64, static_cast<int>(model.vocab), 50),
-      windows_of(2, 32, static_cast<int>(model.vocab), 70), {}, [&](std::size_t done, std::size_t all) {
+      stored.model, stored.weights, executor, sets, windows_of(2, 32, static_cast<int>(model.vocab), 70), {},
+      [&](std::size_t done, std::size_t all) {
         CHECK(done == last_done + 1);
         last_done = done, total = all;
       });
@@ -139,27 +180,34 @@ TEST_CASE("block library: every variant scored, stored sizes free, fitted maps b
     CHECK(layer.attention[0].kl == 0.0);
     CHECK(layer.ffn[0].kl == 0.0);
     CHECK(layer.ffn[1].kl > 0.0);
-    CHECK(layer.attention[2].kind == VariantKind::none);
+    CHECK(layer.attention[2].kind == VariantKind::linear);
     CHECK(layer.attention[2].kl > 0.0);
-    CHECK(layer.attention[3].kind == VariantKind::linear);
+    CHECK(layer.attention[3].kind == VariantKind::none);
+    CHECK(layer.attention[3].kl > 0.0);
     CHECK(layer.attention[4].kind == VariantKind::linear_init);
-    CHECK(layer.ffn[4].kind == VariantKind::linear);
+    CHECK(layer.ffn[3].kind == VariantKind::linear);
+    CHECK(layer.ffn[4].kind == VariantKind::none);
     // A SwiGLU of random weights is nearly linear in its input at this
-    // scale, so its fit beats the no-op on held-out rows; random attention
-    // mixes positions, which no map of the normed row captures.
-    CHECK(layer.ffn[4].fit_error < 1.0);
-    CHECK(std::isfinite(layer.attention[3].fit_error));
+    // scale, so its fit beats the no-op on held-out rows, in fit and in KL;
+    // random attention mixes positions, which no map of the normed row
+    // captures.
+    CHECK(layer.ffn[3].fit_error < 1.0);
+    CHECK(layer.ffn[3].kl < layer.ffn[4].kl);
+    CHECK(std::isfinite(layer.attention[2].fit_error));
     CHECK(std::isfinite(layer.attention[4].fit_error));
   }
 
   const auto path = folder / "library.json";
   search::write_block_library(path, library);
-  const search::BlockLibrary back = search::read_block_library(path, model);
+  const search::BlockLibrary back = search::read_block_library(path, stored.model);
+  // A library naming a map the model does not store is refused.
+  CHECK_THROWS_WITH_AS(search::read_block_library(path, model), doctest::Contains("stores no linear map"),
+                       io::FileError);
   CHECK(back.to_json() == library.to_json());
 
   const auto corrupt = [&](const std::string& text, const char* expected) {
     std::ofstream(folder / "bad.json") << text;
-    CHECK_THROWS_WITH_AS(search::read_block_library(folder / "bad.json", model), doctest::Contains(expected),
+    CHECK_THROWS_WITH_AS(search::read_block_library(folder / "bad.json", stored.model), doctest::Contains(expected),
                          io::FileError);
   };
   nlohmann::json json = library.to_json();

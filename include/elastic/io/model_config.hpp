@@ -275,6 +275,25 @@ inline std::vector<LayerPlan> nemotron_layers(const ConfigObject& config, int he
   return layers;
 }
 
+// An elastic checkpoint's "elastic" key may mark layers whose GQA attention
+// or SwiGLU FFN also stores a fitted linear map to run in its place:
+// "elastic": {"layers": [{"linear_attention": true, "linear_ffn": false, ...}, ...]}.
+// The rest of the key is the search's (search/elastic_checkpoint.hpp).
+inline void read_stored_linear_maps(const ConfigObject& config, std::vector<LayerPlan>& layers) {
+  if (!config.has("elastic")) return;
+  const ConfigObject elastic = config.object("elastic");
+  if (!elastic.has("layers")) return;
+  const nlohmann::json& list = elastic.required("layers");
+  require_file(list.is_array() && list.size() == layers.size(), config.path(), "expected elastic.layers to list the ",
+               layers.size(), " layers, found ",
+               list.is_array() ? std::to_string(list.size()) + " entries" : describe_json(list));
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const ConfigObject layer(list[i], config.path(), "elastic.layers[" + std::to_string(i) + "]");
+    layers[i].attention_has_linear = layer.boolean_or("linear_attention", false);
+    layers[i].ffn_has_linear = layer.boolean_or("linear_ffn", false);
+  }
+}
+
 }  // namespace detail
 
 // The model `json_text` (a config.json) describes; `path` names it in errors.
@@ -304,6 +323,7 @@ inline ModelDescription parse_model_config(std::string_view json_text, std::stri
   const std::int64_t layer_count = config.integer("num_hidden_layers", 1, detail::max_config_layers);
   model.layers = nemotron ? detail::nemotron_layers(config, model.heads, model.hidden, layer_count)
                           : detail::llama_layers(config, model.heads, layer_count);
+  detail::read_stored_linear_maps(config, model.layers);
 
   model.rms_epsilon = static_cast<float>(config.number_or("rms_norm_eps", 1e-6));
   model.rope = detail::parse_rope(config);

@@ -8,6 +8,9 @@
 // down to one; Puzzle's linear replacement h + W RMSNorm(h); or nothing) and
 // its own FFN block (SwiGLU of its own width, a linear replacement, or
 // nothing). All attention layers share the query-head count and head size.
+// An elastic checkpoint may also store, beside a GQA attention or a SwiGLU
+// FFN, a fitted linear map that a sub-network can run in its place (the
+// layer's *_has_linear flags; config.json's "elastic" layers say which).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +39,12 @@ struct LayerPlan {
   int kv_heads = 0;                // gqa only: KV heads of this layer (divides the query heads)
   FfnKind ffn = FfnKind::swiglu;
   std::int64_t intermediate = 0;   // swiglu only: the FFN width
+  bool attention_has_linear = false;  // gqa only: a linear map is stored to run in its place
+  bool ffn_has_linear = false;        // swiglu only: a linear map is stored to run in its place
+
+  // Whether the half can run as a linear map: its block is one, or stores one beside it.
+  bool attention_runs_linear() const { return attention == AttentionKind::linear || attention_has_linear; }
+  bool ffn_runs_linear() const { return ffn == FfnKind::linear || ffn_has_linear; }
 };
 
 struct ModelDescription {
@@ -79,6 +88,10 @@ struct ModelDescription {
       if (layer.ffn == FfnKind::swiglu)
         require_file(layer.intermediate > 0, path, "layer ", i, ": the FFN width must be positive, found ",
                      layer.intermediate);
+      require_file(!layer.attention_has_linear || layer.attention == AttentionKind::gqa, path, "layer ", i,
+                   ": only a GQA attention can store a linear map beside it, found ", kind_name(layer.attention));
+      require_file(!layer.ffn_has_linear || layer.ffn == FfnKind::swiglu, path, "layer ", i,
+                   ": only a SwiGLU FFN can store a linear map beside it, found ", kind_name(layer.ffn));
     }
     for (int id : eos_ids)
       require_file(id >= 0 && id < vocab, path, "end-of-sequence id ", id, " is outside the vocabulary of ", vocab);

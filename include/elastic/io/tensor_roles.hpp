@@ -76,7 +76,8 @@ struct TensorSlot {
 };
 
 // Every tensor the described model reads, in file order (embedding, layers,
-// final norm, LM head unless tied), with its expected shape.
+// final norm, LM head unless tied), with its expected shape. A linear map
+// stored beside a GQA attention or SwiGLU FFN follows that block's tensors.
 inline std::vector<TensorSlot> required_tensors(const ModelDescription& model) {
   const std::int64_t hidden = model.hidden;
   const std::int64_t q_rows = std::int64_t{model.heads} * model.head_dim;
@@ -90,7 +91,8 @@ inline std::vector<TensorSlot> required_tensors(const ModelDescription& model) {
       slots.push_back({TensorRole::attention_k, i, {kv_rows, hidden}});
       slots.push_back({TensorRole::attention_v, i, {kv_rows, hidden}});
       slots.push_back({TensorRole::attention_output, i, {hidden, q_rows}});
-    } else if (layer.attention == AttentionKind::linear) {
+    }
+    if (layer.attention_runs_linear()) {
       slots.push_back({TensorRole::linear_attention, i, {hidden, hidden}});
     }
     if (layer.ffn != FfnKind::none) slots.push_back({TensorRole::ffn_norm, i, {hidden}});
@@ -98,7 +100,8 @@ inline std::vector<TensorSlot> required_tensors(const ModelDescription& model) {
       slots.push_back({TensorRole::ffn_gate, i, {layer.intermediate, hidden}});
       slots.push_back({TensorRole::ffn_up, i, {layer.intermediate, hidden}});
       slots.push_back({TensorRole::ffn_down, i, {hidden, layer.intermediate}});
-    } else if (layer.ffn == FfnKind::linear) {
+    }
+    if (layer.ffn_runs_linear()) {
       slots.push_back({TensorRole::linear_ffn, i, {hidden, hidden}});
     }
   }

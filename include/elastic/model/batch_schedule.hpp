@@ -1,7 +1,8 @@
 // How one forward runs a batch whose sequences each bring their own
 // SubnetworkConfig. Per layer and half, the sequences that run that half are
 // grouped by what they run (query heads for GQA attention, neurons for a
-// SwiGLU FFN; linear blocks have one kind) and each group runs as one call
+// SwiGLU FFN; a half run as a linear map, size 0, is one more kind) and
+// each group runs as one call
 // of the layer over just its tokens:
 //
 //   attention  the group's residual rows are gathered and normed, attention
@@ -46,7 +47,7 @@ struct SequenceSet {
 };
 
 // One call of one half: what it runs (heads or MLP width; 0 for a linear
-// block) over which set.
+// map, stored in place of the block or beside it) over which set.
 struct HalfGroup {
   std::int64_t size = 0;
   std::size_t set = 0;
@@ -84,10 +85,10 @@ class BatchSchedule {
       groups.ffn.clear();
       if (plan.attention != io::AttentionKind::none)
         group_half(configs, groups.attention, [&](const LayerChoice& c) { return c.skip_attention; },
-                   [&](const LayerChoice& c) { return std::int64_t{c.heads}; }, i);
+                   [&](const LayerChoice& c) { return c.linear_attention ? 0 : std::int64_t{c.heads}; }, i);
       if (plan.ffn != io::FfnKind::none)
         group_half(configs, groups.ffn, [&](const LayerChoice& c) { return c.skip_ffn; },
-                   [&](const LayerChoice& c) { return c.mlp_width; }, i);
+                   [&](const LayerChoice& c) { return c.linear_ffn ? 0 : c.mlp_width; }, i);
     }
   }
 

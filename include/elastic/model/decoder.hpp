@@ -245,7 +245,7 @@ class Decoder {
       config.validate(model_, math::vector_width<T>);
       for (std::size_t i = 0; i < config.layers.size(); ++i) {
         const LayerChoice& choice = config.layers[i];
-        if (model_.layers[i].ffn == io::FfnKind::swiglu && !choice.skip_ffn)
+        if (model_.layers[i].ffn == io::FfnKind::swiglu && !choice.skip_ffn && !choice.linear_ffn)
           require<WidthError>(MlpWidths::contains(static_cast<int>(choice.mlp_width)), op, ": layer ", i,
                               " asks for MLP width ", choice.mlp_width, ", which is not in this decoder's width set ",
                               MlpWidths::describe());

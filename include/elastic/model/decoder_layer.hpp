@@ -8,6 +8,9 @@
 //                   linear h += W n
 //                   none   h unchanged
 //
+// A GQA or SwiGLU half may also hold a linear map beside it (an elastic
+// checkpoint's fitted replacement); a group of size 0 runs that map instead.
+//
 // The GQA attention is an ElasticAttention over any query-head prefix
 // (AnyWidth) with the layer's own KV-head count; head_dim (64 or 128) is
 // read from the model at run time and picks the HeadDim specialisation. The
@@ -68,10 +71,10 @@ class DecoderLayer {
     const std::string op = elastic::detail::concat("DecoderLayer ", index);
     const index_t hidden = model.hidden;
     if (plan_.attention != io::AttentionKind::none) check_weight(weights.attention_norm, 1, hidden, op, "attention norm");
-    if (plan_.attention == io::AttentionKind::linear)
+    if (plan_.attention_runs_linear())
       check_weight(weights.linear_attention, hidden, hidden, op, "linear attention weight");
     if (plan_.ffn != io::FfnKind::none) check_weight(weights.ffn_norm, 1, hidden, op, "FFN norm");
-    if (plan_.ffn == io::FfnKind::linear) check_weight(weights.linear_ffn, hidden, hidden, op, "linear FFN weight");
+    if (plan_.ffn_runs_linear()) check_weight(weights.linear_ffn, hidden, hidden, op, "linear FFN weight");
     if (plan_.attention == io::AttentionKind::gqa)
       attention_.emplace(make_attention(model, index, weights.attention));
     if (plan_.ffn == io::FfnKind::swiglu) mlp_.emplace(weights.mlp);
@@ -90,7 +93,8 @@ class DecoderLayer {
       for (const HalfGroup& group : groups.attention) {
         const SequenceSet& set = schedule.set(group.set);
         const AttentionBatch& part = set.whole ? batch : set.batch();
-        bytes = std::max(bytes, std::visit([&](const auto& a) { return a.workspace_bytes(executor, part, cache); },
+        if (group.size > 0)
+          bytes = std::max(bytes, std::visit([&](const auto& a) { return a.workspace_bytes(executor, part, cache); },
                                            *attention_));
       }
     if (mlp_) bytes = std::max(bytes, mlp_->add_to_rows_workspace_bytes(executor, tokens));
@@ -108,7 +112,7 @@ class DecoderLayer {
       const int* rows = set.whole ? buffers.rows : buffers.indices + set.rows_offset;
       const index_t count = set.whole ? buffers.residual.rows() : set.tokens();
       const MatrixView<T> normed = normalise(executor, buffers, weights_.attention_norm, set.whole, rows, count);
-      if (attention_) {
+      if (group.size > 0) {
         const MatrixView<T> output = buffers.block_output.first_rows(count);
         std::visit([&](const auto& a) {
           a.forward(executor, static_cast<int>(group.size), output, ConstMatrixView<T>(normed), cache,
@@ -121,14 +125,14 @@ class DecoderLayer {
       }
     }
     // The SwiGLU reads its rows of the whole normed batch by index; a linear
-    // block reads a gathered copy like the attention.
-    if (mlp_ && !groups.ffn.empty())
+    // map reads a gathered copy like the attention.
+    if (std::any_of(groups.ffn.begin(), groups.ffn.end(), [](const HalfGroup& group) { return group.size > 0; }))
       executor.rms_norm(buffers.normed, ConstMatrixView<T>(buffers.residual), weights_.ffn_norm, epsilon_);
     for (const HalfGroup& group : groups.ffn) {
       const SequenceSet& set = schedule.set(group.set);
       const int* rows = set.whole ? buffers.rows : buffers.indices + set.rows_offset;
       const index_t count = set.whole ? buffers.residual.rows() : set.tokens();
-      if (mlp_) {
+      if (group.size > 0) {
         mlp_->add_to_rows(executor, static_cast<int>(group.size), buffers.residual, ConstMatrixView<T>(buffers.normed),
                           rows, count, buffers.scratch);
       } else {

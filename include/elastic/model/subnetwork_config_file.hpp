@@ -3,14 +3,17 @@
 //
 //   {"layers": [{"heads": 9, "mlp_width": 1536},
 //               {"heads": 6, "mlp_width": 768, "skip_attention": true},
-//               {"skip_attention": true, "skip_ffn": true}, ...]}
+//               {"skip_attention": true, "skip_ffn": true},
+//               {"heads": 9, "linear_ffn": true}, ...]}
 //
 // One object per layer, in order. A key left out keeps the layer as stored:
-// all its query heads, its whole MLP width, nothing skipped. Keys other than
-// these four, values of the wrong type and a layer count that differs from
-// the model's are refused with a FileError naming the file and the layer;
-// the result is then validated against the model (SubnetworkConfig::validate).
-// subnetwork_config_json() writes the same form back, every key explicit.
+// all its query heads, its whole MLP width, nothing skipped, no half run as
+// its linear map. Keys other than these six, values of the wrong type and a
+// layer count that differs from the model's are refused with a FileError
+// naming the file and the layer; the result is then validated against the
+// model (SubnetworkConfig::validate). subnetwork_config_json() writes the
+// same form back, every key explicit except the linear ones, written only
+// when true.
 #pragma once
 
 #include <cstdint>
@@ -73,9 +76,13 @@ inline SubnetworkConfig parse_subnetwork_config(const nlohmann::json& document, 
         choice.skip_attention = detail::config_flag(value, path, i, "skip_attention");
       } else if (key == "skip_ffn") {
         choice.skip_ffn = detail::config_flag(value, path, i, "skip_ffn");
+      } else if (key == "linear_attention") {
+        choice.linear_attention = detail::config_flag(value, path, i, "linear_attention");
+      } else if (key == "linear_ffn") {
+        choice.linear_ffn = detail::config_flag(value, path, i, "linear_ffn");
       } else {
         io::fail_file(path, "layer ", i, ": unknown key \"", key,
-                      "\"; expected heads, mlp_width, skip_attention or skip_ffn");
+                      "\"; expected heads, mlp_width, skip_attention, skip_ffn, linear_attention or linear_ffn");
       }
     }
   }
@@ -101,10 +108,12 @@ inline std::string subnetwork_config_json(const SubnetworkConfig& config, std::s
   std::string text = "{\"layers\": [\n";
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const LayerChoice& choice = config.layers[i];
-    const nlohmann::json layer = {{"heads", choice.heads},
-                                  {"mlp_width", choice.mlp_width},
-                                  {"skip_attention", choice.skip_attention},
-                                  {"skip_ffn", choice.skip_ffn}};
+    nlohmann::ordered_json layer = {{"heads", choice.heads},
+                                    {"mlp_width", choice.mlp_width},
+                                    {"skip_attention", choice.skip_attention},
+                                    {"skip_ffn", choice.skip_ffn}};
+    if (choice.linear_attention) layer["linear_attention"] = true;
+    if (choice.linear_ffn) layer["linear_ffn"] = true;
     text += std::string(indent) + "  " + layer.dump() + (i + 1 < config.layers.size() ? ",\n" : "\n");
   }
   return text + std::string(indent) + "]}";

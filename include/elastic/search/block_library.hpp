@@ -9,12 +9,14 @@
 //    "layers": [{"attention": [{"variant": "heads:6", "heads": 6, "kl": 0.01, "lm_loss": 2.33}, ...],
 //                "ffn": [{"variant": "width:768", "mlp_width": 768, "kl": ..., "lm_loss": ...}, ...]}, ...]}
 //
-// Variants: "heads:H" (the first H query heads, whole KV groups), "width:W"
-// (the first W neurons), "none" (the half skipped), "linear" (the half
-// replaced by a hidden x hidden map fitted in closed form on calibration
-// rows), and for attention "linear_init" (Puzzle's untrained
+// Variants (search/half_variant.hpp): "heads:H" (the first H query heads,
+// whole KV groups), "width:W" (the first W neurons), "none" (the half
+// skipped), "linear" (the hidden x hidden map the checkpoint stores for the
+// half, fitted in closed form on calibration rows, or the layer's own
+// linear block), and for GQA attention "linear_init" (Puzzle's untrained
 // W = sum_h O_h V_g(h)), scored for comparison only. Linear variants also
-// carry "fit_error", the relative error of their map on held-out rows.
+// carry "fit_error", the relative error of their map on the scored rows
+// (left out for a linear block the calibration pass does not observe).
 // kl is the mean over scored tokens of KL(parent || variant) of the
 // next-token distributions; lm_loss the mean next-token loss.
 #pragma once
@@ -36,10 +38,9 @@
 #include "elastic/model/subnetwork_config.hpp"
 #include "elastic/search/calibration_pass.hpp"
 #include "elastic/search/elastic_checkpoint.hpp"
+#include "elastic/search/half_variant.hpp"
 
 namespace elastic::search {
-
-enum class VariantKind : std::uint8_t { prefix, none, linear, linear_init };
 
 struct ScoredVariant {
   VariantKind kind = VariantKind::prefix;
@@ -49,33 +50,19 @@ struct ScoredVariant {
   double lm_loss = 0.0;         // mean next-token loss
   double fit_error = std::numeric_limits<double>::quiet_NaN();  // linear kinds: held-out relative error
 
-  // "heads:6", "width:768", "none", "linear", "linear_init".
-  std::string name(Half half) const {
-    switch (kind) {
-      case VariantKind::prefix:
-        return half == Half::attention ? "heads:" + std::to_string(heads) : "width:" + std::to_string(mlp_width);
-      case VariantKind::none: return "none";
-      case VariantKind::linear: return "linear";
-      case VariantKind::linear_init: return "linear_init";
-    }
-    return {};
+  HalfVariant variant(Half half) const {
+    if (kind != VariantKind::prefix) return {kind, 0};
+    return HalfVariant::prefix(half == Half::attention ? heads : mlp_width);
   }
+
+  // "heads:6", "width:768", "none", "linear", "linear_init".
+  std::string name(Half half) const { return variant(half).name(half); }
 
   // Whether the elastic checkpoint runs it through a SubnetworkConfig.
-  bool runs_as_subnetwork() const { return kind == VariantKind::prefix || kind == VariantKind::none; }
+  bool runs_as_subnetwork() const { return kind != VariantKind::linear_init; }
 
   // `choice` with this variant in the given half (runs_as_subnetwork()).
-  void apply(Half half, model::LayerChoice& choice) const {
-    require(runs_as_subnetwork(), "ScoredVariant::apply: a ", name(half),
-            " variant is not a sub-network of the elastic checkpoint");
-    if (half == Half::attention) {
-      choice.skip_attention = kind == VariantKind::none;
-      if (kind == VariantKind::prefix) choice.heads = heads;
-    } else {
-      choice.skip_ffn = kind == VariantKind::none;
-      if (kind == VariantKind::prefix) choice.mlp_width = mlp_width;
-    }
-  }
+  void apply(Half half, model::LayerChoice& choice) const { choose_half_variant(choice, half, variant(half)); }
 };
 
 struct LayerVariants {
@@ -162,8 +149,13 @@ inline ScoredVariant library_variant(const nlohmann::json& entry, Half half, std
   const io::LayerPlan& plan = model.layers[layer];
   if (name == "none") {
     variant.kind = VariantKind::none;
-  } else if (name == "linear" || (name == "linear_init" && half == Half::attention)) {
-    variant.kind = name == "linear" ? VariantKind::linear : VariantKind::linear_init;
+  } else if (name == "linear") {
+    io::require_file(half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear(), path, where,
+                     ": variant \"linear\", but the model stores no linear map for this half");
+    variant.kind = VariantKind::linear;
+    if (entry.contains("fit_error")) variant.fit_error = library_number(entry, "fit_error", path, where);
+  } else if (name == "linear_init" && half == Half::attention && plan.attention == io::AttentionKind::gqa) {
+    variant.kind = VariantKind::linear_init;
     variant.fit_error = library_number(entry, "fit_error", path, where);
   } else if (half == Half::attention && name.starts_with("heads:") && plan.attention == io::AttentionKind::gqa) {
     variant.heads = static_cast<int>(library_count(entry, "heads", path, where, std::numeric_limits<int>::max()));

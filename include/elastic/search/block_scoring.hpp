@@ -3,9 +3,10 @@
 // alone and run over calibration windows; its cost is the mean KL divergence
 // KL(parent || variant) of the next-token distributions and its mean
 // next-token loss. Variants that are sub-networks of the elastic checkpoint
-// (fewer heads, a narrower MLP, a skipped half) run the parent's decoder
-// with a SubnetworkConfig; linear replacements run a decoder over a copy of
-// the model description whose half is linear, with the fitted map as its
+// (fewer heads, a narrower MLP, a skipped half, the linear map it stores for
+// a half) run the parent's decoder with a SubnetworkConfig; Puzzle's
+// untrained linear init, scored for comparison, runs a decoder over a copy
+// of the model description whose half is linear, with the init as its
 // weight.
 //
 // The parent's next-token probabilities are computed once per window and
@@ -32,6 +33,7 @@
 #include "elastic/search/block_library.hpp"
 #include "elastic/search/calibration_pass.hpp"
 #include "elastic/search/linear_fit.hpp"
+#include "elastic/search/linear_maps.hpp"
 
 namespace elastic::search {
 
@@ -132,34 +134,6 @@ class ReplaceOneScorer {
   std::int64_t positions_ = 0;
 };
 
-// Per layer and half, the moments of the block's normed input against its
-// output over `windows` (a CalibrationPass observer's harvest); halves that
-// are not GQA / SwiGLU stay empty.
-struct BlockMoments {
-  std::vector<std::optional<LinearFitMoments>> attention, ffn;
-
-  std::optional<LinearFitMoments>& of(Half half, std::size_t layer) {
-    return half == Half::attention ? attention.at(layer) : ffn.at(layer);
-  }
-};
-
-inline BlockMoments collect_block_moments(CalibrationPass& pass, const std::vector<std::vector<int>>& windows) {
-  const io::ModelDescription& model = pass.description();
-  BlockMoments moments;
-  moments.attention.resize(model.layers.size());
-  moments.ffn.resize(model.layers.size());
-  for (std::size_t i = 0; i < model.layers.size(); ++i) {
-    if (model.layers[i].attention == io::AttentionKind::gqa) moments.attention[i].emplace(model.hidden, model.hidden);
-    if (model.layers[i].ffn == io::FfnKind::swiglu) moments.ffn[i].emplace(model.hidden, model.hidden);
-  }
-  for (const std::vector<int>& window : windows)
-    pass.run(window, [&](const BlockObservation& block) {
-      std::optional<LinearFitMoments>& target = moments.of(block.half, static_cast<std::size_t>(block.layer));
-      if (target) target->add(block.normed, block.output);
-    });
-  return moments;
-}
-
 // A copy of `model` and `weights` with one half of layer `layer` replaced by
 // the linear map `w` (which must outlive the weights).
 struct LinearReplacement {
@@ -185,36 +159,26 @@ struct LinearReplacement {
   }
 };
 
-// What the block library scores besides the sets of the checkpoint.
+// What the block library scores besides the checkpoint's own variants.
 struct BlockScoringOptions {
-  bool linear = true;                  // fit and score linear replacements
-  double relative_ridge = default_relative_ridge;
+  bool linear_init = true;  // Puzzle's untrained W_o W_v init for every GQA attention, for comparison
 };
 
 // Scores every variant of every half of `model`: the prefixes of `sets`
 // (the elastic checkpoint's sets; the stored size scores 0 without a run),
-// the skipped half, and with options.linear the fitted linear map (and
-// Puzzle's untrained init for attention). The linear maps are fitted on
-// `fit_windows` and their fit_error measured on the scored windows.
-// on_variant(done, total) reports progress.
+// the linear map the checkpoint stores for the half (a linear block scores
+// 0 likewise), the skipped half, and with options.linear_init Puzzle's
+// untrained init for each GQA attention. Linear variants carry the relative
+// error of their map on the scored windows (fit_error; held out when the
+// maps were fitted on other tokens). on_variant(done, total) reports
+// progress.
 template <class OnVariant>
 BlockLibrary score_block_library(const io::ModelDescription& model, const model::ModelWeights<float>& weights,
                                  host::Executor& executor, const std::vector<ElasticLayerSets>& sets,
-                                 const std::vector<std::vector<int>>& fit_windows,
                                  const std::vector<std::vector<int>>& score_windows, const BlockScoringOptions& options,
                                  OnVariant&& on_variant) {
   require(sets.size() == model.layers.size(), "score_block_library: expected the sets of ", model.layers.size(),
           " layers, found ", sets.size());
-  std::optional<BlockMoments> fit_moments, held_moments;
-  if (options.linear) {
-    require(!fit_windows.empty(), "score_block_library: linear replacements need fit windows");
-    int window = 0;
-    for (const auto& tokens : fit_windows) window = std::max(window, static_cast<int>(tokens.size()));
-    for (const auto& tokens : score_windows) window = std::max(window, static_cast<int>(tokens.size()));
-    CalibrationPass pass(model, weights, executor, window);
-    fit_moments = collect_block_moments(pass, fit_windows);
-    held_moments = collect_block_moments(pass, score_windows);
-  }
   ReplaceOneScorer scorer(model, weights, executor, score_windows);
   BlockLibrary library;
   library.parent_lm_loss = scorer.parent_lm_loss();
@@ -227,6 +191,7 @@ BlockLibrary score_block_library(const io::ModelDescription& model, const model:
     ScoredVariant variant;
   };
   std::vector<Job> jobs;
+  bool any_linear = false;
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     const io::LayerPlan& plan = model.layers[i];
     const bool gqa = plan.attention == io::AttentionKind::gqa, swiglu = plan.ffn == io::FfnKind::swiglu;
@@ -235,15 +200,21 @@ BlockLibrary score_block_library(const io::ModelDescription& model, const model:
     if (swiglu)
       for (const std::int64_t width : sets[i].mlp_widths) jobs.push_back({i, Half::ffn, {VariantKind::prefix, 0, width}});
     for (const Half half : {Half::attention, Half::ffn}) {
+      const bool linear = half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear();
       const bool computes = half == Half::attention ? plan.attention != io::AttentionKind::none
                                                     : plan.ffn != io::FfnKind::none;
+      if (linear) jobs.push_back({i, half, {VariantKind::linear}});
       if (computes) jobs.push_back({i, half, {VariantKind::none}});
+      any_linear = any_linear || linear;
     }
-    if (options.linear && gqa) {
-      jobs.push_back({i, Half::attention, {VariantKind::linear}});
-      jobs.push_back({i, Half::attention, {VariantKind::linear_init}});
-    }
-    if (options.linear && swiglu) jobs.push_back({i, Half::ffn, {VariantKind::linear}});
+    if (options.linear_init && gqa) jobs.push_back({i, Half::attention, {VariantKind::linear_init}});
+  }
+  std::optional<BlockMoments> held_moments;
+  if (any_linear || options.linear_init) {
+    int window = 0;
+    for (const auto& tokens : score_windows) window = std::max(window, static_cast<int>(tokens.size()));
+    CalibrationPass pass(model, weights, executor, window);
+    held_moments = collect_block_moments(pass, score_windows);
   }
 
   library.layers.resize(model.layers.size());
@@ -252,25 +223,24 @@ BlockLibrary score_block_library(const io::ModelDescription& model, const model:
     Job& job = jobs[j];
     ScoredVariant& variant = job.variant;
     const io::LayerPlan& plan = model.layers[job.layer];
-    const bool stored = variant.kind == VariantKind::prefix &&
-                        (job.half == Half::attention ? variant.heads == model.heads
-                                                     : variant.mlp_width == plan.intermediate);
+    const model::LayerWeights<float>& layer = weights.layers[job.layer];
+    const bool attention = job.half == Half::attention;
+    const bool stored = variant.variant(job.half) == chosen_half_variant(plan, full.layers[job.layer], job.half);
     VariantScore score{0.0, library.parent_lm_loss};
     if (variant.runs_as_subnetwork() && !stored) {
       model::SubnetworkConfig config = full;
       variant.apply(job.half, config.layers[job.layer]);
       score = scorer.score(config);
     } else if (!variant.runs_as_subnetwork()) {
-      const LinearFitMoments& moments = *fit_moments->of(job.half, job.layer);
-      const LinearWeight w = variant.kind == VariantKind::linear
-                                 ? moments.fit(options.relative_ridge)
-                                 : attention_value_output_init(weights.layers[job.layer].attention.o,
-                                                               weights.layers[job.layer].attention.v, model.heads,
-                                                               plan.kv_heads, model.head_dim);
-      variant.fit_error = held_moments->of(job.half, job.layer)->relative_error(w);
+      const LinearWeight w = attention_value_output_init(layer.attention.o, layer.attention.v, model.heads,
+                                                         plan.kv_heads, model.head_dim);
       const LinearReplacement replaced(model, weights, job.layer, job.half, w);
       score = scorer.score(replaced.model, replaced.weights);
+      variant.fit_error = held_moments->of(job.half, job.layer)->relative_error(w);
     }
+    if (variant.kind == VariantKind::linear && held_moments->of(job.half, job.layer))
+      variant.fit_error =
+          held_moments->of(job.half, job.layer)->relative_error(attention ? layer.linear_attention : layer.linear_ffn);
     variant.kl = std::max(score.kl, 0.0);
     variant.lm_loss = score.lm_loss;
     library.layers[job.layer].of(job.half).push_back(variant);

@@ -2,8 +2,8 @@
 // the block library (each variant's quality cost, block_library.hpp) and the
 // latency table (each variant's time and bytes, latency_table.hpp). One
 // slot per layer half that has a choice, holding the variants the elastic
-// checkpoint runs as a sub-network (a head count, an MLP width, the half
-// skipped) that both files know: score = KL(parent || variant), latency =
+// checkpoint runs as a sub-network (a head count, an MLP width, its stored
+// linear map, the half skipped) that both files know: score = KL(parent || variant), latency =
 // the table's time in the chosen phase, memory = the variant's weight bytes
 // plus its KV bytes per token times the context. The fixed parts are the
 // table's. The baselines the search is judged against are here too: the
@@ -45,11 +45,9 @@ class BudgetProblem {
         ChoiceSlot choice{"layer " + std::to_string(i) + " " + std::string(half_name(half)), {}};
         for (const ScoredVariant& variant : library.layers[i].of(half)) {
           if (!variant.runs_as_subnetwork()) continue;
-          const std::int64_t size = variant.kind == VariantKind::none ? 0
-                                    : half == Half::attention    ? variant.heads
-                                                                 : variant.mlp_width;
           const std::vector<VariantCost>& costs = table.layers[i].of(half);
-          const auto cost = std::find_if(costs.begin(), costs.end(), [&](const VariantCost& c) { return c.size == size; });
+          const auto cost = std::find_if(costs.begin(), costs.end(),
+                                         [&](const VariantCost& c) { return c.variant == variant.variant(half); });
           require(cost != costs.end(), "BudgetProblem: layer ", i, " ", half_name(half), " variant ",
                   variant.name(half), " of the block library is not in the latency table; measure the table for the "
                   "same elastic checkpoint");

@@ -28,12 +28,9 @@
 #include "elastic/model/kv_cache.hpp"
 #include "elastic/model/model_weights.hpp"
 #include "elastic/model/sequence_steps.hpp"
+#include "elastic/search/half_variant.hpp"
 
 namespace elastic::search {
-
-enum class Half : std::uint8_t { attention, ffn };
-
-constexpr std::string_view half_name(Half half) { return half == Half::attention ? "attention" : "ffn"; }
 
 // What one half of one layer computed over a window's tokens. The views are
 // valid for the duration of the observer's call.

@@ -5,13 +5,21 @@
 //
 //   "elastic": {"format": 1, "ranking": {"neurons": "flap", "heads": "minitron"},
 //               "calibration": {"file": "...", "fnv1a64": "...", "tokens": N, "window": W},
+//               "linear_fit": {"tokens": 8192, "relative_ridge": 0.001},
 //               "layers": [{"mlp_widths": [1536, 1152, 768, 384], "heads": [9, 6, 3],
-//                           "attention_contribution": 0.11, "ffn_contribution": 0.19}, ...]}
+//                           "attention_contribution": 0.11, "ffn_contribution": 0.19,
+//                           "linear_attention": true, "linear_ffn": true}, ...]}
 //
 // per layer the MLP widths and query-head counts it is meant to run at
-// (whole KV groups; empty for a half that is not SwiGLU / GQA) and its
-// halves' measured share of the residual stream. Transformers reads the
-// folder as a plain llama / nemotron-nas model and ignores the key. Q/K rows
+// (whole KV groups; empty for a half that is not SwiGLU / GQA), its
+// halves' measured share of the residual stream, and whether a half stores
+// a linear map fitted in closed form (search/linear_fit.hpp) that a
+// sub-network may run in its place: model.layers.{i}.self_attn.linear_attn
+// .weight and mlp.linear_mlp.weight, Nemotron-NAS's names, beside the
+// block's own tensors. "linear_fit" says on how many calibration tokens
+// (the first ones) and with what ridge the maps were fitted. Transformers
+// reads the folder as a plain llama / nemotron-nas model and ignores the
+// key and the extra tensors. Q/K rows
 // are written in Hugging Face's rotate-half pair layout whatever the source
 // used (a GGUF file's interleaved pairs are reordered inside each head).
 // The folder is written under a temporary name beside the destination and
@@ -80,16 +88,27 @@ struct ElasticLayerSets {
   std::vector<int> heads;                // decreasing, all heads first, whole KV groups; empty unless GQA
   double attention_contribution = 0.0;
   double ffn_contribution = 0.0;
+  bool linear_attention = false;  // a linear map is stored for the GQA attention
+  bool linear_ffn = false;        // a linear map is stored for the SwiGLU FFN
+};
+
+// How the stored linear maps were fitted: on the first `tokens`
+// calibration tokens (0 when none are stored), with this relative ridge.
+struct LinearFitRecord {
+  std::int64_t tokens = 0;
+  double relative_ridge = 0.0;
 };
 
 // The default sets of every layer: MLP widths at 100, 75, 50 and 25% of
 // each SwiGLU layer's width, rounded down to whole 32-neuron blocks (so
 // quantised files cut whole blocks); every whole number of KV groups of each
-// GQA layer, most first; contributions 0.
+// GQA layer, most first; contributions 0; the linear maps the model stores.
 inline std::vector<ElasticLayerSets> default_layer_sets(const io::ModelDescription& model) {
   std::vector<ElasticLayerSets> layers;
   for (const io::LayerPlan& plan : model.layers) {
     ElasticLayerSets& sets = layers.emplace_back();
+    sets.linear_attention = plan.attention_has_linear;
+    sets.linear_ffn = plan.ffn_has_linear;
     if (plan.ffn == io::FfnKind::swiglu)
       for (const int quarters : {4, 3, 2, 1}) {
         const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
@@ -107,15 +126,18 @@ struct ElasticMetadata {
   Ranking ranking;
   CalibrationRecord calibration;
   std::vector<ElasticLayerSets> layers;
+  LinearFitRecord linear_fit;
 
-  // The default sets (default_layer_sets) with contributions from
-  // `importance` (NaN for a half that does not compute is written as 0).
+  // The default sets (default_layer_sets, with the linear maps `model`
+  // stores) with contributions from `importance` (NaN for a half that does
+  // not compute is written as 0).
   static ElasticMetadata with_default_sets(const io::ModelDescription& model, Ranking ranking,
                                            CalibrationRecord calibration,
-                                           const std::vector<LayerImportance>& importance) {
+                                           const std::vector<LayerImportance>& importance,
+                                           LinearFitRecord linear_fit = {}) {
     require(importance.size() == model.layers.size(), "ElasticMetadata: expected the importance of ",
             model.layers.size(), " layers, found ", importance.size());
-    ElasticMetadata metadata{ranking, std::move(calibration), default_layer_sets(model)};
+    ElasticMetadata metadata{ranking, std::move(calibration), default_layer_sets(model), linear_fit};
     for (std::size_t i = 0; i < model.layers.size(); ++i) {
       const auto finite_or_zero = [](double value) { return std::isfinite(value) ? value : 0.0; };
       metadata.layers[i].attention_contribution = finite_or_zero(importance[i].attention_contribution);
@@ -130,10 +152,13 @@ struct ElasticMetadata {
       layers_json.push_back({{"mlp_widths", sets.mlp_widths},
                              {"heads", sets.heads},
                              {"attention_contribution", sets.attention_contribution},
-                             {"ffn_contribution", sets.ffn_contribution}});
+                             {"ffn_contribution", sets.ffn_contribution},
+                             {"linear_attention", sets.linear_attention},
+                             {"linear_ffn", sets.linear_ffn}});
     return {{"format", 1},
             {"ranking", {{"neurons", ranking_name(ranking.neurons)}, {"heads", ranking_name(ranking.heads)}}},
             {"calibration", calibration.to_json()},
+            {"linear_fit", {{"tokens", linear_fit.tokens}, {"relative_ridge", linear_fit.relative_ridge}}},
             {"layers", std::move(layers_json)}};
   }
 };
@@ -175,8 +200,25 @@ inline std::vector<ElasticLayerSets> read_elastic_sets(const nlohmann::json& ela
     };
     set.attention_contribution = contribution("attention_contribution");
     set.ffn_contribution = contribution("ffn_contribution");
+    // The flags were read with the model (io/model_config.hpp).
+    set.linear_attention = plan.attention_has_linear;
+    set.linear_ffn = plan.ffn_has_linear;
   }
   return sets;
+}
+
+// The "linear_fit" record of a checkpoint's "elastic" object; none stored
+// (tokens 0) when the key is absent.
+inline LinearFitRecord read_linear_fit(const nlohmann::json& elastic, std::string_view path) {
+  if (!elastic.is_object() || !elastic.contains("linear_fit")) return {};
+  const nlohmann::json& fit = elastic["linear_fit"];
+  io::require_file(fit.is_object() && fit.contains("tokens") && fit["tokens"].is_number_integer() &&
+                       fit["tokens"].get<std::int64_t>() >= 0 && fit.contains("relative_ridge") &&
+                       fit["relative_ridge"].is_number() && std::isfinite(fit["relative_ridge"].get<double>()) &&
+                       fit["relative_ridge"].get<double>() >= 0,
+                   path, "expected \"elastic\".\"linear_fit\" to hold a non-negative whole \"tokens\" and a finite "
+                   "\"relative_ridge\" >= 0, found ", io::describe_json(fit));
+  return {fit["tokens"].get<std::int64_t>(), fit["relative_ridge"].get<double>()};
 }
 
 namespace detail {
@@ -219,6 +261,10 @@ inline void write_elastic_checkpoint(const std::filesystem::path& folder, const 
           "write_elastic_checkpoint: expected f32 or bf16 tensors, found ", io::type_name(dtype));
   require(metadata.layers.size() == model.layers.size(), "write_elastic_checkpoint: expected elastic sets for ",
           model.layers.size(), " layers, found ", metadata.layers.size());
+  for (std::size_t i = 0; i < model.layers.size(); ++i)
+    require(metadata.layers[i].linear_attention == model.layers[i].attention_has_linear &&
+                metadata.layers[i].linear_ffn == model.layers[i].ffn_has_linear,
+            "write_elastic_checkpoint: layer ", i, ": the metadata's linear maps differ from the model's");
   std::error_code error;
   require(!std::filesystem::exists(folder, error), folder.string(),
           ": already exists; remove it or choose another output folder");
@@ -270,13 +316,35 @@ inline std::optional<std::vector<ElasticLayerSets>> read_elastic_layer_sets(cons
   return read_elastic_sets(config.at("elastic"), model, config_path.string());
 }
 
+namespace detail {
+
+// The config.json of the model at `model_path` (a folder or the file), or
+// nothing for another kind of model file.
+inline std::optional<std::filesystem::path> config_json_of(const std::filesystem::path& model_path) {
+  const std::filesystem::path config = std::filesystem::is_directory(model_path) ? model_path / "config.json" : model_path;
+  if (config.filename() != "config.json" || !std::filesystem::exists(config)) return std::nullopt;
+  return config;
+}
+
+}  // namespace detail
+
 // The sets of the model at `model_path` (a folder or its config.json): its
 // "elastic" sets when it is an elastic checkpoint, else nothing.
 inline std::optional<std::vector<ElasticLayerSets>> model_layer_sets(const std::filesystem::path& model_path,
                                                                      const io::ModelDescription& model) {
-  const std::filesystem::path config = std::filesystem::is_directory(model_path) ? model_path / "config.json" : model_path;
-  if (config.filename() != "config.json" || !std::filesystem::exists(config)) return std::nullopt;
-  return read_elastic_layer_sets(config, model);
+  const std::optional<std::filesystem::path> config = detail::config_json_of(model_path);
+  if (!config) return std::nullopt;
+  return read_elastic_layer_sets(*config, model);
+}
+
+// How the linear maps of the model at `model_path` were fitted (tokens 0
+// when it stores none or is no elastic checkpoint).
+inline LinearFitRecord model_linear_fit(const std::filesystem::path& model_path) {
+  const std::optional<std::filesystem::path> config = detail::config_json_of(model_path);
+  if (!config) return {};
+  const nlohmann::json document = io::read_json_file(*config, 16u << 20);
+  if (!document.is_object() || !document.contains("elastic")) return {};
+  return read_linear_fit(document.at("elastic"), config->string());
 }
 
 }  // namespace elastic::search

@@ -8,8 +8,10 @@
 // every other half of the model at its stored size in both runs, and the
 // fixed cost is T(every half of every layer skipped): the embedding, final
 // norm and LM head alone. A difference that noise makes negative is stored
-// as 0. Linear halves (nemotron-nas replacements) are refused: the table
-// holds GQA head counts, SwiGLU widths and "none".
+// as 0. The variants are the GQA head counts and SwiGLU widths of the sets,
+// the linear map of every half that has one (a Nemotron-NAS linear block,
+// or the fitted map an elastic checkpoint stores beside the block), and
+// "none".
 //
 // T at decode: after a prefill of `context` tokens, the median time of
 // `decode_steps` single-token steps (batch 1; the context grows by the
@@ -47,6 +49,7 @@
 #include "elastic/model/subnetwork_config.hpp"
 #include "elastic/search/calibration_pass.hpp"
 #include "elastic/search/elastic_checkpoint.hpp"
+#include "elastic/search/half_variant.hpp"
 #include "elastic/search/latency_table.hpp"
 
 namespace elastic::search {
@@ -135,51 +138,28 @@ inline double median(std::vector<double> values) {
   return values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
-inline bool same_choices(const model::SubnetworkConfig& a, const model::SubnetworkConfig& b) {
-  return std::equal(a.layers.begin(), a.layers.end(), b.layers.begin(), b.layers.end(),
-                    [](const model::LayerChoice& x, const model::LayerChoice& y) {
-                      return x.heads == y.heads && x.mlp_width == y.mlp_width &&
-                             x.skip_attention == y.skip_attention && x.skip_ffn == y.skip_ffn;
-                    });
-}
-
-// Runs `half` of `choice` as the variant of `size` (0: skipped).
-inline void choose_variant(model::LayerChoice& choice, Half half, std::int64_t size) {
-  if (half == Half::attention) {
-    choice.skip_attention = size == 0;
-    if (size > 0) choice.heads = static_cast<int>(size);
-  } else {
-    choice.skip_ffn = size == 0;
-    if (size > 0) choice.mlp_width = size;
-  }
-}
-
-// The sizes of layer `i`'s half that the table measures, "none" (0) last,
-// after checking the sets fit the layer and hold its stored size.
-inline std::vector<std::int64_t> variant_sizes(const io::ModelDescription& model, std::size_t i, Half half,
-                                               const ElasticLayerSets& sets) {
+// The variants of layer `i`'s half that the table measures: the prefixes
+// of the sets (after checking they hold the stored size), the linear map
+// if the layer has one for the half, and "none" last.
+inline std::vector<HalfVariant> measured_variants(const io::ModelDescription& model, std::size_t i, Half half,
+                                                  const ElasticLayerSets& sets) {
   const io::LayerPlan& plan = model.layers[i];
   constexpr auto op = "measure_latency_table";
-  std::vector<std::int64_t> sizes;
-  if (half == Half::attention) {
-    require(plan.attention != io::AttentionKind::linear, op, ": layer ", i, " has linear attention; the latency "
-            "table measures GQA head counts and skipped halves only");
-    if (plan.attention == io::AttentionKind::gqa) {
-      require(std::find(sets.heads.begin(), sets.heads.end(), model.heads) != sets.heads.end(), op, ": layer ", i,
-              "'s head set must hold all ", model.heads, " heads (the stored attention)");
-      sizes.assign(sets.heads.begin(), sets.heads.end());
-    }
-  } else {
-    require(plan.ffn != io::FfnKind::linear, op, ": layer ", i, " has a linear FFN; the latency table measures "
-            "SwiGLU widths and skipped halves only");
-    if (plan.ffn == io::FfnKind::swiglu) {
-      require(std::find(sets.mlp_widths.begin(), sets.mlp_widths.end(), plan.intermediate) != sets.mlp_widths.end(),
-              op, ": layer ", i, "'s width set must hold its stored width ", plan.intermediate);
-      sizes = sets.mlp_widths;
-    }
+  std::vector<HalfVariant> variants;
+  if (half == Half::attention && plan.attention == io::AttentionKind::gqa) {
+    require(std::find(sets.heads.begin(), sets.heads.end(), model.heads) != sets.heads.end(), op, ": layer ", i,
+            "'s head set must hold all ", model.heads, " heads (the stored attention)");
+    for (const int heads : sets.heads) variants.push_back(HalfVariant::prefix(heads));
   }
-  sizes.push_back(0);
-  return sizes;
+  if (half == Half::ffn && plan.ffn == io::FfnKind::swiglu) {
+    require(std::find(sets.mlp_widths.begin(), sets.mlp_widths.end(), plan.intermediate) != sets.mlp_widths.end(),
+            op, ": layer ", i, "'s width set must hold its stored width ", plan.intermediate);
+    for (const std::int64_t width : sets.mlp_widths) variants.push_back(HalfVariant::prefix(width));
+  }
+  if (half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear())
+    variants.push_back(HalfVariant::linear());
+  variants.push_back(HalfVariant::none());
+  return variants;
 }
 
 // Layers with the same plan and sets, which one measurement serves.
@@ -189,7 +169,8 @@ inline std::vector<std::vector<std::size_t>> layer_groups(const io::ModelDescrip
   const auto same = [&](std::size_t a, std::size_t b) {
     const io::LayerPlan &x = model.layers[a], &y = model.layers[b];
     return x.attention == y.attention && x.kv_heads == y.kv_heads && x.ffn == y.ffn &&
-           x.intermediate == y.intermediate && sets[a].heads == sets[b].heads &&
+           x.intermediate == y.intermediate && x.attention_has_linear == y.attention_has_linear &&
+           x.ffn_has_linear == y.ffn_has_linear && sets[a].heads == sets[b].heads &&
            sets[a].mlp_widths == sets[b].mlp_widths;
   };
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
@@ -215,7 +196,7 @@ class RunList {
   std::size_t add(std::string name, model::SubnetworkConfig config, bool shared = true) {
     if (shared)
       for (std::size_t r = 0; r < runs_.size(); ++r)
-        if (shareable_[r] && same_choices(runs_[r].config, config)) return r;
+        if (shareable_[r] && runs_[r].config == config) return r;
     runs_.push_back({std::move(name), std::move(config), {}, {}});
     shareable_.push_back(shared);
     return runs_.size() - 1;
@@ -295,13 +276,12 @@ void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& e
 // Measures the latency table of the model `decoder` runs (over `weights`,
 // the views it was built from) on `executor`, for the variants of `sets`
 // (one entry per layer; read_elastic_layer_sets or default_layer_sets).
-// Throws elastic::Error before timing anything when a layer is linear or
-// the sets leave out a layer's stored size.
+// Throws elastic::Error before timing anything when the sets leave out a
+// layer's stored size.
 template <ElementType T, class W>
 LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, const model::ModelWeights<T, W>& weights,
                                    host::Executor& executor, const std::vector<ElasticLayerSets>& sets,
                                    const LatencySettings& settings, const LatencyProgress& progress = {}) {
-  using detail::choose_variant;
   const io::ModelDescription& model = decoder.description();
   constexpr auto op = "measure_latency_table";
   require(sets.size() == model.layers.size(), op, ": expected elastic sets for ", model.layers.size(),
@@ -318,16 +298,26 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
   table.fixed.weight_bytes = fixed_weight_bytes(model, weights);
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     LayerCosts& layer = table.layers.emplace_back();
-    for (const std::int64_t heads : detail::variant_sizes(model, i, Half::attention, sets[i])) {
-      VariantCost& cost = layer.attention.emplace_back(VariantCost{heads});
-      if (heads == 0) continue;
-      cost.weight_bytes = attention_weight_bytes(model, weights.layers[i], i, static_cast<int>(heads));
-      cost.kv_bytes_per_token = 2 * std::int64_t{kv_heads_used(model, model.layers[i], static_cast<int>(heads))} *
-                                model.head_dim * table.kv_element_bytes;
+    const model::LayerWeights<T, W>& layer_weights = weights.layers[i];
+    for (const HalfVariant& variant : detail::measured_variants(model, i, Half::attention, sets[i])) {
+      VariantCost& cost = layer.attention.emplace_back(VariantCost{variant});
+      if (variant.kind == VariantKind::linear) {
+        cost.weight_bytes = prefix_bytes(layer_weights.attention_norm, 1, model.hidden) +
+                            prefix_bytes(layer_weights.linear_attention, model.hidden, model.hidden);
+      } else if (variant.kind == VariantKind::prefix) {
+        const int heads = static_cast<int>(variant.size);
+        cost.weight_bytes = attention_weight_bytes(model, layer_weights, i, heads);
+        cost.kv_bytes_per_token =
+            2 * std::int64_t{kv_heads_used(model, model.layers[i], heads)} * model.head_dim * table.kv_element_bytes;
+      }
     }
-    for (const std::int64_t width : detail::variant_sizes(model, i, Half::ffn, sets[i])) {
-      VariantCost& cost = layer.ffn.emplace_back(VariantCost{width});
-      if (width > 0) cost.weight_bytes = ffn_weight_bytes(model, weights.layers[i], width);
+    for (const HalfVariant& variant : detail::measured_variants(model, i, Half::ffn, sets[i])) {
+      VariantCost& cost = layer.ffn.emplace_back(VariantCost{variant});
+      if (variant.kind == VariantKind::linear)
+        cost.weight_bytes = prefix_bytes(layer_weights.ffn_norm, 1, model.hidden) +
+                            prefix_bytes(layer_weights.linear_ffn, model.hidden, model.hidden);
+      else if (variant.kind == VariantKind::prefix)
+        cost.weight_bytes = ffn_weight_bytes(model, layer_weights, variant.size);
     }
   }
 
@@ -349,17 +339,16 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
       const std::vector<VariantCost>& variants = table.layers[group.front()].of(half);
       if (variants.size() == 1) continue;  // a no-op half: "none" only
       model::SubnetworkConfig skipped = full;
-      for (const std::size_t i : group) choose_variant(skipped.layers[i], half, 0);
-      const auto name = [&](std::int64_t size) {
-        return std::string(half_name(half)) + " " + variant_name(half, size) + " in " + std::to_string(group.size()) +
+      for (const std::size_t i : group) choose_half_variant(skipped.layers[i], half, HalfVariant::none());
+      const auto name = [&](const HalfVariant& variant) {
+        return std::string(half_name(half)) + " " + variant.name(half) + " in " + std::to_string(group.size()) +
                " layers";
       };
-      const std::size_t baseline = runs.add(name(0), skipped);
+      const std::size_t baseline = runs.add(name(HalfVariant::none()), skipped);
       for (std::size_t v = 0; v + 1 < variants.size(); ++v) {
         model::SubnetworkConfig at_variant = full;
-        for (const std::size_t i : group) choose_variant(at_variant.layers[i], half, variants[v].size);
-        variant_runs.push_back({group, half, v, runs.add(name(variants[v].size), at_variant),
-                                baseline});
+        for (const std::size_t i : group) choose_half_variant(at_variant.layers[i], half, variants[v].variant);
+        variant_runs.push_back({group, half, v, runs.add(name(variants[v].variant), at_variant), baseline});
       }
     }
 
@@ -369,9 +358,9 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
   for (std::size_t i = 0; i < model.layers.size(); ++i)
     for (const Half half : {Half::attention, Half::ffn}) {
       const std::vector<VariantCost>& variants = table.layers[i].of(half);
-      choose_variant(middle.layers[i], half, variants[(variants.size() - 1) / 2].size);
+      choose_half_variant(middle.layers[i], half, variants[(variants.size() - 1) / 2].variant);
       std::uniform_int_distribution<std::size_t> pick(0, variants.size() - 1);
-      choose_variant(mixed.layers[i], half, variants[pick(random)].size);
+      choose_half_variant(mixed.layers[i], half, variants[pick(random)].variant);
     }
   const std::size_t checks[] = {runs.add("full", full, false), runs.add("middle", middle, false),
                                 runs.add("random", mixed, false)};

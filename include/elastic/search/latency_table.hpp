@@ -1,7 +1,7 @@
 // The measured latency and memory table the budget search reads, in the
 // manner of Puzzle: per layer, per half (attention, FFN), per variant (a
-// query-head count or an MLP width from the layer's elastic sets, or
-// "none": skipped), its time at decode and at prefill on the executor it
+// query-head count or an MLP width from the layer's elastic sets, the
+// linear map the layer stores for the half, or "none": skipped), its time at decode and at prefill on the executor it
 // was measured on and the weight bytes it reads, plus the fixed cost of the
 // embedding, final norm and LM head. A sub-network's predicted time is the
 // fixed cost plus its chosen variants' costs; its memory adds the KV cache.
@@ -15,7 +15,8 @@
 //    "layers": [{"attention": [{"variant": "heads:9", "heads": 9, "decode_s": ..., "prefill_s": ...,
 //                               "weight_bytes": ..., "kv_bytes_per_token": ...}, ..., {"variant": "none", ...}],
 //                "ffn": [{"variant": "width:1536", "mlp_width": 1536, "decode_s": ..., "prefill_s": ...,
-//                         "weight_bytes": ...}, ..., {"variant": "none", ...}]}, ...],
+//                         "weight_bytes": ...}, ..., {"variant": "linear", "mlp_width": 0, ...},
+//                        {"variant": "none", ...}]}, ...],
 //    "checks": [{"name": "full", "predicted_decode_s": ..., "measured_decode_s": ...,
 //                "predicted_prefill_s": ..., "measured_prefill_s": ...}, ...]}
 //
@@ -26,6 +27,7 @@
 // naming the file and what was expected and found.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -43,7 +45,7 @@
 #include "elastic/io/model_description.hpp"
 #include "elastic/io/temporary_file.hpp"
 #include "elastic/model/subnetwork_config.hpp"
-#include "elastic/search/calibration_pass.hpp"
+#include "elastic/search/half_variant.hpp"
 
 namespace elastic::search {
 
@@ -53,7 +55,7 @@ inline constexpr int latency_table_format = 1;
 
 // One variant of one half of one layer.
 struct VariantCost {
-  std::int64_t size = 0;              // query heads (attention) or MLP width (FFN); 0: the half is skipped
+  HalfVariant variant;                // a prefix, the stored linear map, or none (skipped)
   double decode_s = 0.0;              // seconds per decode step
   double prefill_s = 0.0;             // seconds per prefill forward
   std::int64_t weight_bytes = 0;      // weight bytes the variant reads
@@ -62,15 +64,9 @@ struct VariantCost {
   double seconds(Phase phase) const { return phase == Phase::decode ? decode_s : prefill_s; }
 };
 
-// "heads:9", "width:1536" or "none".
-inline std::string variant_name(Half half, std::int64_t size) {
-  if (size == 0) return "none";
-  return (half == Half::attention ? "heads:" : "width:") + std::to_string(size);
-}
-
 struct LayerCosts {
-  std::vector<VariantCost> attention;  // every head count of the layer's set, then none
-  std::vector<VariantCost> ffn;        // every MLP width of the layer's set, then none
+  std::vector<VariantCost> attention;  // every head count of the layer's set, linear if stored, then none
+  std::vector<VariantCost> ffn;        // every MLP width of the layer's set, linear if stored, then none
 
   const std::vector<VariantCost>& of(Half half) const { return half == Half::attention ? attention : ffn; }
 };
@@ -108,22 +104,28 @@ struct LatencyTable {
 };
 
 // The variant of `layer`'s `half` that `config` runs, or throws
-// elastic::Error naming the layer and the variants the table has.
+// elastic::Error naming the layer and the variants the table has. A half
+// neither skipped nor run linear with 0 heads / width is a layer without
+// that GQA / SwiGLU block (the table was checked against the model): its
+// linear block when the table lists one, else nothing.
 inline const VariantCost& chosen_variant(const LatencyTable& table, const model::SubnetworkConfig& config,
                                          std::size_t layer, Half half) {
   const model::LayerChoice& choice = config.layers[layer];
   const bool attention = half == Half::attention;
-  const std::int64_t size = attention ? (choice.skip_attention ? 0 : choice.heads)
-                                      : (choice.skip_ffn ? 0 : choice.mlp_width);
   const std::vector<VariantCost>& variants = table.layers[layer].of(half);
+  const auto find = [&](const HalfVariant& wanted) {
+    return std::find_if(variants.begin(), variants.end(), [&](const VariantCost& c) { return c.variant == wanted; });
+  };
+  HalfVariant wanted = (attention ? choice.skip_attention : choice.skip_ffn)       ? HalfVariant::none()
+                       : (attention ? choice.linear_attention : choice.linear_ffn) ? HalfVariant::linear()
+                       : HalfVariant::prefix(attention ? choice.heads : choice.mlp_width);
+  if (wanted == HalfVariant::prefix(0))
+    wanted = find(HalfVariant::linear()) != variants.end() ? HalfVariant::linear() : HalfVariant::none();
+  if (const auto found = find(wanted); found != variants.end()) return *found;
   std::string known;
-  for (const VariantCost& variant : variants) {
-    if (variant.size == size) return variant;
-    known += (known.empty() ? "" : ", ") + variant_name(half, variant.size);
-  }
+  for (const VariantCost& variant : variants) known += (known.empty() ? "" : ", ") + variant.variant.name(half);
   throw Error(elastic::detail::concat("latency table: layer ", layer, " runs ", attention ? "attention" : "the FFN",
-                                      " as ", variant_name(half, size), ", which the table lacks (it has ", known,
-                                      ")"));
+                                      " as ", wanted.name(half), ", which the table lacks (it has ", known, ")"));
 }
 
 inline void check_layer_count(const LatencyTable& table, const model::SubnetworkConfig& config) {
@@ -160,8 +162,8 @@ inline nlohmann::ordered_json latency_table_json(const LatencyTable& table) {
   const auto variants_json = [](Half half, const std::vector<VariantCost>& variants) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
     for (const VariantCost& variant : variants) {
-      nlohmann::ordered_json entry = {{"variant", variant_name(half, variant.size)},
-                                      {half == Half::attention ? "heads" : "mlp_width", variant.size},
+      nlohmann::ordered_json entry = {{"variant", variant.variant.name(half)},
+                                      {half == Half::attention ? "heads" : "mlp_width", variant.variant.size},
                                       {"decode_s", variant.decode_s},
                                       {"prefill_s", variant.prefill_s},
                                       {"weight_bytes", variant.weight_bytes}};
@@ -269,7 +271,9 @@ class JsonFields {
 
 // The variants of one half of layer `layer`, checked against `plan`: each
 // a head count of whole KV groups or an MLP width within the stored one,
-// with its name and, for attention, its KV bytes; "none" last, all zero.
+// or "linear" where the layer has a linear map for the half (size 0, no KV
+// bytes), with its name and, for attention, its KV bytes; "none" last, all
+// zero.
 inline std::vector<VariantCost> parse_variants(const nlohmann::json& list, std::string_view path, std::size_t layer,
                                                Half half, const io::ModelDescription& model,
                                                std::int64_t kv_element_bytes) {
@@ -281,35 +285,43 @@ inline std::vector<VariantCost> parse_variants(const nlohmann::json& list, std::
   for (std::size_t v = 0; v < list.size(); ++v) {
     const JsonFields fields(list[v], path, where + " variant " + std::to_string(v));
     VariantCost variant;
-    variant.size = fields.count(attention ? "heads" : "mlp_width");
+    const std::int64_t size = fields.count(attention ? "heads" : "mlp_width");
     const std::string name = fields.text("variant");
-    io::require_file(name == variant_name(half, variant.size), path, fields.where(), ": expected the name \"",
-                     variant_name(half, variant.size), "\", found \"", name, "\"");
+    variant.variant = name == "linear" ? HalfVariant::linear() : size == 0 ? HalfVariant::none() : HalfVariant::prefix(size);
+    io::require_file(name == variant.variant.name(half) && variant.variant.size == size, path, fields.where(),
+                     ": expected the name \"", HalfVariant::prefix(size).name(half), "\" (or \"none\" or \"linear\" "
+                     "with size 0), found \"", name, "\" with size ", size);
     variant.decode_s = fields.seconds("decode_s");
     variant.prefill_s = fields.seconds("prefill_s");
     variant.weight_bytes = fields.bytes("weight_bytes");
     if (attention) variant.kv_bytes_per_token = fields.bytes("kv_bytes_per_token");
-    if (variant.size == 0) {
+    const std::int64_t kv_bytes = variant.kv_bytes_per_token;
+    if (variant.variant.kind == VariantKind::linear) {
+      io::require_file(attention ? plan.attention_runs_linear() : plan.ffn_runs_linear(), path, fields.where(),
+                       ": \"linear\", but the layer stores no linear map for this half");
+      io::require_file(kv_bytes == 0, path, fields.where(), ": a linear map caches nothing, found kv_bytes_per_token ",
+                       kv_bytes);
+    } else if (variant.variant.kind == VariantKind::none) {
       io::require_file(variant.decode_s == 0.0 && variant.prefill_s == 0.0 && variant.weight_bytes == 0 &&
                            variant.kv_bytes_per_token == 0,
                        path, fields.where(), ": expected zero time and bytes for \"none\"");
     } else if (attention) {
-      io::require_file(group > 0 && variant.size <= model.heads && variant.size % group == 0, path, fields.where(),
+      io::require_file(group > 0 && size <= model.heads && size % group == 0, path, fields.where(),
                        ": expected whole KV groups of the layer's ", io::kind_name(plan.attention), " attention (",
-                       model.heads, " heads in groups of ", group, "), found ", variant.size, " heads");
-      const std::int64_t expected_kv = 2 * (variant.size / group) * model.head_dim * kv_element_bytes;
+                       model.heads, " heads in groups of ", group, "), found ", size, " heads");
+      const std::int64_t expected_kv = 2 * (size / group) * model.head_dim * kv_element_bytes;
       io::require_file(variant.kv_bytes_per_token == expected_kv, path, fields.where(),
                        ": expected kv_bytes_per_token ", expected_kv, ", found ", variant.kv_bytes_per_token);
     } else {
       const std::int64_t stored = plan.ffn == io::FfnKind::swiglu ? plan.intermediate : 0;
-      io::require_file(variant.size <= stored, path, fields.where(), ": expected an MLP width up to the layer's ",
-                       io::kind_name(plan.ffn), " FFN width ", stored, ", found ", variant.size);
+      io::require_file(size <= stored, path, fields.where(), ": expected an MLP width up to the layer's ",
+                       io::kind_name(plan.ffn), " FFN width ", stored, ", found ", size);
     }
     for (const VariantCost& earlier : variants)
-      io::require_file(earlier.size != variant.size, path, fields.where(), ": \"", name, "\" appears twice");
+      io::require_file(earlier.variant != variant.variant, path, fields.where(), ": \"", name, "\" appears twice");
     variants.push_back(variant);
   }
-  io::require_file(!variants.empty() && variants.back().size == 0, path, where,
+  io::require_file(!variants.empty() && variants.back().variant.kind == VariantKind::none, path, where,
                    ": expected the variants to end with \"none\"");
   return variants;
 }
