@@ -22,13 +22,15 @@ inline std::string describe_layer(const io::ModelDescription& model, const io::L
   std::string attention(io::kind_name(layer.attention));
   if (layer.attention == io::AttentionKind::gqa)
     attention = "gqa " + std::to_string(model.heads) + "q/" + std::to_string(layer.kv_heads) + "kv";
+  if (layer.attention_has_linear) attention += " +linear";
   std::string ffn(io::kind_name(layer.ffn));
   if (layer.ffn == io::FfnKind::swiglu) ffn = "swiglu " + std::to_string(layer.intermediate);
-  return pad(attention, 16) + ffn;
+  if (layer.ffn_has_linear) ffn += " +linear";
+  return pad(attention, 24) + ffn;
 }
 
 inline void print_layer_plan(const io::ModelDescription& model) {
-  std::printf("  %-9s %-16s %s\n", "layers", "attention", "ffn");
+  std::printf("  %-9s %-24s %s\n", "layers", "attention", "ffn");
   std::size_t first = 0;
   for (std::size_t i = 1; i <= model.layers.size(); ++i) {
     const std::string current = describe_layer(model, model.layers[first]);

@@ -174,15 +174,17 @@ TEST_CASE("cuda decoder: a batch whose sequences run different sub-networks matc
   test::TwoDecoders both;
   const io::ModelDescription& model = both.host.description();
   const auto vocab = static_cast<std::size_t>(both.vocab());
-  // a: the full model; b: the sliced configuration; c: other heads and
-  // widths, a skipped linear FFN and a skipped GQA attention.
+  // a: the full model; b: the sliced configuration; c: layer 0's attention
+  // and layer 4's FFN as their stored linear maps (beside the others' GQA
+  // and SwiGLU groups), a narrower MLP, a skipped linear FFN and a skipped
+  // GQA attention.
   std::vector<SubnetworkConfig> configs{SubnetworkConfig::full(model), test::sliced_config(model),
                                         SubnetworkConfig::full(model)};
-  configs[2].layers[0].heads = 2;
+  configs[2].layers[0].linear_attention = true;
   configs[2].layers[0].mlp_width = 128;
   configs[2].layers[2].skip_ffn = true;
   configs[2].layers[4].skip_attention = true;
-  configs[2].layers[4].mlp_width = 200;
+  configs[2].layers[4].linear_ffn = true;
   constexpr std::size_t sequences = 3;
   constexpr int capacity = 32;
 

@@ -24,6 +24,8 @@ struct TinyHostDecoder<T>::State {
   static model::HostWeights<T> load(std::uint64_t seed, bool tied) {
     TinyModel m = nemotron_model();
     m.tied = tied;
+    m.blocks[0].attention_has_linear = m.blocks[0].ffn_has_linear = true;  // elastic linear maps
+    m.blocks[4].ffn_has_linear = true;
     const TemporaryDirectory folder;
     write_nemotron_folder(folder.path(), m, seed);
     return model::HostWeights<T>(io::ModelSource::open(folder.path()));

@@ -1,7 +1,8 @@
 // The host side of the CUDA decoder tests: a tiny random nemotron-nas
 // checkpoint with every block kind (support/tiny_checkpoint.hpp: GQA with 1,
 // 2 and 4 KV heads, linear and no-op attention, SwiGLU, linear and no-op
-// FFN), its LM head tied to the embedding or not, loaded as T in host memory, and one HostSequence over it whose logits
+// FFN; layer 0 also stores linear maps beside both halves, layer 4 beside
+// its FFN), its LM head tied to the embedding or not, loaded as T in host memory, and one HostSequence over it whose logits
 // the CUDA runs are compared with. It is compiled by the host compiler
 // (tiny_host_decoder.cpp), so the checkpoint writer and reader and the host
 // decoder stay out of the nvcc translation units, which see only this

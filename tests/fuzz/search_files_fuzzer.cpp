@@ -30,7 +30,8 @@ namespace {
 using namespace elastic;
 
 // Three layers: two GQA + SwiGLU (6 query heads in 3 KV groups of 2, head
-// size 64, FFN width 256), then a linear attention replacement and no FFN.
+// size 64, FFN width 256; the first stores a linear map beside each half),
+// then a linear attention replacement and no FFN.
 io::ModelDescription fuzz_model() {
   io::ModelDescription model;
   model.architecture = "nemotron-nas";
@@ -41,6 +42,7 @@ io::ModelDescription fuzz_model() {
   model.layers = {{io::AttentionKind::gqa, 3, io::FfnKind::swiglu, 256},
                   {io::AttentionKind::gqa, 3, io::FfnKind::swiglu, 256},
                   {io::AttentionKind::linear, 0, io::FfnKind::none, 0}};
+  model.layers[0].attention_has_linear = model.layers[0].ffn_has_linear = true;
   model.rope.max_positions = 512;
   model.validate("fuzz model");
   return model;

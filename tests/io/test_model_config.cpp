@@ -267,3 +267,35 @@ TEST_CASE("model config: malformed Nemotron-NAS blocks are refused") {
                 {"block_configs[0].attention.window_length", "not supported"});
   check_refused(with(n, "/block_configs/0", without(n["block_configs"][0], "ffn")), {"block_configs[0].ffn", "found none"});
 }
+
+TEST_CASE("model config: an elastic checkpoint's \"elastic\" layers mark the linear maps stored beside the blocks") {
+  json layers = json::array();
+  for (int i = 0; i < 6; ++i) layers.push_back({{"mlp_widths", json::array()}, {"linear_attention", i == 0}});
+  layers[1]["linear_ffn"] = true;
+  const ModelDescription model = parse(with(nemotron_config, "/elastic", {{"format", 1}, {"layers", layers}}));
+  CHECK(model.layers[0].attention_has_linear);
+  CHECK_FALSE(model.layers[0].ffn_has_linear);
+  CHECK(model.layers[1].ffn_has_linear);
+  CHECK(model.layers[0].attention_runs_linear());
+  CHECK(model.layers[2].attention_runs_linear());  // a linear block
+  CHECK_FALSE(model.layers[4].ffn_runs_linear());
+  // Without the key, or without its "layers", nothing is stored beside a block.
+  for (const LayerPlan& layer : parse(with(nemotron_config, "/elastic", {{"format", 1}})).layers)
+    CHECK_FALSE((layer.attention_has_linear || layer.ffn_has_linear));
+
+  check_refused(with(nemotron_config, "/elastic", {{"layers", json::array({json::object()})}}),
+                {"expected elastic.layers to list the 6 layers, found 1 entries"});
+  check_refused(with(nemotron_config, "/elastic", {{"layers", 3}}), {"expected elastic.layers to list the 6 layers"});
+  json bad = layers;
+  bad[2]["linear_attention"] = true;  // a linear block stores nothing beside it
+  check_refused(with(nemotron_config, "/elastic", {{"layers", bad}}),
+                {"layer 2: only a GQA attention can store a linear map beside it, found linear"});
+  bad = layers;
+  bad[4]["linear_ffn"] = true;  // a no-op FFN
+  check_refused(with(nemotron_config, "/elastic", {{"layers", bad}}),
+                {"layer 4: only a SwiGLU FFN can store a linear map beside it, found none"});
+  bad = layers;
+  bad[0]["linear_ffn"] = "yes";
+  check_refused(with(nemotron_config, "/elastic", {{"layers", bad}}),
+                {"elastic.layers[0].linear_ffn to be true or false, found string"});
+}

@@ -87,13 +87,15 @@ class ReferenceModel {
       const io::LayerPlan& plan = model_.layers[i];
       const model::LayerChoice& choice = config.layers[i];
       const int layer = static_cast<int>(i);
-      if (!choice.skip_attention && plan.attention == AttentionKind::gqa)
+      const bool linear_attention = choice.linear_attention || plan.attention == AttentionKind::linear;
+      const bool linear_ffn = choice.linear_ffn || plan.ffn == FfnKind::linear;
+      if (!choice.skip_attention && !linear_attention && plan.attention == AttentionKind::gqa)
         add(h, attention(norm(h, weight(TensorRole::attention_norm, layer)), layer, plan.kv_heads, choice.heads));
-      if (!choice.skip_attention && plan.attention == AttentionKind::linear)
+      if (!choice.skip_attention && linear_attention)
         add(h, linear(norm(h, weight(TensorRole::attention_norm, layer)), weight(TensorRole::linear_attention, layer)));
-      if (!choice.skip_ffn && plan.ffn == FfnKind::swiglu)
+      if (!choice.skip_ffn && !linear_ffn && plan.ffn == FfnKind::swiglu)
         add(h, swiglu(norm(h, weight(TensorRole::ffn_norm, layer)), layer, choice.mlp_width));
-      if (!choice.skip_ffn && plan.ffn == FfnKind::linear)
+      if (!choice.skip_ffn && linear_ffn)
         add(h, linear(norm(h, weight(TensorRole::ffn_norm, layer)), weight(TensorRole::linear_ffn, layer)));
     }
     const Matrix& head = model_.tied_embeddings ? embedding : weight(TensorRole::lm_head);
@@ -514,22 +516,32 @@ TEST_CASE("decoder: a ragged batch mixing prefill, chunked prefill and decode eq
 
 TEST_CASE("decoder: a batch whose sequences run different sub-networks equals each sequence alone") {
   test::TemporaryDirectory folder;
-  write_nemotron_folder(folder.path(), nemotron_model(), 53);
+  // Layer 0 also stores linear maps for both halves, layer 4 for its FFN.
+  TinyModel elastic = nemotron_model();
+  elastic.blocks[0].attention_has_linear = elastic.blocks[0].ffn_has_linear = true;
+  elastic.blocks[4].ffn_has_linear = true;
+  write_nemotron_folder(folder.path(), elastic, 53);
   const io::ModelDescription model = io::ModelSource::open(folder.path()).description();
+  CHECK((model.layers[0].attention_has_linear && model.layers[0].ffn_has_linear && model.layers[4].ffn_has_linear));
+  CHECK_FALSE(model.layers[4].attention_has_linear);
   // a: the full model; b and d: narrower MLPs, fewer heads, the linear
-  // attention skipped (one group); c: other heads and widths, a skipped
-  // linear FFN and a skipped GQA attention.
+  // attention skipped (one group), layer 4's FFN as its stored map; c:
+  // other heads and widths, a skipped linear FFN and a skipped GQA
+  // attention, layer 0's attention as its stored map (beside a's and b's
+  // GQA groups).
   std::vector<SubnetworkConfig> configs(4, SubnetworkConfig::full(model));
   configs[1].layers[0].heads = 2;
   configs[1].layers[0].mlp_width = 128;
   configs[1].layers[1].skip_attention = true;
   configs[1].layers[4].mlp_width = 64;
+  configs[1].layers[4].linear_ffn = true;
   configs[3] = configs[1];
   configs[2].layers[0].heads = 3;
   configs[2].layers[2].skip_ffn = true;
   configs[2].layers[3].heads = 1;
   configs[2].layers[4].skip_attention = true;
   configs[2].layers[4].mlp_width = 200;
+  configs[2].layers[0].linear_attention = true;
   const int vocab = static_cast<int>(model.vocab);
   std::vector<std::vector<int>> tokens;
   for (int s = 0; s < 4; ++s) tokens.push_back(random_tokens(5 + s, vocab, 70 + static_cast<std::uint64_t>(s)));

@@ -15,7 +15,8 @@ using elastic::model::SubnetworkConfig;
 
 namespace {
 
-// Three layers: GQA + SwiGLU, linear attention + no FFN, GQA + linear FFN.
+// Three layers: GQA + SwiGLU (both storing a linear map beside them),
+// linear attention + no FFN, GQA + linear FFN.
 io::ModelDescription three_layer_model() {
   io::ModelDescription model;
   model.architecture = "nemotron-nas";
@@ -26,6 +27,7 @@ io::ModelDescription three_layer_model() {
   model.layers = {{io::AttentionKind::gqa, 2, io::FfnKind::swiglu, 512},
                   {io::AttentionKind::linear, 0, io::FfnKind::none, 0},
                   {io::AttentionKind::gqa, 4, io::FfnKind::linear, 0}};
+  model.layers[0].attention_has_linear = model.layers[0].ffn_has_linear = true;
   return model;
 }
 
@@ -68,6 +70,10 @@ TEST_CASE("subnetwork config file: written configurations read back the same") {
   config.layers[0].mlp_width = 128;
   config.layers[1].skip_attention = true;
   config.layers[2].skip_ffn = true;
+  config.layers[0].linear_ffn = true;
+  const std::string text = model::subnetwork_config_json(config);
+  CHECK(text.find("\"linear_ffn\":true") != std::string::npos);
+  CHECK(text.find("linear_attention") == std::string::npos);  // written only when true
   test::TemporaryDirectory folder;
   const auto path = folder.path() / "config.json";
   std::ofstream(path) << model::subnetwork_config_json(config) << '\n';
@@ -79,6 +85,16 @@ TEST_CASE("subnetwork config file: written configurations read back the same") {
     CHECK(read.layers[i].skip_attention == config.layers[i].skip_attention);
     CHECK(read.layers[i].skip_ffn == config.layers[i].skip_ffn);
   }
+  CHECK(read == config);
+}
+
+TEST_CASE("subnetwork config file: a half runs as its stored linear map where the layer has one") {
+  const SubnetworkConfig config = parse(R"({"layers": [{"linear_attention": true, "linear_ffn": true},
+                                                      {"linear_attention": true}, {}]})");
+  CHECK(config.layers[0].linear_attention);
+  CHECK(config.layers[0].linear_ffn);
+  CHECK(config.layers[1].linear_attention);  // a linear block may say so
+  CHECK_FALSE(config.layers[2].linear_attention);
 }
 
 TEST_CASE("subnetwork config file: bad files are refused with the file, the layer and what was expected") {
@@ -103,6 +119,13 @@ TEST_CASE("subnetwork config file: bad files are refused with the file, the laye
   refused(R"({"layers": [{}, {"heads": 2}, {}]})", "layer 1 has linear attention, so its query heads must be 0");
   refused(R"({"layers": [{"mlp_width": 100}, {}, {}]})", "layer 0 uses MLP width 100, expected a multiple of 8", 8);
   refused(R"({"layers": [{}, {}, {"mlp_width": 8}]})", "layer 2 has linear FFN, so its MLP width must be 0");
+  refused(R"({"layers": [{}, {}, {"linear_attention": true}]})",
+          "layer 2 asks for linear attention, but its gqa attention has no linear map stored");
+  refused(R"({"layers": [{}, {"linear_ffn": true}, {}]})",
+          "layer 1 asks for a linear FFN, but its none FFN has no linear map stored");
+  refused(R"({"layers": [{"linear_ffn": true, "skip_ffn": true}, {}, {}]})",
+          "layer 0 asks to run a half as a linear map and to skip it");
+  refused(R"({"layers": [{"linear_ffn": 1}, {}, {}]})", "layer 0: \"linear_ffn\" must be true or false");
 }
 
 TEST_CASE("subnetwork config file: a missing or malformed file names the file") {

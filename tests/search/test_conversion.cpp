@@ -26,6 +26,7 @@
 #include "elastic/search/calibration_pass.hpp"
 #include "elastic/search/elastic_checkpoint.hpp"
 #include "elastic/search/importance.hpp"
+#include "elastic/search/linear_maps.hpp"
 #include "elastic/search/permutation.hpp"
 #include "io/tokenizer_fixtures.hpp"
 #include "model/reference_logits.hpp"
@@ -47,6 +48,12 @@ using elastic::search::PermutedWeights;
 using elastic::search::RankingMethod;
 
 namespace {
+
+// `count` values uniform in [-0.05, 0.05], none zero: a linear map's weights.
+std::vector<float> random_floats(index_t count, std::uint64_t seed) {
+  const test::HostMatrix<float> m = test::random_matrix<float>(1, count, seed, 0.05f);
+  return {m.values.begin(), m.values.end()};
+}
 
 // A copy of a matrix view's values, row-major.
 std::vector<double> copy_of(const ConstMatrixView<float>& m) {
@@ -359,7 +366,8 @@ TEST_CASE("permutation: by importance orders units by score, groups by their hea
                        doctest::Contains("expected 5 neuron scores, found 4"), Error);
 }
 
-TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows in rotate-half order, with its sets") {
+TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows in rotate-half order, with its sets "
+          "and linear maps") {
   const io::TokenizerSpec tokenizer = test::small_byte_level_spec();
   for (const bool gguf : {false, true}) {
     CAPTURE(gguf);
@@ -374,20 +382,38 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
     CHECK(model.rope.layout == (gguf ? RopeLayout::interleaved : RopeLayout::rotate_half));
     host::Executor executor(2);
     const PermutedWeights permuted(model, loaded.weights.views(), random_permutation(model, 8));
+    // Layer 0 stores a linear map beside its attention, layer 1 beside its FFN.
+    search::LinearMaps maps;
+    maps.attention = {search::LinearWeight{model.hidden, model.hidden, random_floats(model.hidden * model.hidden, 3)},
+                      std::nullopt};
+    maps.ffn = {std::nullopt, search::LinearWeight{model.hidden, model.hidden, random_floats(model.hidden * model.hidden, 4)}};
+    const search::ModelWithLinearMaps stored(model, permuted.views(), maps);
     std::vector<search::LayerImportance> importance(model.layers.size());
     importance[0].attention_contribution = 0.25;
     importance[1].ffn_contribution = 0.5;
     const search::ElasticMetadata metadata = search::ElasticMetadata::with_default_sets(
-        model, {RankingMethod::flap, RankingMethod::minitron}, {"calibration.txt", search::fnv1a64_hex("text"), 1024, 64}, importance);
+        stored.model, {RankingMethod::flap, RankingMethod::minitron},
+        {"calibration.txt", search::fnv1a64_hex("text"), 1024, 64}, importance, {512, 1e-3});
     const std::vector<int> tokens = test::random_tokens(12, m.vocab, 9);
     const SubnetworkConfig full = SubnetworkConfig::full(model);
+    SubnetworkConfig linear = full;
+    linear.layers[0].linear_attention = linear.layers[1].linear_ffn = true;
     const std::vector<float> expected = test::decoder_logits(model, permuted.views(), tokens, full, executor);
+    const std::vector<float> expected_linear =
+        test::decoder_logits(stored.model, stored.weights, tokens, linear, executor);
+    CHECK(test::relative_error(expected_linear, expected) > 1e-2);  // the maps change the function
 
     for (const io::TensorType dtype : {io::TensorType::f32, io::TensorType::bf16}) {
       CAPTURE(io::type_name(dtype));
       const std::filesystem::path out = folder / (dtype == io::TensorType::f32 ? "elastic_f32" : "elastic_bf16");
-      search::write_elastic_checkpoint(out, model, permuted.views(), tokenizer, metadata, dtype);
+      search::write_elastic_checkpoint(out, stored.model, stored.weights, tokenizer, metadata, dtype);
       const test::LoadedModel back(out);
+      CHECK(back.description().layers[0].attention_has_linear);
+      CHECK_FALSE(back.description().layers[0].ffn_has_linear);
+      CHECK(back.description().layers[1].ffn_has_linear);
+      const search::LinearFitRecord fit = search::model_linear_fit(out);
+      CHECK(fit.tokens == 512);
+      CHECK(fit.relative_ridge == 1e-3);
       CHECK(back.description().rope.layout == RopeLayout::rotate_half);
       CHECK(back.description().tied_embeddings == model.tied_embeddings);
       REQUIRE(back.source.tokenizer().has_value());
@@ -395,8 +421,13 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
       const double error = test::relative_error(test::decoder_logits(back.description(), back.weights.views(), tokens,
                                                          SubnetworkConfig::full(back.description()), executor),
                                           expected);
-      MESSAGE("written and read back against the permuted model: " << error);
+      const double linear_error =
+          test::relative_error(test::decoder_logits(back.description(), back.weights.views(), tokens, linear, executor),
+                               expected_linear);
+      MESSAGE("written and read back against the permuted model: " << error << ", with its linear maps: "
+              << linear_error);
       CHECK(error < (dtype == io::TensorType::f32 ? 1e-5 : 2e-2));
+      CHECK(linear_error < (dtype == io::TensorType::f32 ? 1e-5 : 2e-2));
 
       std::ifstream config_file(out / "config.json");
       const nlohmann::json config = nlohmann::json::parse(config_file);
@@ -409,22 +440,29 @@ TEST_CASE("elastic checkpoint: loads back computing the permuted model, Q/K rows
       CHECK(elastic.at("layers")[0].at("heads") == std::vector<int>{4, 2});
       CHECK(elastic.at("layers")[0].at("attention_contribution") == 0.25);
       CHECK(elastic.at("layers")[1].at("ffn_contribution") == 0.5);
+      CHECK(elastic.at("layers")[0].at("linear_attention") == true);
+      CHECK(elastic.at("layers")[1].at("linear_ffn") == true);
     }
+    // Metadata that names other maps than the model stores is refused.
+    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "mismatch", model, permuted.views(), tokenizer,
+                                                          metadata, io::TensorType::f32),
+                         doctest::Contains("layer 0: the metadata's linear maps differ from the model's"), Error);
 
     // Refused before anything is written: an existing folder, a tokenizer
     // the writer cannot express; no temporary folder is left behind.
-    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "elastic_f32", model, permuted.views(), tokenizer,
-                                                          metadata, io::TensorType::f32),
+    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "elastic_f32", stored.model, stored.weights,
+                                                          tokenizer, metadata, io::TensorType::f32),
                          doctest::Contains("already exists"), Error);
-    CHECK_THROWS_AS(search::write_elastic_checkpoint(folder / "sentencepiece", model, permuted.views(),
+    CHECK_THROWS_AS(search::write_elastic_checkpoint(folder / "sentencepiece", stored.model, stored.weights,
                                                      test::small_sentencepiece_spec(), metadata, io::TensorType::f32),
                     Error);
-    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "f16", model, permuted.views(), tokenizer, metadata,
-                                                          io::TensorType::f16),
+    CHECK_THROWS_WITH_AS(search::write_elastic_checkpoint(folder / "f16", stored.model, stored.weights, tokenizer,
+                                                          metadata, io::TensorType::f16),
                          doctest::Contains("expected f32 or bf16"), Error);
     for (const auto& entry : std::filesystem::directory_iterator(folder.path()))
       CHECK_MESSAGE(entry.path().filename().string().find("partial") == std::string::npos, entry.path());
     CHECK_FALSE(std::filesystem::exists(folder / "sentencepiece"));
+    CHECK_FALSE(std::filesystem::exists(folder / "mismatch"));
   }
 }
 

@@ -28,6 +28,8 @@ struct TinyLayer {
   int kv_heads = 2;
   io::FfnKind ffn = io::FfnKind::swiglu;
   double ffn_mult = 1.5;  // nemotron-nas: int(2 * mult * hidden / 3) rounded up to 256
+  bool attention_has_linear = false;  // a GQA attention also stores a linear map (an elastic checkpoint's)
+  bool ffn_has_linear = false;        // a SwiGLU FFN also stores a linear map
 };
 
 struct TinyModel {
@@ -108,7 +110,8 @@ inline void add_layer(TensorWriter& writer, const TinyModel& m, int i, const io:
     writer.add(block + "self_attn.k_proj.weight", {kv_rows, m.hidden}, 0.0f, 2 * in_scale, type);
     writer.add(block + "self_attn.v_proj.weight", {kv_rows, m.hidden}, 0.0f, in_scale, type);
     writer.add(block + "self_attn.o_proj.weight", {m.hidden, q_rows}, 0.0f, inverse_sqrt(static_cast<int>(q_rows)), type);
-  } else if (plan.attention == io::AttentionKind::linear) {
+  }
+  if (plan.attention_runs_linear()) {
     writer.add(block + "self_attn.linear_attn.weight", {m.hidden, m.hidden}, 0.0f, in_scale, type);
   }
   if (plan.ffn != io::FfnKind::none) writer.add(block + "post_attention_layernorm.weight", {m.hidden}, 1.0f, 0.25f, type);
@@ -117,7 +120,8 @@ inline void add_layer(TensorWriter& writer, const TinyModel& m, int i, const io:
     writer.add(block + "mlp.up_proj.weight", {plan.intermediate, m.hidden}, 0.0f, 2 * in_scale, type);
     writer.add(block + "mlp.down_proj.weight", {m.hidden, plan.intermediate}, 0.0f,
                inverse_sqrt(static_cast<int>(plan.intermediate)), type);
-  } else if (plan.ffn == io::FfnKind::linear) {
+  }
+  if (plan.ffn_runs_linear()) {
     writer.add(block + "mlp.linear_mlp.weight", {m.hidden, m.hidden}, 0.0f, in_scale, type);
   }
 }
@@ -149,8 +153,11 @@ inline std::int64_t nemotron_width(const TinyModel& m, double ffn_mult) {
 
 inline void write_nemotron_folder(const std::filesystem::path& folder, const TinyModel& m, std::uint64_t seed,
                            io::TensorType type = io::TensorType::f32) {
-  std::string blocks;
+  std::string blocks, stored_linear;
   for (const TinyLayer& layer : m.blocks) {
+    stored_linear += std::string(stored_linear.empty() ? "" : ", ") + "{\"linear_attention\": " +
+                     (layer.attention_has_linear ? "true" : "false") + ", \"linear_ffn\": " +
+                     (layer.ffn_has_linear ? "true" : "false") + "}";
     const bool gqa = layer.attention == io::AttentionKind::gqa;
     blocks += std::string(blocks.empty() ? "" : ", ") + R"({"attention": {"n_heads_in_group": )" +
               (gqa ? std::to_string(m.heads / layer.kv_heads) : "null") +
@@ -164,14 +171,16 @@ inline void write_nemotron_folder(const std::filesystem::path& folder, const Tin
   write_text(folder / "config.json",
              R"({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], )" + common_config_json(m) +
                  R"(, "intermediate_size": null, "num_key_value_heads": null, "num_hidden_layers": )" +
-                 std::to_string(m.blocks.size()) + ", \"block_configs\": [" + blocks + "]}");
+                 std::to_string(m.blocks.size()) + ", \"block_configs\": [" + blocks + "], \"elastic\": {\"layers\": [" +
+                 stored_linear + "]}}");
   TensorWriter writer(seed);
   add_model_wide(writer, m, type);
   for (std::size_t i = 0; i < m.blocks.size(); ++i) {
     const TinyLayer& layer = m.blocks[i];
     add_layer(writer, m, static_cast<int>(i),
               {layer.attention, layer.attention == io::AttentionKind::gqa ? layer.kv_heads : 0, layer.ffn,
-               layer.ffn == io::FfnKind::swiglu ? nemotron_width(m, layer.ffn_mult) : 0},
+               layer.ffn == io::FfnKind::swiglu ? nemotron_width(m, layer.ffn_mult) : 0, layer.attention_has_linear,
+               layer.ffn_has_linear},
               type);
   }
   writer.write(folder / "model.safetensors");

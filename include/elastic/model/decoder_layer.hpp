@@ -111,7 +111,8 @@ class DecoderLayer {
       const SequenceSet& set = schedule.set(group.set);
       const int* rows = set.whole ? buffers.rows : buffers.indices + set.rows_offset;
       const index_t count = set.whole ? buffers.residual.rows() : set.tokens();
-      const MatrixView<T> normed = normalise(executor, buffers, weights_.attention_norm, set.whole, rows, count);
+      const MatrixView<T> normed =
+          normalise(executor, buffers.normed, buffers, weights_.attention_norm, set.whole, rows, count);
       if (group.size > 0) {
         const MatrixView<T> output = buffers.block_output.first_rows(count);
         std::visit([&](const auto& a) {
@@ -125,7 +126,8 @@ class DecoderLayer {
       }
     }
     // The SwiGLU reads its rows of the whole normed batch by index; a linear
-    // map reads a gathered copy like the attention.
+    // map reads a gathered copy, kept in block_output (free in this half)
+    // so that the SwiGLU groups after it still find the normed batch.
     if (std::any_of(groups.ffn.begin(), groups.ffn.end(), [](const HalfGroup& group) { return group.size > 0; }))
       executor.rms_norm(buffers.normed, ConstMatrixView<T>(buffers.residual), weights_.ffn_norm, epsilon_);
     for (const HalfGroup& group : groups.ffn) {
@@ -136,7 +138,8 @@ class DecoderLayer {
         mlp_->add_to_rows(executor, static_cast<int>(group.size), buffers.residual, ConstMatrixView<T>(buffers.normed),
                           rows, count, buffers.scratch);
       } else {
-        const MatrixView<T> normed = normalise(executor, buffers, weights_.ffn_norm, set.whole, rows, count);
+        const MatrixView<T> normed =
+            normalise(executor, buffers.block_output, buffers, weights_.ffn_norm, set.whole, rows, count);
         executor.linear_scatter_add(buffers.residual, ConstMatrixView<T>(normed), weights_.linear_ffn, rows,
                                     buffers.scratch);
       }
@@ -165,12 +168,12 @@ class DecoderLayer {
     elastic::detail::check_view(weight, op, name);
   }
 
-  // RMSNorm of the set's residual rows into the first rows of
-  // buffers.normed: all rows in place for the whole batch, else gathered.
+  // RMSNorm of the set's residual rows into the first rows of `target`
+  // ([tokens x hidden]): all rows for the whole batch, else gathered.
   template <class E>
-  MatrixView<T> normalise(E& executor, const LayerBuffers<T>& buffers, const ConstMatrixView<T>& norm, bool whole,
-                          const int* rows, index_t count) const {
-    const MatrixView<T> normed = buffers.normed.first_rows(count);
+  MatrixView<T> normalise(E& executor, const MatrixView<T>& target, const LayerBuffers<T>& buffers,
+                          const ConstMatrixView<T>& norm, bool whole, const int* rows, index_t count) const {
+    const MatrixView<T> normed = target.first_rows(count);
     if (whole) {
       executor.rms_norm(normed, ConstMatrixView<T>(buffers.residual), norm, epsilon_);
     } else {

@@ -87,20 +87,20 @@ struct ModelWithLinearMaps {
                 (maps.ffn.empty() || maps.ffn.size() == parent.layers.size()),
             "ModelWithLinearMaps: expected maps for the model's ", parent.layers.size(), " layers, found ",
             maps.attention.size(), " attention and ", maps.ffn.size(), " FFN entries");
-    for (std::size_t i = 0; i < maps.attention.size(); ++i)
-      if (maps.attention[i]) {
-        require(parent.layers[i].attention == io::AttentionKind::gqa, "ModelWithLinearMaps: layer ", i,
-                " has no GQA attention to store a linear map beside");
-        model.layers[i].attention_has_linear = true;
-        weights.layers[i].linear_attention = maps.attention[i]->view();
+    // Each map present goes beside its half's block, which must be there.
+    const auto attach = [&](const std::vector<std::optional<LinearWeight>>& half_maps, bool attention) {
+      for (std::size_t i = 0; i < half_maps.size(); ++i) {
+        if (!half_maps[i]) continue;
+        const io::LayerPlan& plan = parent.layers[i];
+        require(attention ? plan.attention == io::AttentionKind::gqa : plan.ffn == io::FfnKind::swiglu,
+                "ModelWithLinearMaps: layer ", i, " has no ", attention ? "GQA attention" : "SwiGLU FFN",
+                " to store a linear map beside");
+        (attention ? model.layers[i].attention_has_linear : model.layers[i].ffn_has_linear) = true;
+        (attention ? weights.layers[i].linear_attention : weights.layers[i].linear_ffn) = half_maps[i]->view();
       }
-    for (std::size_t i = 0; i < maps.ffn.size(); ++i)
-      if (maps.ffn[i]) {
-        require(parent.layers[i].ffn == io::FfnKind::swiglu, "ModelWithLinearMaps: layer ", i,
-                " has no SwiGLU FFN to store a linear map beside");
-        model.layers[i].ffn_has_linear = true;
-        weights.layers[i].linear_ffn = maps.ffn[i]->view();
-      }
+    };
+    attach(maps.attention, true);
+    attach(maps.ffn, false);
   }
 };
 

@@ -1,7 +1,8 @@
 """Writes the search-files fuzzer's seed corpus into the folder given as the
 one argument: for the harness's fixed model (two GQA + SwiGLU layers with 6
-query heads in 3 KV groups, head size 64, FFN width 256, then a linear
-attention layer without FFN), a valid block library, latency table, budget
+query heads in 3 KV groups, head size 64, FFN width 256, the first storing a
+linear map beside each half, then a linear attention layer without FFN), a
+valid block library, latency table, budget
 table, "elastic" object and sub-network file, each behind the byte that
 picks its reader, plus a few near-valid variants of each (a wrong type, an
 out-of-range size, a missing key). Python 3 standard library only."""
@@ -27,10 +28,14 @@ def block_library():
         + [{"variant": "none", "kl": 0.3, "lm_loss": 2.8},
            {"variant": "linear", "kl": 0.05, "lm_loss": 2.4, "fit_error": 0.2}],
     }
-    linear = {"attention": [{"variant": "none", "kl": 0.1, "lm_loss": 2.5}], "ffn": [{"variant": "none", "kl": 0.0,
-                                                                                       "lm_loss": 2.3}]}
+    plain = copy.deepcopy(gqa)  # the second layer stores no linear maps
+    plain["attention"] = [v for v in plain["attention"] if v["variant"] != "linear"]
+    plain["ffn"] = [v for v in plain["ffn"] if v["variant"] != "linear"]
+    linear = {"attention": [{"variant": "linear", "kl": 0.0, "lm_loss": 2.31},
+                            {"variant": "none", "kl": 0.1, "lm_loss": 2.5}],
+              "ffn": [{"variant": "none", "kl": 0.0, "lm_loss": 2.3}]}
     return {"format": 1, "scored_tokens": 1024, "parent_lm_loss": 2.31, "calibration": CALIBRATION,
-            "layers": [gqa, copy.deepcopy(gqa), linear]}
+            "layers": [gqa, plain, linear]}
 
 
 def latency_table():
@@ -45,27 +50,36 @@ def latency_table():
     none_attention = {"variant": "none", "heads": 0, "decode_s": 0.0, "prefill_s": 0.0, "weight_bytes": 0,
                       "kv_bytes_per_token": 0}
     none_ffn = {"variant": "none", "mlp_width": 0, "decode_s": 0.0, "prefill_s": 0.0, "weight_bytes": 0}
+    linear_attention = {"variant": "linear", "heads": 0, "decode_s": 5e-5, "prefill_s": 5e-4, "weight_bytes": 591360,
+                        "kv_bytes_per_token": 0}
+    linear_ffn = {"variant": "linear", "mlp_width": 0, "decode_s": 5e-5, "prefill_s": 5e-4, "weight_bytes": 591360}
     gqa = {"attention": [attention(h) for h in (6, 4, 2)] + [none_attention],
            "ffn": [ffn(w) for w in (256, 192, 128, 64)] + [none_ffn]}
-    linear = {"attention": [copy.deepcopy(none_attention)], "ffn": [copy.deepcopy(none_ffn)]}
+    stored = copy.deepcopy(gqa)  # the first layer's linear maps, before "none"
+    stored["attention"].insert(3, linear_attention)
+    stored["ffn"].insert(4, linear_ffn)
+    linear = {"attention": [copy.deepcopy(linear_attention), copy.deepcopy(none_attention)],
+              "ffn": [copy.deepcopy(none_ffn)]}
     check = {"name": "full", "predicted_decode_s": 0.002, "measured_decode_s": 0.0021, "predicted_prefill_s": 0.02,
              "measured_prefill_s": 0.021}
     return {"format": 1, "executor": "host", "threads": 2, "device": "fuzz", "decode": {"batch": 1, "context": 512,
                                                                                         "steps": 32},
             "prefill": {"tokens": 512}, "kv_element_bytes": 4,
             "fixed": {"decode_s": 1e-4, "prefill_s": 1e-3, "weight_bytes": 393216},
-            "layers": [gqa, copy.deepcopy(gqa), linear], "checks": [check]}
+            "layers": [stored, gqa, linear], "checks": [check]}
 
 
-def subnetwork(heads=6, width=256, skip_attention=False, skip_ffn=False):
+def subnetwork(heads=6, width=256, skip_attention=False, skip_ffn=False, linear_ffn=False):
     layer = {"heads": heads, "mlp_width": width, "skip_attention": skip_attention, "skip_ffn": skip_ffn}
-    return {"layers": [layer, dict(layer), {"heads": 0, "mlp_width": 0, "skip_attention": False, "skip_ffn": True}]}
+    first = dict(layer, linear_ffn=True) if linear_ffn else layer
+    return {"layers": [first, dict(layer), {"heads": 0, "mlp_width": 0, "skip_attention": False, "skip_ffn": True}]}
 
 
 def budget_table():
     entries = [{"fraction": 0.5, "latency_s": 0.001, "memory_bytes": 2.5e6, "predicted_score": 0.4,
                 "config": subnetwork(2, 128, skip_ffn=True)},
-               {"fraction": 0.75, "latency_s": 0.0015, "memory_bytes": 3.5e6, "config": subnetwork(4, 192)},
+               {"fraction": 0.75, "latency_s": 0.0015, "memory_bytes": 3.5e6,
+                "config": subnetwork(4, 192, linear_ffn=True)},
                {"fraction": 1.0, "latency_s": 0.002, "memory_bytes": 4.5e6, "predicted_score": 0.0,
                 "config": subnetwork()}]
     return {"format": 1, "full_latency_s": 0.002, "phase": "decode", "entries": entries,
@@ -131,6 +145,10 @@ def variants():
     yield SUBNETWORK, "subnetwork_full", subnetwork()
     yield SUBNETWORK, "subnetwork_small", subnetwork(2, 64, skip_attention=True)
     yield SUBNETWORK, "subnetwork_too_wide", subnetwork(6, 512)
+    yield SUBNETWORK, "subnetwork_linear_ffn", subnetwork(4, 128, linear_ffn=True)
+    bad = subnetwork()
+    bad["layers"][1]["linear_attention"] = True
+    yield SUBNETWORK, "subnetwork_linear_not_stored", bad
 
 
 def main():
