@@ -79,12 +79,16 @@ inline std::string config_label(const model::SubnetworkConfig& config, const io:
   const model::SubnetworkConfig full = model::SubnetworkConfig::full(model);
   std::vector<std::int64_t> widths;
   std::vector<int> heads;
-  int skipped_halves = 0;
+  int skipped_halves = 0, linear_halves = 0;
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const model::LayerChoice &choice = config.layers[i], &stored = full.layers[i];
-    if (choice.mlp_width != stored.mlp_width && !choice.skip_ffn) widths.push_back(choice.mlp_width);
-    if (choice.heads != stored.heads && !choice.skip_attention) heads.push_back(choice.heads);
+    if (choice.mlp_width != stored.mlp_width && !choice.skip_ffn && !choice.linear_ffn)
+      widths.push_back(choice.mlp_width);
+    if (choice.heads != stored.heads && !choice.skip_attention && !choice.linear_attention)
+      heads.push_back(choice.heads);
     skipped_halves += int(choice.skip_attention) + int(choice.skip_ffn);
+    linear_halves += int(choice.linear_attention && model.layers[i].attention_has_linear) +
+                     int(choice.linear_ffn && model.layers[i].ffn_has_linear);
   }
   std::string label;
   const auto append = [&](const std::string& part) { label += (label.empty() ? "" : ", ") + part; };
@@ -97,6 +101,7 @@ inline std::string config_label(const model::SubnetworkConfig& config, const io:
     append(uniform ? "heads " + std::to_string(heads[0]) : "heads mixed");
   }
   if (skipped_halves > 0) append(std::to_string(skipped_halves) + " halves skipped");
+  if (linear_halves > 0) append(std::to_string(linear_halves) + " halves linear");
   return label.empty() ? "full" : label;
 }
 

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct ConvertOptions {
   std::string dtype = "f32";
   long tokens = 65536;
   long fit_tokens = 8192;
+  std::vector<double> mlp_fractions{std::begin(search::default_mlp_fractions), std::end(search::default_mlp_fractions)};
   bool linear = true;
   double ridge = search::default_relative_ridge;
   int window = 512;
@@ -82,6 +84,10 @@ struct ConvertOptions {
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     command.add_flag("!--no-linear", linear, "store no linear replacements");
+    command.add_option("--mlp-fractions", mlp_fractions, "the MLP widths every SwiGLU layer is meant to run at, as "
+                       "fractions of its width, decreasing from 1 (each rounded down to whole 32-neuron blocks)")
+        ->delimiter(',')
+        ->capture_default_str();
     command.add_option("-c,--ctx", window, "tokens per calibration and validation window")
         ->check(CLI::Range(2, 1 << 20))
         ->capture_default_str();
@@ -144,6 +150,7 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
   const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*source.tokenizer());
   const model::HostWeights<float> weights(source);
   const io::ModelDescription& model = weights.description();
+  search::default_layer_sets(model, options.mlp_fractions);  // refuses bad fractions before the long pass
   host::Executor executor(options.threads);
 
   const std::string calibration_text = read_text_file(options.calibration);
@@ -237,7 +244,8 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
                  static_cast<long long>(linear_fit.tokens), options.ridge);
   search::write_elastic_checkpoint(
       options.output, written.model, written.weights, *source.tokenizer(),
-      search::ElasticMetadata::with_default_sets(written.model, chosen, calibration, importance, linear_fit),
+      search::ElasticMetadata::with_default_sets(written.model, chosen, calibration, importance, linear_fit,
+                                                 options.mlp_fractions),
       options.dtype == "bf16" ? io::TensorType::bf16 : io::TensorType::f32);
   std::printf("wrote %s (neurons ranked by %s, heads by %s, %s) in %.1f s\n", options.output.c_str(),
               std::string(search::ranking_name(chosen.neurons)).c_str(),

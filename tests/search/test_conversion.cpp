@@ -475,6 +475,14 @@ TEST_CASE("elastic sets: read back from the metadata they were written as; bad s
   const search::ElasticMetadata metadata =
       search::ElasticMetadata::with_default_sets(model, {}, {"c.txt", "0", 64, 32}, importance);
   CHECK(metadata.layers[0].mlp_widths == std::vector<std::int64_t>{256, 192, 128, 64});
+  // Other fractions: each width rounded down to whole 32-neuron blocks, repeats left out.
+  const double finer[] = {1.0, 0.875, 0.5, 0.45, 0.1};
+  CHECK(search::default_layer_sets(model, finer)[0].mlp_widths == std::vector<std::int64_t>{256, 224, 128, 96});
+  const double unsorted[] = {1.0, 0.5, 0.75}, partial[] = {0.75, 0.5}, zero[] = {1.0, 0.0};
+  CHECK_THROWS_WITH_AS(search::default_layer_sets(model, unsorted),
+                       doctest::Contains("must decrease strictly and stay above 0, found 0.75 after 0.5"), Error);
+  CHECK_THROWS_WITH_AS(search::default_layer_sets(model, partial), doctest::Contains("must start with 1"), Error);
+  CHECK_THROWS_AS(search::default_layer_sets(model, zero), Error);
   CHECK(metadata.layers[0].heads == std::vector<int>{6, 4, 2});
   CHECK(metadata.layers[1].mlp_widths.empty());
   const nlohmann::json json = nlohmann::json::parse(metadata.to_json().dump());

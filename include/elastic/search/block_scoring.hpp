@@ -147,11 +147,13 @@ struct LinearReplacement {
     model::LayerWeights<float>& layer_weights = weights.layers.at(layer);
     if (half == Half::attention) {
       plan.attention = io::AttentionKind::linear;
+      plan.attention_has_linear = false;
       plan.kv_heads = 0;
       layer_weights.attention = {};
       layer_weights.linear_attention = w.view();
     } else {
       plan.ffn = io::FfnKind::linear;
+      plan.ffn_has_linear = false;
       plan.intermediate = 0;
       layer_weights.mlp = {};
       layer_weights.linear_ffn = w.view();

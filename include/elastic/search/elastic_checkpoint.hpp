@@ -38,6 +38,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -99,19 +100,32 @@ struct LinearFitRecord {
   double relative_ridge = 0.0;
 };
 
-// The default sets of every layer: MLP widths at 100, 75, 50 and 25% of
-// each SwiGLU layer's width, rounded down to whole 32-neuron blocks (so
-// quantised files cut whole blocks); every whole number of KV groups of each
-// GQA layer, most first; contributions 0; the linear maps the model stores.
-inline std::vector<ElasticLayerSets> default_layer_sets(const io::ModelDescription& model) {
+// The MLP widths the default sets hold, as fractions of each layer's width.
+inline constexpr double default_mlp_fractions[] = {1.0, 0.75, 0.5, 0.25};
+
+// The default sets of every layer: MLP widths at `mlp_fractions` of each
+// SwiGLU layer's width (strictly decreasing, 1 first; each rounded down to
+// whole 32-neuron blocks, so quantised files cut whole blocks, and left out
+// when that repeats a width or reaches 0); every whole number of KV groups
+// of each GQA layer, most first; contributions 0; the linear maps the model
+// stores. Throws elastic::Error for fractions that break those rules.
+inline std::vector<ElasticLayerSets> default_layer_sets(const io::ModelDescription& model,
+                                                        std::span<const double> mlp_fractions = default_mlp_fractions) {
+  require(!mlp_fractions.empty() && mlp_fractions.front() == 1.0, "default_layer_sets: the MLP width fractions must "
+          "start with 1 (the stored width)");
+  for (std::size_t f = 1; f < mlp_fractions.size(); ++f)
+    require(mlp_fractions[f] > 0.0 && mlp_fractions[f] < mlp_fractions[f - 1], "default_layer_sets: the MLP width ",
+            "fractions must decrease strictly and stay above 0, found ", mlp_fractions[f], " after ",
+            mlp_fractions[f - 1]);
   std::vector<ElasticLayerSets> layers;
   for (const io::LayerPlan& plan : model.layers) {
     ElasticLayerSets& sets = layers.emplace_back();
     sets.linear_attention = plan.attention_has_linear;
     sets.linear_ffn = plan.ffn_has_linear;
     if (plan.ffn == io::FfnKind::swiglu)
-      for (const int quarters : {4, 3, 2, 1}) {
-        const std::int64_t width = quarters == 4 ? plan.intermediate : plan.intermediate * quarters / 4 / 32 * 32;
+      for (const double fraction : mlp_fractions) {
+        const auto blocks = static_cast<std::int64_t>(std::floor(double(plan.intermediate) * fraction / 32.0 + 1e-9));
+        const std::int64_t width = fraction == 1.0 ? plan.intermediate : blocks * 32;
         if (width > 0 && (sets.mlp_widths.empty() || width < sets.mlp_widths.back())) sets.mlp_widths.push_back(width);
       }
     if (plan.attention == io::AttentionKind::gqa) {
@@ -128,16 +142,17 @@ struct ElasticMetadata {
   std::vector<ElasticLayerSets> layers;
   LinearFitRecord linear_fit;
 
-  // The default sets (default_layer_sets, with the linear maps `model`
-  // stores) with contributions from `importance` (NaN for a half that does
-  // not compute is written as 0).
+  // The default sets (default_layer_sets at `mlp_fractions`, with the
+  // linear maps `model` stores) with contributions from `importance` (NaN
+  // for a half that does not compute is written as 0).
   static ElasticMetadata with_default_sets(const io::ModelDescription& model, Ranking ranking,
                                            CalibrationRecord calibration,
                                            const std::vector<LayerImportance>& importance,
-                                           LinearFitRecord linear_fit = {}) {
+                                           LinearFitRecord linear_fit = {},
+                                           std::span<const double> mlp_fractions = default_mlp_fractions) {
     require(importance.size() == model.layers.size(), "ElasticMetadata: expected the importance of ",
             model.layers.size(), " layers, found ", importance.size());
-    ElasticMetadata metadata{ranking, std::move(calibration), default_layer_sets(model), linear_fit};
+    ElasticMetadata metadata{ranking, std::move(calibration), default_layer_sets(model, mlp_fractions), linear_fit};
     for (std::size_t i = 0; i < model.layers.size(); ++i) {
       const auto finite_or_zero = [](double value) { return std::isfinite(value) ? value : 0.0; };
       metadata.layers[i].attention_contribution = finite_or_zero(importance[i].attention_contribution);
