@@ -527,7 +527,8 @@ TEST_SUITE("reference") {
   // safetensors' numpy loader, rotate-half RoPE) reads the written checkpoint
   // and computes the parent's logits, whether the parent came from a Hugging
   // Face folder or from a GGUF file with interleaved RoPE rows and tied
-  // embeddings.
+  // embeddings; the linear maps stored beside the blocks (and the "elastic"
+  // key that lists them) leave that reading unchanged.
   TEST_CASE("elastic checkpoint: a plain llama to Hugging Face's conventions, computing the parent's logits") {
     const io::TokenizerSpec tokenizer = test::small_byte_level_spec();
     for (const bool gguf : {false, true}) {
@@ -542,9 +543,14 @@ TEST_SUITE("reference") {
       const io::ModelDescription& model = loaded.description();
       host::Executor executor(2);
       const PermutedWeights permuted(model, loaded.weights.views(), random_permutation(model, 9));
+      search::LinearMaps maps;
+      for (std::uint64_t i = 0; i < model.layers.size(); ++i)
+        for (auto* half : {&maps.attention, &maps.ffn})
+          half->push_back(search::LinearWeight{model.hidden, model.hidden, random_floats(model.hidden * model.hidden, 30 + i)});
+      const search::ModelWithLinearMaps stored(model, permuted.views(), maps);
       search::write_elastic_checkpoint(
-          folder / "elastic", model, permuted.views(), tokenizer,
-          search::ElasticMetadata::with_default_sets(model, {}, {"c.txt", "0", 1, 1},
+          folder / "elastic", stored.model, stored.weights, tokenizer,
+          search::ElasticMetadata::with_default_sets(stored.model, {}, {"c.txt", "0", 1, 1},
                                                      std::vector<search::LayerImportance>(model.layers.size())),
           io::TensorType::f32);
       const std::vector<int> tokens = test::random_tokens(9, m.vocab, 10);
