@@ -170,7 +170,7 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
                      : 0;
   search::CalibrationPass pass(model, weights.views(), executor, options.window);
   search::ImportanceCollector collector(model, weights.views(), executor, options.window);
-  search::BlockMoments moments = search::BlockMoments::for_model(model);
+  search::BlockMoments moments = options.linear ? search::BlockMoments::for_model(model) : search::BlockMoments{};
   Progress progress("calibrate", static_cast<long>(windows));
   for (std::size_t w = 0; w < windows; ++w) {
     pass.run(std::span(tokens).subspan(w * window, window), [&](const search::BlockObservation& block) {

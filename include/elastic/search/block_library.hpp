@@ -150,7 +150,7 @@ inline ScoredVariant library_variant(const nlohmann::json& entry, Half half, std
   if (name == "none") {
     variant.kind = VariantKind::none;
   } else if (name == "linear") {
-    io::require_file(half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear(), path, where,
+    io::require_file(runs_linear(plan, half), path, where,
                      ": variant \"linear\", but the model stores no linear map for this half");
     variant.kind = VariantKind::linear;
     if (entry.contains("fit_error")) variant.fit_error = library_number(entry, "fit_error", path, where);

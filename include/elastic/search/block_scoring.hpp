@@ -202,7 +202,7 @@ BlockLibrary score_block_library(const io::ModelDescription& model, const model:
     if (swiglu)
       for (const std::int64_t width : sets[i].mlp_widths) jobs.push_back({i, Half::ffn, {VariantKind::prefix, 0, width}});
     for (const Half half : {Half::attention, Half::ffn}) {
-      const bool linear = half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear();
+      const bool linear = runs_linear(plan, half);
       const bool computes = half == Half::attention ? plan.attention != io::AttentionKind::none
                                                     : plan.ffn != io::FfnKind::none;
       if (linear) jobs.push_back({i, half, {VariantKind::linear}});

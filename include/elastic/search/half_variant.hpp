@@ -47,6 +47,12 @@ struct HalfVariant {
   bool runs_as_subnetwork() const { return kind != VariantKind::linear_init; }
 };
 
+// Whether `half` of a layer planned as `plan` can run as a linear map: its
+// block is one, or it stores one beside the block.
+inline bool runs_linear(const io::LayerPlan& plan, Half half) {
+  return half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear();
+}
+
 // What `choice` runs in `half` of a layer planned as `plan`: a linear block
 // runs "linear" and an absent one "none" unless skipped.
 inline HalfVariant chosen_half_variant(const io::LayerPlan& plan, const model::LayerChoice& choice, Half half) {

@@ -156,7 +156,7 @@ inline std::vector<HalfVariant> measured_variants(const io::ModelDescription& mo
             op, ": layer ", i, "'s width set must hold its stored width ", plan.intermediate);
     for (const std::int64_t width : sets.mlp_widths) variants.push_back(HalfVariant::prefix(width));
   }
-  if (half == Half::attention ? plan.attention_runs_linear() : plan.ffn_runs_linear())
+  if (runs_linear(plan, half))
     variants.push_back(HalfVariant::linear());
   variants.push_back(HalfVariant::none());
   return variants;

@@ -297,7 +297,7 @@ inline std::vector<VariantCost> parse_variants(const nlohmann::json& list, std::
     if (attention) variant.kv_bytes_per_token = fields.bytes("kv_bytes_per_token");
     const std::int64_t kv_bytes = variant.kv_bytes_per_token;
     if (variant.variant.kind == VariantKind::linear) {
-      io::require_file(attention ? plan.attention_runs_linear() : plan.ffn_runs_linear(), path, fields.where(),
+      io::require_file(runs_linear(plan, half), path, fields.where(),
                        ": \"linear\", but the layer stores no linear map for this half");
       io::require_file(kv_bytes == 0, path, fields.where(), ": a linear map caches nothing, found kv_bytes_per_token ",
                        kv_bytes);
