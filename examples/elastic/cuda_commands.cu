@@ -1,12 +1,26 @@
 // The `elastic` CLI's subcommands on the CUDA executor, compiled by nvcc
-// apart from the rest of the program (built only with CUDA).
+// apart from the rest of the program (built only with CUDA): the model-running
+// subcommands, `elastic latency` and the measurements of `elastic search`.
 #include "commands.hpp"
 #include "cuda_runner.cuh"
+#include "latency.hpp"
+#include "subnetwork_measurement.hpp"
 
 namespace elastic::cli {
 
 int run_command_on_cuda(Command command, const CommandOptions& options) {
   return run_command<CudaRunner>(command, options);
+}
+
+int run_latency_on_cuda(const std::string& model_path, const LatencyOptions& options) {
+  if (options.dtype == "bf16") return measure_and_write_latency<CudaRunner<bfloat16_t>>(model_path, options);
+  return measure_and_write_latency<CudaRunner<float>>(model_path, options);
+}
+
+std::vector<double> measure_subnetworks_on_cuda(const RunOptions& run, std::vector<search::detail::TimedRun>& runs,
+                                                const SubnetworkMeasurement& measurement) {
+  if (run.dtype == "bf16") return load_and_measure_subnetworks<CudaRunner<bfloat16_t>>(run, runs, measurement);
+  return load_and_measure_subnetworks<CudaRunner<float>>(run, runs, measurement);
 }
 
 }  // namespace elastic::cli

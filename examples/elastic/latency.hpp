@@ -1,6 +1,7 @@
 // `elastic latency`: measures the latency and memory table the budget search
 // reads (search/latency_table.hpp, measured as search/latency_measurement.hpp
-// says) on the host executor and writes it as JSON. The variants are the
+// says) on the executor the model will run on (--device cpu or cuda) and
+// writes it as JSON. The variants are the
 // elastic checkpoint's sets (config.json's "elastic" key) when the model is
 // one, else the default sets (MLP widths at 100/75/50/25%, whole KV groups).
 // Progress on stderr; on stdout a summary: the fixed cost, each group of
@@ -28,6 +29,7 @@
 namespace elastic::cli {
 
 struct LatencyOptions {
+  std::string device = "cpu";
   std::string dtype = "f32";
   unsigned threads = 0;
   // More steps and rounds than the library's defaults: a decode step of a
@@ -36,7 +38,11 @@ struct LatencyOptions {
   std::string output;
 
   void add_to(CLI::App& command) {
-    command.add_option("--dtype", dtype, "weights and activations: f32, bf16, or quant (the GGUF file's blocks)")
+    command.add_option("--device", device, "executor: cpu or cuda (when built with CUDA)")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
+        ->capture_default_str();
+    command.add_option("--dtype", dtype, "weights and activations: f32, bf16, or quant (the GGUF file's blocks; "
+                       "cpu only)")
         ->check(CLI::IsMember({"f32", "bf16", "quant"}))
         ->capture_default_str();
     command.add_option("-t,--threads", threads, "host threads (0: every hardware thread)")->capture_default_str();
@@ -128,6 +134,13 @@ inline void print_latency_table(const search::LatencyTable& table, const std::st
                 error(check.predicted_prefill_s, check.measured_prefill_s).c_str());
 }
 
+// Where `runner` times: the GPU's name for a CUDA runner, else the CPU's.
+template <class Runner>
+search::TimingDevice timing_device(const Runner& runner) {
+  if constexpr (requires { runner.gpu; }) return {runner.device_name(), runner.threads()};
+  else return {search::host_cpu_name(), runner.threads()};
+}
+
 template <class Runner>
 int measure_and_write_latency(const std::string& model_path, const LatencyOptions& options) {
   RunOptions run;
@@ -142,8 +155,9 @@ int measure_and_write_latency(const std::string& model_path, const LatencyOption
                options.dtype.c_str(), runner.threads());
   std::optional<Progress> progress;
   const search::LatencyTable table = search::measure_latency_table(
-      runner.decoder, runner.loaded.weights.views(), runner.executor, sets, options.settings,
-      [&](long done, long total, const std::string& what) {
+      model, runner.loaded.weights.views(),
+      [&runner](int capacity, const model::SubnetworkConfig& config) { return runner.sequence(capacity, config); },
+      timing_device(runner), sets, options.settings, [&](long done, long total, const std::string& what) {
         if (!progress) progress.emplace("latency", total);
         progress->update(done, what);
       });
@@ -155,7 +169,20 @@ int measure_and_write_latency(const std::string& model_path, const LatencyOption
   return 0;
 }
 
+// run_latency with --device cuda (cuda_commands.cu; only in builds with CUDA).
+int run_latency_on_cuda(const std::string& model_path, const LatencyOptions& options);
+
 inline int run_latency(const std::string& model_path, const LatencyOptions& options) {
+  if (options.device == "cuda") {
+    require(options.dtype != "quant", "--dtype quant computes on the file's quantised blocks on the host executor "
+            "only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
+#ifdef ELASTIC_CLI_CUDA
+    return run_latency_on_cuda(model_path, options);
+#else
+    throw Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
+                "use --device cpu");
+#endif
+  }
   if (options.dtype == "quant") return measure_and_write_latency<QuantizedHostRunner<float>>(model_path, options);
   if (options.dtype == "bf16") return measure_and_write_latency<HostRunner<bfloat16_t>>(model_path, options);
   return measure_and_write_latency<HostRunner<float>>(model_path, options);

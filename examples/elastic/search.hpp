@@ -10,7 +10,8 @@
 // baselines — the same width and head count in every layer, and whole
 // layers dropped least-contributing first — are measured: latency timed
 // directly, perplexity on the --evaluation text (which must be neither
-// the calibration nor the validation text). Writes budgets.json (what
+// the calibration nor the validation text), on --device (the executor the
+// latency table was measured on). Writes budgets.json (what
 // --budget runs), pareto.svg and pareto.md into the checkpoint's folder (or
 // --output-dir), and prints the Pareto table with, for each budget, the best
 // baseline at no more measured latency.
@@ -29,25 +30,20 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "elastic/host/executor.hpp"
 #include "elastic/io/model_source.hpp"
 #include "elastic/io/temporary_file.hpp"
 #include "elastic/io/tokenizer.hpp"
 #include "elastic/model/budget_table.hpp"
-#include "elastic/model/decoder.hpp"
-#include "elastic/model/host_sequence.hpp"
-#include "elastic/model/host_weights.hpp"
-#include "elastic/model/perplexity.hpp"
 #include "elastic/search/block_choice.hpp"
 #include "elastic/search/block_library.hpp"
 #include "elastic/search/budget_problem.hpp"
 #include "elastic/search/elastic_checkpoint.hpp"
-#include "elastic/search/latency_measurement.hpp"
 #include "elastic/search/latency_table.hpp"
 #include "elastic/search/pareto_plot.hpp"
 #include "perplexity.hpp"
 #include "progress.hpp"
 #include "run_options.hpp"
+#include "subnetwork_measurement.hpp"
 
 namespace elastic::cli {
 
@@ -65,6 +61,8 @@ struct SearchOptions {
   int window = 512;
   int repetitions = 3;
   int drop_layers = 0;
+  std::string device = "cpu";
+  std::string dtype = "f32";
   unsigned threads = 0;
 
   void add_to(CLI::App& command) {
@@ -102,6 +100,13 @@ struct SearchOptions {
     command.add_option("--drop-layers", drop_layers, "layer-drop baselines up to this many layers (0: half the "
                        "layers)")
         ->check(CLI::NonNegativeNumber);
+    command.add_option("--device", device, "the executor the sub-networks are measured on: cpu or cuda (when built "
+                       "with CUDA); the latency table's")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
+        ->capture_default_str();
+    command.add_option("--dtype", dtype, "weights and activations of the measured sub-networks: f32 or bf16")
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
     command.add_option("-t,--threads", threads, "host threads (0: every hardware thread)")->capture_default_str();
   }
 };
@@ -129,6 +134,21 @@ inline std::string percent(double value, double parent) {
 
 }  // namespace search_detail
 
+// measure_subnetworks on the runner `run` names (device and dtype).
+inline std::vector<double> measure_subnetworks_with(const RunOptions& run, std::vector<search::detail::TimedRun>& runs,
+                                                    const SubnetworkMeasurement& measurement) {
+  if (run.device == "cuda") {
+#ifdef ELASTIC_CLI_CUDA
+    return measure_subnetworks_on_cuda(run, runs, measurement);
+#else
+    throw Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
+                "use --device cpu");
+#endif
+  }
+  if (run.dtype == "bf16") return load_and_measure_subnetworks<HostRunner<bfloat16_t>>(run, runs, measurement);
+  return load_and_measure_subnetworks<HostRunner<float>>(run, runs, measurement);
+}
+
 inline int run_search(const std::string& model_path, const SearchOptions& options) {
   using search_detail::Point;
   const auto start = std::chrono::steady_clock::now();
@@ -137,8 +157,7 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   const io::ModelSource source = io::ModelSource::open(model_path);
   require(source.tokenizer().has_value(), model_path, ": the model files carry no tokenizer");
   const io::Tokenizer tokenizer = io::Tokenizer::from_spec(*source.tokenizer());
-  const model::HostWeights<float> weights(source);
-  const io::ModelDescription& model = weights.description();
+  const io::ModelDescription& model = source.description();
   const search::BlockLibrary library = search::read_block_library(
       options.library.empty() ? folder / "block_library.json" : std::filesystem::path(options.library), model);
   const search::LatencyTable table = search::read_latency_table(
@@ -146,6 +165,9 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
       model);
   const std::vector<search::ElasticLayerSets> sets =
       search::model_layer_sets(model_path, model).value_or(search::default_layer_sets(model));
+  if ((options.device == "cuda") != table.device.starts_with("cuda"))
+    std::fprintf(stderr, "search: warning: the latency table was measured on %s, the sub-networks are measured on "
+                 "--device %s\n", table.device.c_str(), options.device.c_str());
   const search::Phase phase = options.phase == "prefill" ? search::Phase::prefill : search::Phase::decode;
   const search::BudgetProblem problem(model, library, table, phase, options.window);
   const model::SubnetworkConfig full = model::SubnetworkConfig::full(model);
@@ -194,31 +216,25 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
     }
 
   // Measured: latency in the phase, then perplexity on the evaluation text.
-  host::Executor executor(options.threads);
-  model::Decoder<float> decoder(model, weights.views());
   std::vector<search::detail::TimedRun> runs;
   for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
-  search::LatencySettings settings;
-  settings.context = table.decode_context;
-  settings.prefill_tokens = table.prefill_tokens;
-  settings.decode_steps = table.decode_steps;
-  settings.repetitions = options.repetitions;
-  std::optional<Progress> timing;
-  search::time_subnetworks(decoder, executor, runs, settings, [&](long done, long total, const std::string&) {
-    if (!timing) timing.emplace("time", total);
-    timing->update(done, "");
-  });
-  const std::vector<int> evaluation = tokenizer.encode(read_text_file(options.evaluation), /*add_special=*/false);
-  const auto window = static_cast<std::size_t>(options.window);
-  Progress scoring("perplexity", static_cast<long>(points.size()));
+  SubnetworkMeasurement measurement;
+  measurement.settings.context = table.decode_context;
+  measurement.settings.prefill_tokens = table.prefill_tokens;
+  measurement.settings.decode_steps = table.decode_steps;
+  measurement.settings.repetitions = options.repetitions;
+  measurement.evaluation = tokenizer.encode(read_text_file(options.evaluation), /*add_special=*/false);
+  measurement.window = options.window;
+  measurement.windows = options.eval_windows;
+  RunOptions run;
+  run.model = model_path;
+  run.device = options.device;
+  run.dtype = options.dtype;
+  run.threads = options.threads;
+  const std::vector<double> perplexities = measure_subnetworks_with(run, runs, measurement);
   for (std::size_t p = 0; p < points.size(); ++p) {
-    Point& point = points[p];
-    point.measured_s = search::detail::median(phase == search::Phase::decode ? runs[p].decode_s : runs[p].prefill_s);
-    model::HostSequence<float> sequence(decoder, executor, options.window, point.config);
-    point.perplexity = model::score_windows(sequence, evaluation, window, static_cast<std::size_t>(options.eval_windows),
-                                            [](const model::PerplexityScore&) {})
-                           .perplexity();
-    scoring.update(static_cast<long>(p + 1), point.name);
+    points[p].measured_s = search::detail::median(phase == search::Phase::decode ? runs[p].decode_s : runs[p].prefill_s);
+    points[p].perplexity = perplexities[p];
   }
   const Point& parent = points.front();
 

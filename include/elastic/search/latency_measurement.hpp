@@ -1,4 +1,6 @@
-// Measuring a LatencyTable (latency_table.hpp) on the host executor, the
+// Measuring a LatencyTable (latency_table.hpp) on the executor the model
+// will run on (the host's, or CUDA's through a DeviceSequence, whose append
+// waits for the device), the
 // way Puzzle measures a block: inside a real forward of the whole model,
 // minus a baseline. Layers with the same plan and the same elastic sets form
 // a group (a Llama model is one group); for each group, half and variant v,
@@ -36,6 +38,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "elastic/core/error.hpp"
@@ -212,16 +215,34 @@ class RunList {
 
 }  // namespace detail
 
-// Times every run of `runs` (their configs over the model `decoder` runs) as
-// the header says: a warm-up round, then settings.repetitions rounds in a
-// new random order each, appending each round's prefill time and median
-// decode step to the run.
+// A maker of host sequences over the model `decoder` runs on `executor`.
 template <ElementType T, class W>
-void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& executor,
+auto host_sequences(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& executor) {
+  return [&decoder, &executor](int capacity, const model::SubnetworkConfig& config) {
+    return model::HostSequence<T, AnyWidth, W>(decoder, executor, capacity, config);
+  };
+}
+
+// The sequences a measurement runs, made by `make(capacity, config)`
+// (a HostSequence, or a DeviceSequence on CUDA), held in place.
+template <class MakeSequence>
+struct MadeSequence {
+  using Sequence = std::invoke_result_t<MakeSequence&, int, const model::SubnetworkConfig&>;
+  MadeSequence(MakeSequence& make, int capacity, const model::SubnetworkConfig& config)
+      : sequence(make(capacity, config)) {}
+  Sequence sequence;
+};
+
+// Times every run of `runs` (their configs over the model `model`
+// describes, run by the sequences `make_sequence` makes) as the header says:
+// a warm-up round, then settings.repetitions rounds in a new random order
+// each, appending each round's prefill time and median decode step to the
+// run. The sequences' append must return once its work is done.
+template <class MakeSequence>
+void time_subnetworks(const io::ModelDescription& model, MakeSequence make_sequence,
                       std::vector<detail::TimedRun>& runs, const LatencySettings& settings,
                       const LatencyProgress& progress = {}) {
   settings.validate("time_subnetworks");
-  const io::ModelDescription& model = decoder.description();
   std::mt19937_64 random(settings.seed + 1);
   const int capacity = std::max(settings.prefill_tokens, settings.context + settings.decode_steps);
   std::uniform_int_distribution<int> token_id(0, static_cast<int>(model.vocab) - 1);
@@ -229,9 +250,8 @@ void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& e
   for (int& token : tokens) token = token_id(random);
   const std::span<const int> prompt(tokens.data(), static_cast<std::size_t>(settings.prefill_tokens));
   const std::span<const int> context(tokens.data(), static_cast<std::size_t>(settings.context));
-  using Sequence = model::HostSequence<T, AnyWidth, W>;
-  std::deque<Sequence> sequences;
-  for (const detail::TimedRun& run : runs) sequences.emplace_back(decoder, executor, capacity, run.config);
+  std::deque<MadeSequence<MakeSequence>> sequences;
+  for (const detail::TimedRun& run : runs) sequences.emplace_back(make_sequence, capacity, run.config);
 
   const auto seconds_since = [](std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -243,7 +263,7 @@ void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& e
   for (int round = 0; round <= settings.repetitions; ++round) {
     std::shuffle(order.begin(), order.end(), random);
     for (const std::size_t r : order) {
-      Sequence& sequence = sequences[r];
+      auto& sequence = sequences[r].sequence;
       sequence.reset();
       auto start = std::chrono::steady_clock::now();
       sequence.append(prompt, settings.prefill_tokens);
@@ -273,24 +293,39 @@ void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& e
   }
 }
 
-// Measures the latency table of the model `decoder` runs (over `weights`,
-// the views it was built from) on `executor`, for the variants of `sets`
-// (one entry per layer; read_elastic_layer_sets or default_layer_sets).
-// Throws elastic::Error before timing anything when the sets leave out a
-// layer's stored size.
+// time_subnetworks on the host executor.
 template <ElementType T, class W>
-LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, const model::ModelWeights<T, W>& weights,
-                                   host::Executor& executor, const std::vector<ElasticLayerSets>& sets,
-                                   const LatencySettings& settings, const LatencyProgress& progress = {}) {
-  const io::ModelDescription& model = decoder.description();
+void time_subnetworks(model::Decoder<T, AnyWidth, W>& decoder, host::Executor& executor,
+                      std::vector<detail::TimedRun>& runs, const LatencySettings& settings,
+                      const LatencyProgress& progress = {}) {
+  time_subnetworks(decoder.description(), host_sequences(decoder, executor), runs, settings, progress);
+}
+
+// Where a table is measured: the device's name and the threads it ran on.
+struct TimingDevice {
+  std::string name;
+  unsigned threads = 1;
+};
+
+// Measures the latency table of the model `model` describes, run by the
+// sequences `make_sequence` makes on `device`, for the variants of `sets`
+// (one entry per layer; read_elastic_layer_sets or default_layer_sets).
+// `weights` (host views of the same weights) give the bytes. Throws
+// elastic::Error before timing anything when the sets leave out a layer's
+// stored size.
+template <ElementType T, class W, class MakeSequence>
+LatencyTable measure_latency_table(const io::ModelDescription& model, const model::ModelWeights<T, W>& weights,
+                                   MakeSequence make_sequence, const TimingDevice& device,
+                                   const std::vector<ElasticLayerSets>& sets, const LatencySettings& settings,
+                                   const LatencyProgress& progress = {}) {
   constexpr auto op = "measure_latency_table";
   require(sets.size() == model.layers.size(), op, ": expected elastic sets for ", model.layers.size(),
           " layers, found ", sets.size());
   settings.validate(op);
 
   LatencyTable table;
-  table.threads = executor.threads();
-  table.device = host_cpu_name();
+  table.threads = device.threads;
+  table.device = device.name;
   table.decode_context = settings.context;
   table.decode_steps = settings.decode_steps;
   table.prefill_tokens = settings.prefill_tokens;
@@ -365,7 +400,7 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
   const std::size_t checks[] = {runs.add("full", full, false), runs.add("middle", middle, false),
                                 runs.add("random", mixed, false)};
 
-  time_subnetworks(decoder, executor, runs.runs(), settings, progress);
+  time_subnetworks(model, make_sequence, runs.runs(), settings, progress);
 
   table.fixed.decode_s = runs.decode(fixed_run);
   table.fixed.prefill_s = runs.prefill(fixed_run);
@@ -386,6 +421,16 @@ LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, cons
                             predicted(table, run.config, Phase::prefill), runs.prefill(r)});
   }
   return table;
+}
+
+// measure_latency_table on the host executor, over the model `decoder`
+// runs (`weights`: the views it was built from).
+template <ElementType T, class W>
+LatencyTable measure_latency_table(model::Decoder<T, AnyWidth, W>& decoder, const model::ModelWeights<T, W>& weights,
+                                   host::Executor& executor, const std::vector<ElasticLayerSets>& sets,
+                                   const LatencySettings& settings, const LatencyProgress& progress = {}) {
+  return measure_latency_table(decoder.description(), weights, host_sequences(decoder, executor),
+                               TimingDevice{host_cpu_name(), executor.threads()}, sets, settings, progress);
 }
 
 }  // namespace elastic::search
