@@ -17,10 +17,9 @@ int run_latency_on_cuda(const std::string& model_path, const LatencyOptions& opt
   return measure_and_write_latency<CudaRunner<float>>(model_path, options);
 }
 
-std::vector<double> measure_subnetworks_on_cuda(const RunOptions& run, std::vector<search::detail::TimedRun>& runs,
-                                                const SubnetworkMeasurement& measurement) {
-  if (run.dtype == "bf16") return load_and_measure_subnetworks<CudaRunner<bfloat16_t>>(run, runs, measurement);
-  return load_and_measure_subnetworks<CudaRunner<float>>(run, runs, measurement);
+std::unique_ptr<SubnetworkMeter> cuda_subnetwork_meter(const RunOptions& run) {
+  if (run.dtype == "bf16") return std::make_unique<RunnerMeter<CudaRunner<bfloat16_t>>>(run);
+  return std::make_unique<RunnerMeter<CudaRunner<float>>>(run);
 }
 
 }  // namespace elastic::cli

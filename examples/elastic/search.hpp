@@ -23,7 +23,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,7 @@ struct SearchOptions {
   int window = 512;
   int repetitions = 3;
   int drop_layers = 0;
+  int refine = 2;
   std::string device = "cpu";
   std::string dtype = "f32";
   unsigned threads = 0;
@@ -100,6 +103,10 @@ struct SearchOptions {
     command.add_option("--drop-layers", drop_layers, "layer-drop baselines up to this many layers (0: half the "
                        "layers)")
         ->check(CLI::NonNegativeNumber);
+    command.add_option("--refine", refine, "rounds that solve a budget again when its selection is measured over it "
+                       "(or well under it), with the cap scaled by budget / measured")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     command.add_option("--device", device, "the executor the sub-networks are measured on: cpu or cuda (when built "
                        "with CUDA); the latency table's")
         ->check(CLI::IsMember({"cpu", "cuda"}))
@@ -123,8 +130,87 @@ struct Point {
   double predicted_score = 0.0;
   double memory = 0.0;
   double measured_s = 0.0;
+  double of_full = 0.0;   // measured, over the parent measured in the same rounds
   double perplexity = 0.0;
 };
+
+// The time a run measured in `phase`.
+inline double measured_time(const search::detail::TimedRun& run, search::Phase phase) {
+  return search::detail::median(phase == search::Phase::decode ? run.decode_s : run.prefill_s);
+}
+
+// Times `points` (the parent first) in the same rounds: their measured time
+// and fraction of the parent's.
+inline void time_points(std::span<Point> points, SubnetworkMeter& meter, const search::LatencySettings& settings,
+                        search::Phase phase) {
+  std::vector<search::detail::TimedRun> runs;
+  for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
+  meter.time(runs, settings);
+  const double parent = measured_time(runs.front(), phase);
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    points[p].measured_s = measured_time(runs[p], phase);
+    points[p].of_full = points[p].measured_s / parent;
+  }
+}
+
+// A searched point meets its budget when measured at no more than the
+// budget plus this slack (timing noise between rounds); one measured more
+// than kUnderused below its budget leaves latency unused.
+constexpr double kBudgetSlack = 0.005;
+constexpr double kUnderused = 0.02;
+
+// Fits the searched points (points[first, end)) to their budgets as
+// measured: for `rounds` rounds, each point measured over its budget + slack
+// (or under it by more than kUnderused) is solved again with its latency
+// cap scaled by budget / measured fraction, and the new selections are
+// timed beside the parent. Each budget keeps, of the selections tried, the
+// one of least score that meets it, else the fastest. Says on stderr what
+// changed. The measured time of a point timed in a later round is its
+// fraction times the parent's first measurement.
+inline void fit_budgets_to_measurement(std::vector<Point>& points, std::size_t first, std::size_t end,
+                                       const search::BudgetProblem& problem, std::optional<double> memory,
+                                       SubnetworkMeter& meter, const search::LatencySettings& settings,
+                                       search::Phase phase, int rounds) {
+  const auto meets = [](const Point& point) { return point.of_full <= point.fraction + kBudgetSlack; };
+  std::vector<std::vector<Point>> tried(end - first);
+  for (std::size_t p = first; p < end; ++p) tried[p - first].push_back(points[p]);
+  for (int round = 1; round <= rounds; ++round) {
+    std::vector<Point> candidates{points.front()};
+    std::vector<std::size_t> owners;
+    for (std::size_t p = first; p < end; ++p) {
+      const Point& point = points[p];
+      if (meets(point) && point.of_full >= point.fraction - kUnderused) continue;
+      const double cap = point.predicted_s * point.fraction / point.of_full;
+      try {
+        const search::BlockSelection selection = search::solve_block_choice(problem.problem(), {cap, memory});
+        const model::SubnetworkConfig config = problem.config_of(selection);
+        const std::vector<Point>& before = tried[p - first];
+        if (std::any_of(before.begin(), before.end(), [&](const Point& t) { return t.config == config; })) continue;
+        candidates.push_back({point.series, point.name, config, point.fraction, selection.latency, selection.score,
+                              selection.memory});
+        owners.push_back(p);
+      } catch (const search::BudgetError&) {
+      }
+    }
+    if (owners.empty()) return;
+    std::fprintf(stderr, "search: round %d: %zu budgets solved again at their measured fraction\n", round,
+                 owners.size());
+    time_points(candidates, meter, settings, phase);
+    for (std::size_t c = 1; c < candidates.size(); ++c) {
+      Point& point = points[owners[c - 1]];
+      std::vector<Point>& before = tried[owners[c - 1] - first];
+      Point& candidate = before.emplace_back(candidates[c]);
+      candidate.measured_s = candidate.of_full * points.front().measured_s;
+      const Point& best = *std::min_element(before.begin(), before.end(), [&](const Point& a, const Point& b) {
+        if (meets(a) != meets(b)) return meets(a);
+        return meets(a) ? a.predicted_score < b.predicted_score : a.of_full < b.of_full;
+      });
+      std::fprintf(stderr, "search: %s: %.3f of full measured, tried %.3f; keeps %.3f\n", point.name.c_str(),
+                   point.of_full, candidate.of_full, best.of_full);
+      point = best;
+    }
+  }
+}
 
 inline std::string percent(double value, double parent) {
   char text[32];
@@ -133,21 +219,6 @@ inline std::string percent(double value, double parent) {
 }
 
 }  // namespace search_detail
-
-// measure_subnetworks on the runner `run` names (device and dtype).
-inline std::vector<double> measure_subnetworks_with(const RunOptions& run, std::vector<search::detail::TimedRun>& runs,
-                                                    const SubnetworkMeasurement& measurement) {
-  if (run.device == "cuda") {
-#ifdef ELASTIC_CLI_CUDA
-    return measure_subnetworks_on_cuda(run, runs, measurement);
-#else
-    throw Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
-                "use --device cpu");
-#endif
-  }
-  if (run.dtype == "bf16") return load_and_measure_subnetworks<HostRunner<bfloat16_t>>(run, runs, measurement);
-  return load_and_measure_subnetworks<HostRunner<float>>(run, runs, measurement);
-}
 
 inline int run_search(const std::string& model_path, const SearchOptions& options) {
   using search_detail::Point;
@@ -215,26 +286,27 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
       point.memory = static_cast<double>(search::memory_bytes(table, point.config, options.window));
     }
 
-  // Measured: latency in the phase, then perplexity on the evaluation text.
-  std::vector<search::detail::TimedRun> runs;
-  for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
-  SubnetworkMeasurement measurement;
-  measurement.settings.context = table.decode_context;
-  measurement.settings.prefill_tokens = table.prefill_tokens;
-  measurement.settings.decode_steps = table.decode_steps;
-  measurement.settings.repetitions = options.repetitions;
-  measurement.evaluation = tokenizer.encode(read_text_file(options.evaluation), /*add_special=*/false);
-  measurement.window = options.window;
-  measurement.windows = options.eval_windows;
+  // Measured: latency in the phase (the searched points fitted to their
+  // budgets as measured), then perplexity on the evaluation text.
   RunOptions run;
   run.model = model_path;
   run.device = options.device;
   run.dtype = options.dtype;
   run.threads = options.threads;
-  const std::vector<double> perplexities = measure_subnetworks_with(run, runs, measurement);
+  const std::unique_ptr<SubnetworkMeter> meter = subnetwork_meter(run);
+  search::LatencySettings settings;
+  settings.context = table.decode_context;
+  settings.prefill_tokens = table.prefill_tokens;
+  settings.decode_steps = table.decode_steps;
+  settings.repetitions = options.repetitions;
+  search_detail::time_points(points, *meter, settings, phase);
+  search_detail::fit_budgets_to_measurement(points, 1, searched_end, problem, options.memory, *meter, settings, phase,
+                                            options.refine);
+  const std::vector<int> evaluation = tokenizer.encode(read_text_file(options.evaluation), /*add_special=*/false);
+  Progress scoring("perplexity", static_cast<long>(points.size()));
   for (std::size_t p = 0; p < points.size(); ++p) {
-    points[p].measured_s = search::detail::median(phase == search::Phase::decode ? runs[p].decode_s : runs[p].prefill_s);
-    points[p].perplexity = perplexities[p];
+    points[p].perplexity = meter->perplexity(points[p].config, evaluation, options.window, options.eval_windows);
+    scoring.update(static_cast<long>(p + 1), points[p].name);
   }
   const Point& parent = points.front();
 

@@ -1,10 +1,11 @@
-// The measured side of `elastic search`: every sub-network of a list timed
-// in the rounds search/latency_measurement.hpp describes, then scored on
-// held-out text (perplexity over windows from an empty cache), on the
-// executor of a runner (HostRunner, or CudaRunner through
-// measure_subnetworks_on_cuda). Progress on stderr.
+// The measured side of `elastic search`: sub-networks timed in the rounds
+// search/latency_measurement.hpp describes and scored on held-out text
+// (perplexity over windows from an empty cache), on one loaded model and
+// the executor of its runner (HostRunner, or CudaRunner through
+// cuda_subnetwork_meter). Progress on stderr.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -17,52 +18,60 @@
 
 namespace elastic::cli {
 
-// How the sub-networks are measured.
-struct SubnetworkMeasurement {
-  search::LatencySettings settings;  // the latency table's context, steps and prefill; the rounds
-  std::vector<int> evaluation;       // the held-out tokens
-  int window = 512;                  // tokens per perplexity window
-  int windows = 8;                   // windows per perplexity
+// A loaded model that times and scores sub-networks of itself.
+class SubnetworkMeter {
+ public:
+  virtual ~SubnetworkMeter() = default;
+  // Times every run of `runs`, appending its timings.
+  virtual void time(std::vector<search::detail::TimedRun>& runs, const search::LatencySettings& settings) = 0;
+  // The perplexity of `config` on up to `windows` windows of `window` tokens.
+  virtual double perplexity(const model::SubnetworkConfig& config, std::span<const int> tokens, int window,
+                            int windows) = 0;
 };
 
-// Times every run of `runs` (its timings appended) and returns the
-// perplexity of each run's sub-network, on `runner`'s executor.
 template <class Runner>
-std::vector<double> measure_subnetworks(Runner& runner, std::vector<search::detail::TimedRun>& runs,
-                                        const SubnetworkMeasurement& measurement) {
-  std::optional<Progress> timing;
-  search::time_subnetworks(
-      runner.loaded.description(),
-      [&runner](int capacity, const model::SubnetworkConfig& config) { return runner.sequence(capacity, config); },
-      runs, measurement.settings, [&](long done, long total, const std::string&) {
-        if (!timing) timing.emplace("time", total);
-        timing->update(done, "");
-      });
-  std::vector<double> perplexities;
-  Progress scoring("perplexity", static_cast<long>(runs.size()));
-  for (const search::detail::TimedRun& run : runs) {
-    auto sequence = runner.sequence(measurement.window, run.config);
-    perplexities.push_back(model::score_windows(sequence, std::span<const int>(measurement.evaluation),
-                                                static_cast<std::size_t>(measurement.window),
-                                                static_cast<std::size_t>(measurement.windows),
-                                                [](const model::PerplexityScore&) {})
-                               .perplexity());
-    scoring.update(static_cast<long>(perplexities.size()), run.name);
+class RunnerMeter final : public SubnetworkMeter {
+ public:
+  explicit RunnerMeter(const RunOptions& run) : runner_(run) {}
+
+  void time(std::vector<search::detail::TimedRun>& runs, const search::LatencySettings& settings) override {
+    std::optional<Progress> timing;
+    search::time_subnetworks(
+        runner_.loaded.description(),
+        [this](int capacity, const model::SubnetworkConfig& config) { return runner_.sequence(capacity, config); },
+        runs, settings, [&](long done, long total, const std::string&) {
+          if (!timing) timing.emplace("time", total);
+          timing->update(done, "");
+        });
   }
-  return perplexities;
-}
 
-// measure_subnetworks on a Runner loaded as `run` says.
-template <class Runner>
-std::vector<double> load_and_measure_subnetworks(const RunOptions& run, std::vector<search::detail::TimedRun>& runs,
-                                                 const SubnetworkMeasurement& measurement) {
-  Runner runner(run);
-  return measure_subnetworks(runner, runs, measurement);
-}
+  double perplexity(const model::SubnetworkConfig& config, std::span<const int> tokens, int window,
+                    int windows) override {
+    auto sequence = runner_.sequence(window, config);
+    return model::score_windows(sequence, tokens, static_cast<std::size_t>(window), static_cast<std::size_t>(windows),
+                                [](const model::PerplexityScore&) {})
+        .perplexity();
+  }
 
-// load_and_measure_subnetworks with CudaRunner (cuda_commands.cu; only in
-// builds with CUDA).
-std::vector<double> measure_subnetworks_on_cuda(const RunOptions& run, std::vector<search::detail::TimedRun>& runs,
-                                                const SubnetworkMeasurement& measurement);
+ private:
+  Runner runner_;
+};
+
+// A RunnerMeter over CudaRunner (cuda_commands.cu; only in builds with CUDA).
+std::unique_ptr<SubnetworkMeter> cuda_subnetwork_meter(const RunOptions& run);
+
+// The meter of the runner `run` names (--device and --dtype f32 or bf16).
+inline std::unique_ptr<SubnetworkMeter> subnetwork_meter(const RunOptions& run) {
+  if (run.device == "cuda") {
+#ifdef ELASTIC_CLI_CUDA
+    return cuda_subnetwork_meter(run);
+#else
+    throw Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
+                "use --device cpu");
+#endif
+  }
+  if (run.dtype == "bf16") return std::make_unique<RunnerMeter<HostRunner<bfloat16_t>>>(run);
+  return std::make_unique<RunnerMeter<HostRunner<float>>>(run);
+}
 
 }  // namespace elastic::cli

@@ -528,8 +528,13 @@ TEST_SUITE("reference") {
   // and computes the parent's logits, whether the parent came from a Hugging
   // Face folder or from a GGUF file with interleaved RoPE rows and tied
   // embeddings; the linear maps stored beside the blocks (and the "elastic"
-  // key that lists them) leave that reading unchanged.
+  // key that lists them) leave that reading unchanged. Where torch is
+  // installed, transformers' own LlamaForCausalLM loads the checkpoint too
+  // (hf_llama_transformers.py) and must compute the same logits.
   TEST_CASE("elastic checkpoint: a plain llama to Hugging Face's conventions, computing the parent's logits") {
+    const bool transformers_runs =
+        test::run_python_script("search/reference/hf_llama_transformers.py", {"--available"}).starts_with("yes");
+    if (!transformers_runs) MESSAGE("torch is not installed: only the numpy reading is checked");
     const io::TokenizerSpec tokenizer = test::small_byte_level_spec();
     for (const bool gguf : {false, true}) {
       CAPTURE(gguf);
@@ -561,6 +566,14 @@ TEST_SUITE("reference") {
       const double error = test::relative_error(parent, hugging_face);
       MESSAGE("the parent against Hugging Face's reading of the elastic checkpoint: " << error);
       CHECK(error < 1e-4);
+      if (transformers_runs) {
+        const std::vector<float> llama = test::reference_logits("search/reference/hf_llama_transformers.py",
+                                                                (folder / "elastic").string(), tokens,
+                                                                static_cast<std::size_t>(m.vocab));
+        const double llama_error = test::relative_error(parent, llama);
+        MESSAGE("the parent against transformers' LlamaForCausalLM on the elastic checkpoint: " << llama_error);
+        CHECK(llama_error < 1e-4);
+      }
     }
   }
 }
