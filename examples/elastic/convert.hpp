@@ -4,7 +4,8 @@
 // tied weights into importance order, fits a linear replacement for every
 // GQA attention and SwiGLU FFN in closed form (ridge least squares of the
 // block's output on its normed input over the first --fit-tokens
-// calibration tokens, search/linear_fit.hpp) and writes the Hugging Face
+// calibration tokens, search/linear_fit.hpp; in turns of at most
+// --fit-memory of moments, search/linear_maps.hpp) and writes the Hugging Face
 // folder with the maps and the elastic metadata
 // (search/elastic_checkpoint.hpp). With a validation
 // text (never the calibration text), it compares the two rankings there:
@@ -16,6 +17,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iterator>
@@ -37,6 +39,7 @@
 #include "elastic/search/linear_fit.hpp"
 #include "elastic/search/linear_maps.hpp"
 #include "elastic/search/permutation.hpp"
+#include "format.hpp"
 #include "perplexity.hpp"
 #include "progress.hpp"
 #include "run_options.hpp"
@@ -54,6 +57,7 @@ struct ConvertOptions {
   std::vector<double> mlp_fractions{std::begin(search::default_mlp_fractions), std::end(search::default_mlp_fractions)};
   bool linear = true;
   double ridge = search::default_relative_ridge;
+  std::int64_t fit_memory = std::int64_t{4} << 30;
   int window = 512;
   int validation_windows = 8;
   unsigned threads = 0;
@@ -83,6 +87,11 @@ struct ConvertOptions {
     command.add_option("--ridge", ridge, "relative ridge strength of the linear fits")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+    command.add_option("--fit-memory", fit_memory, "bytes the fit moments may hold at once (e.g. 4GiB, 512MiB); "
+                       "when every half's do not fit, the halves are fitted in turns, a pass over the fit tokens each")
+        ->transform(CLI::AsSizeValue(false))
+        ->check(CLI::PositiveNumber)
+        ->default_str("4GiB");
     command.add_flag("!--no-linear", linear, "store no linear replacements");
     command.add_option("--mlp-fractions", mlp_fractions, "the MLP widths every SwiGLU layer is meant to run at, as "
                        "fractions of its width, decreasing from 1 (each rounded down to whole 32-neuron blocks)")
@@ -168,16 +177,39 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
   const std::size_t fit_windows =
       options.linear ? std::max<std::size_t>(1, std::min(windows, static_cast<std::size_t>(options.fit_tokens) / window))
                      : 0;
+  // When the moments of every half fit in --fit-memory, they are gathered in
+  // the same pass; else the maps are fitted in turns after it.
+  const std::vector<std::vector<search::LayerHalf>> fit_turns =
+      options.linear ? search::plan_fit_turns(model, options.fit_memory) : std::vector<std::vector<search::LayerHalf>>{};
+  const bool fit_in_pass = fit_turns.size() == 1;
   search::CalibrationPass pass(model, weights.views(), executor, options.window);
   search::ImportanceCollector collector(model, weights.views(), executor, options.window);
-  search::BlockMoments moments = options.linear ? search::BlockMoments::for_model(model) : search::BlockMoments{};
-  Progress progress("calibrate", static_cast<long>(windows));
-  for (std::size_t w = 0; w < windows; ++w) {
-    pass.run(std::span(tokens).subspan(w * window, window), [&](const search::BlockObservation& block) {
-      collector(block);
-      if (w < fit_windows) moments.add(block);
-    });
-    progress.update(static_cast<long>(w + 1), "");
+  search::BlockMoments moments = fit_in_pass ? search::BlockMoments::for_model(model) : search::BlockMoments{};
+  {
+    Progress progress("calibrate", static_cast<long>(windows));
+    for (std::size_t w = 0; w < windows; ++w) {
+      pass.run(std::span(tokens).subspan(w * window, window), [&](const search::BlockObservation& block) {
+        collector(block);
+        if (fit_in_pass && w < fit_windows) moments.add(block);
+      });
+      progress.update(static_cast<long>(w + 1), "");
+    }
+  }
+  // The maps act on the hidden stream, which the permutation below leaves
+  // in place, so the ones fitted on the original model serve the permuted one.
+  search::LinearMaps maps;
+  if (fit_in_pass) {
+    maps = search::LinearMaps::fit(moments, options.ridge);
+    moments = {};
+  } else if (options.linear) {
+    std::fprintf(stderr, "the fit moments of every half take %s, more than --fit-memory: fitting in %zu turns\n",
+                 bytes_text(static_cast<std::uint64_t>(search::moment_bytes(model)) *
+                            search::fittable_halves(model).size())
+                     .c_str(),
+                 fit_turns.size());
+    Progress progress("fit", static_cast<long>(fit_turns.size()));
+    maps = search::fit_linear_maps(pass, tokens, window, fit_windows, options.ridge, fit_turns,
+                                   [&](long done, long) { progress.update(done, ""); });
   }
 
   // --ranking names one method for both kinds of unit; auto picks each
@@ -233,9 +265,6 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
   const search::CalibrationRecord calibration{std::filesystem::path(options.calibration).filename().string(),
                                               search::fnv1a64_hex(calibration_text),
                                               static_cast<std::int64_t>(windows * window), options.window};
-  // The maps act on the hidden stream, which the permutation leaves in
-  // place, so the ones fitted on the original model serve the permuted one.
-  const search::LinearMaps maps = options.linear ? search::LinearMaps::fit(moments, options.ridge) : search::LinearMaps{};
   const search::ModelWithLinearMaps written(model, permuted.views(), maps);
   const search::LinearFitRecord linear_fit{static_cast<std::int64_t>(fit_windows * window),
                                            options.linear ? options.ridge : 0.0};

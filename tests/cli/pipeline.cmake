@@ -1,5 +1,6 @@
 # The conversion and search pipeline end to end on a tiny model: writes the
-# model (WRITER), then runs `elastic` (PROGRAM) convert, score, latency and
+# model (WRITER), then runs `elastic` (PROGRAM) convert (also with the linear
+# maps fitted in turns, which must write the same files), score, latency and
 # search on it with small windows, and a perplexity at a searched budget;
 # fails on any non-zero exit or a missing output, and unless a budget no
 # configuration meets fails naming the smallest reachable latency.
@@ -17,6 +18,21 @@ endfunction()
 run("${WRITER}" "${WORK}/tiny")
 run("${PROGRAM}" convert -m "${WORK}/tiny" --calibration "${CALIBRATION}" --validation "${VALIDATION}"
     --validation-windows 2 --ctx 64 --tokens 1024 --fit-tokens 512 -o "${WORK}/elastic" --threads 2)
+# Fitting the maps in turns (a pass over the fit tokens per half) writes the
+# same checkpoint, byte for byte.
+run("${PROGRAM}" convert -m "${WORK}/tiny" --calibration "${CALIBRATION}" --validation "${VALIDATION}"
+    --validation-windows 2 --ctx 64 --tokens 1024 --fit-tokens 512 -o "${WORK}/elastic_in_turns" --threads 2
+    --fit-memory 1KiB)
+if(NOT output MATCHES "fitting in [0-9]+ turns")
+  message(FATAL_ERROR "convert --fit-memory 1KiB did not fit in turns: ${output}")
+endif()
+foreach(file config.json model.safetensors)
+  file(SHA256 "${WORK}/elastic/${file}" at_once)
+  file(SHA256 "${WORK}/elastic_in_turns/${file}" in_turns)
+  if(NOT at_once STREQUAL in_turns)
+    message(FATAL_ERROR "convert wrote a different ${file} when fitting in turns")
+  endif()
+endforeach()
 run("${PROGRAM}" score -m "${WORK}/elastic" --calibration "${CALIBRATION}" --windows 2 --ctx 64
     --threads 2)
 run("${PROGRAM}" latency -m "${WORK}/elastic" --ctx 32 --steps 4 -p 32 -r 1 --threads 2)

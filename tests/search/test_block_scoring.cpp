@@ -150,6 +150,50 @@ TEST_CASE("a linear map stored beside the block runs, when a config asks, as the
   CHECK_THROWS_WITH_AS(config.validate(model), doctest::Contains("has no linear map stored"), Error);
 }
 
+TEST_CASE("linear maps fitted in turns of bounded moment memory equal the maps fitted at once") {
+  test::TemporaryDirectory folder;
+  test::write_llama_folder(folder.path(), test::tiny_llama(), 34);
+  const test::LoadedModel loaded(folder.path());
+  const io::ModelDescription& model = loaded.description();
+  host::Executor executor(2);
+  search::CalibrationPass pass(model, loaded.weights.views(), executor, 32);
+  const std::vector<std::vector<int>> windows = windows_of(3, 32, static_cast<int>(model.vocab), 91);
+  std::vector<int> tokens;
+  for (const std::vector<int>& window : windows) tokens.insert(tokens.end(), window.begin(), window.end());
+  const search::LinearMaps at_once =
+      search::LinearMaps::fit(search::collect_block_moments(pass, windows), search::default_relative_ridge);
+
+  // 2 layers x 2 halves; 16 hidden^2 bytes each.
+  const std::int64_t half_bytes = search::moment_bytes(model);
+  CHECK(half_bytes == 16 * model.hidden * model.hidden);
+  CHECK(search::plan_fit_turns(model, 4 * half_bytes).size() == 1);
+  CHECK(search::plan_fit_turns(model, 3 * half_bytes).size() == 2);
+  CHECK(search::plan_fit_turns(model, 1).size() == 4);  // one half a turn at least
+  for (const std::int64_t memory : {half_bytes, 3 * half_bytes, std::int64_t{1} << 40}) {
+    CAPTURE(memory);
+    const auto turns = search::plan_fit_turns(model, memory);
+    long last_done = 0;
+    const search::LinearMaps in_turns = search::fit_linear_maps(
+        pass, tokens, 32, windows.size(), search::default_relative_ridge, turns, [&](long done, long total) {
+          CHECK(done == last_done + 1);
+          CHECK(total == static_cast<long>(turns.size()));
+          last_done = done;
+        });
+    CHECK(last_done == static_cast<long>(turns.size()));
+    for (const auto& [turned, once] : {std::pair{&in_turns.attention, &at_once.attention},
+                                       std::pair{&in_turns.ffn, &at_once.ffn}}) {
+      REQUIRE(turned->size() == model.layers.size());
+      for (std::size_t i = 0; i < model.layers.size(); ++i) {
+        REQUIRE((*turned)[i].has_value());
+        CHECK((*turned)[i]->values == (*once)[i]->values);
+      }
+    }
+  }
+  CHECK_THROWS_WITH_AS(search::fit_linear_maps(pass, std::span(tokens).first(40), 32, 2,
+                                               search::default_relative_ridge, search::plan_fit_turns(model, 1)),
+                       doctest::Contains("2 windows of 32 tokens need 64 tokens, found 40"), Error);
+}
+
 TEST_CASE("block library: every variant scored, stored sizes free, fitted maps beat the no-op, file round trip") {
   test::TemporaryDirectory folder;
   test::write_llama_folder(folder.path(), test::tiny_llama(), 32);
