@@ -89,8 +89,6 @@ struct ElasticLayerSets {
   std::vector<int> heads;                // decreasing, all heads first, whole KV groups; empty unless GQA
   double attention_contribution = 0.0;
   double ffn_contribution = 0.0;
-  bool linear_attention = false;  // a linear map is stored for the GQA attention
-  bool linear_ffn = false;        // a linear map is stored for the SwiGLU FFN
 };
 
 // How the stored linear maps were fitted: on the first `tokens`
@@ -120,8 +118,6 @@ inline std::vector<ElasticLayerSets> default_layer_sets(const io::ModelDescripti
   std::vector<ElasticLayerSets> layers;
   for (const io::LayerPlan& plan : model.layers) {
     ElasticLayerSets& sets = layers.emplace_back();
-    sets.linear_attention = plan.attention_has_linear;
-    sets.linear_ffn = plan.ffn_has_linear;
     if (plan.ffn == io::FfnKind::swiglu)
       for (const double fraction : mlp_fractions) {
         const auto blocks = static_cast<std::int64_t>(std::floor(double(plan.intermediate) * fraction / 32.0 + 1e-9));
@@ -161,15 +157,19 @@ struct ElasticMetadata {
     return metadata;
   }
 
-  nlohmann::ordered_json to_json() const {
+  // The "elastic" object of `model`'s config.json: these sets beside the
+  // linear maps the model stores.
+  nlohmann::ordered_json to_json(const io::ModelDescription& model) const {
+    require(layers.size() == model.layers.size(), "ElasticMetadata: expected elastic sets for ", model.layers.size(),
+            " layers, found ", layers.size());
     nlohmann::ordered_json layers_json = nlohmann::ordered_json::array();
-    for (const ElasticLayerSets& sets : layers)
-      layers_json.push_back({{"mlp_widths", sets.mlp_widths},
-                             {"heads", sets.heads},
-                             {"attention_contribution", sets.attention_contribution},
-                             {"ffn_contribution", sets.ffn_contribution},
-                             {"linear_attention", sets.linear_attention},
-                             {"linear_ffn", sets.linear_ffn}});
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      layers_json.push_back({{"mlp_widths", layers[i].mlp_widths},
+                             {"heads", layers[i].heads},
+                             {"attention_contribution", layers[i].attention_contribution},
+                             {"ffn_contribution", layers[i].ffn_contribution},
+                             {"linear_attention", model.layers[i].attention_has_linear},
+                             {"linear_ffn", model.layers[i].ffn_has_linear}});
     return {{"format", 1},
             {"ranking", {{"neurons", ranking_name(ranking.neurons)}, {"heads", ranking_name(ranking.heads)}}},
             {"calibration", calibration.to_json()},
@@ -215,9 +215,6 @@ inline std::vector<ElasticLayerSets> read_elastic_sets(const nlohmann::json& ela
     };
     set.attention_contribution = contribution("attention_contribution");
     set.ffn_contribution = contribution("ffn_contribution");
-    // The flags were read with the model (io/model_config.hpp).
-    set.linear_attention = plan.attention_has_linear;
-    set.linear_ffn = plan.ffn_has_linear;
   }
   return sets;
 }
@@ -276,10 +273,6 @@ inline void write_elastic_checkpoint(const std::filesystem::path& folder, const 
           "write_elastic_checkpoint: expected f32 or bf16 tensors, found ", io::type_name(dtype));
   require(metadata.layers.size() == model.layers.size(), "write_elastic_checkpoint: expected elastic sets for ",
           model.layers.size(), " layers, found ", metadata.layers.size());
-  for (std::size_t i = 0; i < model.layers.size(); ++i)
-    require(metadata.layers[i].linear_attention == model.layers[i].attention_has_linear &&
-                metadata.layers[i].linear_ffn == model.layers[i].ffn_has_linear,
-            "write_elastic_checkpoint: layer ", i, ": the metadata's linear maps differ from the model's");
   std::error_code error;
   require(!std::filesystem::exists(folder, error), folder.string(),
           ": already exists; remove it or choose another output folder");
@@ -312,7 +305,7 @@ inline void write_elastic_checkpoint(const std::filesystem::path& folder, const 
   const std::filesystem::path partial = pattern;
   try {
     io::write_safetensors(partial / "model.safetensors", tensors, {{"format", "pt"}});
-    io::write_config_json(partial / "config.json", written, dtype, {{"elastic", metadata.to_json()}});
+    io::write_config_json(partial / "config.json", written, dtype, {{"elastic", metadata.to_json(model)}});
     io::write_tokenizer_files(partial, tokenizer, model.rope.max_positions);
     std::filesystem::rename(partial, folder);
   } catch (...) {
