@@ -239,6 +239,14 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   if ((options.device == "cuda") != table.device.starts_with("cuda"))
     std::fprintf(stderr, "search: warning: the latency table was measured on %s, the sub-networks are measured on "
                  "--device %s\n", table.device.c_str(), options.device.c_str());
+  // The model on the executor that measures (a missing device fails here,
+  // before the search).
+  RunOptions run;
+  run.model = model_path;
+  run.device = options.device;
+  run.dtype = options.dtype;
+  run.threads = options.threads;
+  const std::unique_ptr<SubnetworkMeter> meter = subnetwork_meter(run);
   const search::Phase phase = options.phase == "prefill" ? search::Phase::prefill : search::Phase::decode;
   const search::BudgetProblem problem(model, library, table, phase, options.window);
   const model::SubnetworkConfig full = model::SubnetworkConfig::full(model);
@@ -288,12 +296,6 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
 
   // Measured: latency in the phase (the searched points fitted to their
   // budgets as measured), then perplexity on the evaluation text.
-  RunOptions run;
-  run.model = model_path;
-  run.device = options.device;
-  run.dtype = options.dtype;
-  run.threads = options.threads;
-  const std::unique_ptr<SubnetworkMeter> meter = subnetwork_meter(run);
   search::LatencySettings settings;
   settings.context = table.decode_context;
   settings.prefill_tokens = table.prefill_tokens;

@@ -48,6 +48,14 @@ run("${PROGRAM}" perplexity -m "${WORK}/elastic" --budget 0.9 -f "${EVALUATION}"
 if(NOT output MATCHES "budget 0.9: the entry for fraction 0.9" OR NOT output MATCHES "perplexity [0-9.]+ over")
   message(FATAL_ERROR "perplexity at budget 0.9 did not report its entry and perplexity: ${output}")
 endif()
+# Measuring on a GPU where there is none (or in a build without CUDA) fails
+# before the search, saying so.
+execute_process(COMMAND ${CMAKE_COMMAND} -E env CUDA_VISIBLE_DEVICES=-1 "${PROGRAM}" search -m "${WORK}/elastic"
+                --evaluation "${EVALUATION}" --device cuda --output-dir "${WORK}/no_device"
+  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(status EQUAL 0 OR NOT err MATCHES "elastic: --device cuda: .*use --device cpu" OR EXISTS "${WORK}/no_device")
+  message(FATAL_ERROR "search --device cuda without a device should fail before writing anything; exit ${status}: ${err}")
+endif()
 # A budget no configuration meets: one line naming the smallest reachable latency.
 execute_process(COMMAND "${PROGRAM}" search -m "${WORK}/elastic" --evaluation "${EVALUATION}" --latency 0.02
                 --sweep-from 1 --eval-windows 1 --ctx 64 -r 1 --threads 2 --output-dir "${WORK}/unreachable"
