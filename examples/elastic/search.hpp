@@ -11,7 +11,9 @@
 // layers dropped least-contributing first — are measured: latency timed
 // directly, perplexity on the --evaluation text (which must be neither
 // the calibration nor the validation text), on --device (the executor the
-// latency table was measured on). Writes budgets.json (what
+// latency table was measured on); with --refine, the budgets are solved
+// again when the selections measure off the table's predictions as a whole
+// (fit_budgets_to_measurement). Writes budgets.json (what
 // --budget runs), pareto.svg and pareto.md into the checkpoint's folder (or
 // --output-dir), and prints the Pareto table with, for each budget, the best
 // baseline at no more measured latency.
@@ -63,7 +65,7 @@ struct SearchOptions {
   int window = 512;
   int repetitions = 3;
   int drop_layers = 0;
-  int refine = 2;
+  int refine = 0;
   std::string device = "cpu";
   std::string dtype = "f32";
   unsigned threads = 0;
@@ -103,8 +105,9 @@ struct SearchOptions {
     command.add_option("--drop-layers", drop_layers, "layer-drop baselines up to this many layers (0: half the "
                        "layers)")
         ->check(CLI::NonNegativeNumber);
-    command.add_option("--refine", refine, "rounds that solve a budget again when its selection is measured over it "
-                       "(or well under it), with the cap scaled by budget / measured")
+    command.add_option("--refine", refine, "rounds that solve every budget again with the caps divided by the table's "
+                       "measured bias (median measured / predicted fraction of the selections), when it is over 3%: for a table "
+                       "timed under other conditions; on a noisy machine it follows the noise")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     command.add_option("--device", device, "the executor the sub-networks are measured on: cpu or cuda (when built "
@@ -139,75 +142,88 @@ inline double measured_time(const search::detail::TimedRun& run, search::Phase p
   return search::detail::median(phase == search::Phase::decode ? run.decode_s : run.prefill_s);
 }
 
+// The parent is timed this many times in every round, at random places in
+// the order, and its time is the median of them: every fraction is over it,
+// so its noise would move them all.
+constexpr int kParentTimings = 5;
+
 // Times `points` (the parent first) in the same rounds: their measured time
 // and fraction of the parent's.
 inline void time_points(std::span<Point> points, SubnetworkMeter& meter, const search::LatencySettings& settings,
                         search::Phase phase) {
   std::vector<search::detail::TimedRun> runs;
   for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
+  for (int copy = 1; copy < kParentTimings; ++copy) runs.push_back({points.front().name, points.front().config, {}, {}});
   meter.time(runs, settings);
-  const double parent = measured_time(runs.front(), phase);
+  std::vector<double> parent_times{measured_time(runs.front(), phase)};
+  for (std::size_t r = points.size(); r < runs.size(); ++r) parent_times.push_back(measured_time(runs[r], phase));
+  const double parent = search::detail::median(parent_times);
   for (std::size_t p = 0; p < points.size(); ++p) {
-    points[p].measured_s = measured_time(runs[p], phase);
+    points[p].measured_s = p == 0 ? parent : measured_time(runs[p], phase);
     points[p].of_full = points[p].measured_s / parent;
   }
 }
 
-// A searched point meets its budget when measured at no more than the
-// budget plus this slack (timing noise between rounds); one measured more
-// than kUnderused below its budget leaves latency unused.
-constexpr double kBudgetSlack = 0.005;
-constexpr double kUnderused = 0.02;
+// Each searched point's measured fraction of the parent over its predicted
+// fraction: a sample of the table's bias.
+inline void add_bias_samples(std::span<const Point> searched, double full_predicted, std::vector<double>& samples) {
+  for (const Point& point : searched) samples.push_back(point.of_full / (point.predicted_s / full_predicted));
+}
+
+// A bias estimate within this of the one the caps use changes nothing. On a
+// 2-vCPU VM the median ratio of one round's selections moves by about 3%
+// between rounds, and the same sub-network timed twice in one round by up
+// to 7%: a smaller correction would follow noise.
+constexpr double kBiasTolerance = 0.03;
 
 // Fits the searched points (points[first, end)) to their budgets as
-// measured: for `rounds` rounds, each point measured over its budget + slack
-// (or under it by more than kUnderused) is solved again with its latency
-// cap scaled by budget / measured fraction, and the new selections are
-// timed beside the parent. Each budget keeps, of the selections tried, the
-// one of least score that meets it, else the fastest. Says on stderr what
-// changed. The measured time of a point timed in a later round is its
-// fraction times the parent's first measurement.
+// measured. The table's sums may run faster or slower than the executor
+// measures in this run (a table timed on a busier machine or another day,
+// or effects the per-block differences miss), which moves every selection's
+// measured fraction the same way. The bias is estimated as the median, over
+// every searched point timed so far, of measured over predicted fraction;
+// while it differs from the one the caps use by more than kBiasTolerance,
+// for up to `rounds` rounds, every budget is solved again with its cap
+// divided by it and the new selections are timed beside the parent. One
+// estimate for all budgets, pooled over the rounds, so no single timing
+// decides. The measured time of a point timed in a later round is its
+// fraction times the parent's first measurement. Says on stderr what it did.
 inline void fit_budgets_to_measurement(std::vector<Point>& points, std::size_t first, std::size_t end,
-                                       const search::BudgetProblem& problem, std::optional<double> memory,
-                                       SubnetworkMeter& meter, const search::LatencySettings& settings,
-                                       search::Phase phase, int rounds) {
-  const auto meets = [](const Point& point) { return point.of_full <= point.fraction + kBudgetSlack; };
-  std::vector<std::vector<Point>> tried(end - first);
-  for (std::size_t p = first; p < end; ++p) tried[p - first].push_back(points[p]);
+                                       const search::BudgetProblem& problem, double full_predicted,
+                                       std::optional<double> memory, SubnetworkMeter& meter,
+                                       const search::LatencySettings& settings, search::Phase phase, int rounds) {
+  if (first == end) return;
+  double used = 1.0;  // the bias the caps were divided by
+  std::vector<double> samples;
   for (int round = 1; round <= rounds; ++round) {
+    add_bias_samples(std::span<const Point>(points.data() + first, end - first), full_predicted, samples);
+    const double bias = search::detail::median(samples);
+    const bool stands = std::abs(bias - used) <= kBiasTolerance;
+    std::fprintf(stderr, "search: the selections measured %.3f times their predicted fraction (median of %zu)%s\n",
+                 bias, samples.size(), stands ? "; the budgets stand" : "");
+    if (stands) return;
+    used = bias;
     std::vector<Point> candidates{points.front()};
     std::vector<std::size_t> owners;
     for (std::size_t p = first; p < end; ++p) {
       const Point& point = points[p];
-      if (meets(point) && point.of_full >= point.fraction - kUnderused) continue;
-      const double cap = point.predicted_s * point.fraction / point.of_full;
       try {
-        const search::BlockSelection selection = search::solve_block_choice(problem.problem(), {cap, memory});
-        const model::SubnetworkConfig config = problem.config_of(selection);
-        const std::vector<Point>& before = tried[p - first];
-        if (std::any_of(before.begin(), before.end(), [&](const Point& t) { return t.config == config; })) continue;
-        candidates.push_back({point.series, point.name, config, point.fraction, selection.latency, selection.score,
-                              selection.memory});
+        const search::BlockSelection selection =
+            search::solve_block_choice(problem.problem(), {point.fraction * full_predicted / bias, memory});
+        candidates.push_back({point.series, point.name, problem.config_of(selection), point.fraction,
+                              selection.latency, selection.score, selection.memory});
         owners.push_back(p);
-      } catch (const search::BudgetError&) {
+      } catch (const search::BudgetError& error) {
+        std::fprintf(stderr, "search: %s kept: %s\n", point.name.c_str(), error.what());
       }
     }
-    if (owners.empty()) return;
-    std::fprintf(stderr, "search: round %d: %zu budgets solved again at their measured fraction\n", round,
-                 owners.size());
+    std::fprintf(stderr, "search: round %d: %zu budgets solved again with their caps divided by %.3f\n", round,
+                 owners.size(), bias);
     time_points(candidates, meter, settings, phase);
     for (std::size_t c = 1; c < candidates.size(); ++c) {
       Point& point = points[owners[c - 1]];
-      std::vector<Point>& before = tried[owners[c - 1] - first];
-      Point& candidate = before.emplace_back(candidates[c]);
-      candidate.measured_s = candidate.of_full * points.front().measured_s;
-      const Point& best = *std::min_element(before.begin(), before.end(), [&](const Point& a, const Point& b) {
-        if (meets(a) != meets(b)) return meets(a);
-        return meets(a) ? a.predicted_score < b.predicted_score : a.of_full < b.of_full;
-      });
-      std::fprintf(stderr, "search: %s: %.3f of full measured, tried %.3f; keeps %.3f\n", point.name.c_str(),
-                   point.of_full, candidate.of_full, best.of_full);
-      point = best;
+      point = candidates[c];
+      point.measured_s = point.of_full * points.front().measured_s;
     }
   }
 }
@@ -302,8 +318,8 @@ inline int run_search(const std::string& model_path, const SearchOptions& option
   settings.decode_steps = table.decode_steps;
   settings.repetitions = options.repetitions;
   search_detail::time_points(points, *meter, settings, phase);
-  search_detail::fit_budgets_to_measurement(points, 1, searched_end, problem, options.memory, *meter, settings, phase,
-                                            options.refine);
+  search_detail::fit_budgets_to_measurement(points, 1, searched_end, problem, full_predicted, options.memory, *meter,
+                                            settings, phase, options.refine);
   const std::vector<int> evaluation = tokenizer.encode(read_text_file(options.evaluation), /*add_special=*/false);
   Progress scoring("perplexity", static_cast<long>(points.size()));
   for (std::size_t p = 0; p < points.size(); ++p) {

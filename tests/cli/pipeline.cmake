@@ -36,8 +36,11 @@ endforeach()
 run("${PROGRAM}" score -m "${WORK}/elastic" --calibration "${CALIBRATION}" --windows 2 --ctx 64
     --threads 2)
 run("${PROGRAM}" latency -m "${WORK}/elastic" --ctx 32 --steps 4 -p 32 -r 1 --threads 2)
-run("${PROGRAM}" search -m "${WORK}/elastic" --evaluation "${EVALUATION}" --latency 0.9 --eval-windows 2 --ctx 64
+run("${PROGRAM}" search -m "${WORK}/elastic" --evaluation "${EVALUATION}" --latency 0.9 --eval-windows 2 --ctx 64 --refine 2
     -r 1 --threads 2)
+if(NOT output MATCHES "search: the selections measured [0-9.]+ times their predicted fraction")
+  message(FATAL_ERROR "search --refine 2 did not estimate the table's bias: ${output}")
+endif()
 foreach(file config.json model.safetensors tokenizer.json block_library.json latency_table.json budgets.json
              pareto.svg pareto.md)
   if(NOT EXISTS "${WORK}/elastic/${file}")
