@@ -179,8 +179,8 @@ inline int run_convert(const std::string& model_path, const ConvertOptions& opti
                      : 0;
   // When the moments of every half fit in --fit-memory, they are gathered in
   // the same pass; else the maps are fitted in turns after it.
-  const std::vector<std::vector<search::LayerHalf>> fit_turns =
-      options.linear ? search::plan_fit_turns(model, options.fit_memory) : std::vector<std::vector<search::LayerHalf>>{};
+  using FitTurns = std::vector<std::vector<search::LayerHalf>>;
+  const FitTurns fit_turns = options.linear ? search::plan_fit_turns(model, options.fit_memory) : FitTurns{};
   const bool fit_in_pass = fit_turns.size() == 1;
   search::CalibrationPass pass(model, weights.views(), executor, options.window);
   search::ImportanceCollector collector(model, weights.views(), executor, options.window);

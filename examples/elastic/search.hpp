@@ -105,9 +105,9 @@ struct SearchOptions {
     command.add_option("--drop-layers", drop_layers, "layer-drop baselines up to this many layers (0: half the "
                        "layers)")
         ->check(CLI::NonNegativeNumber);
-    command.add_option("--refine", refine, "rounds that solve every budget again with the caps divided by the table's "
-                       "measured bias (median measured / predicted fraction of the selections), when it is over 3%: for a table "
-                       "timed under other conditions; on a noisy machine it follows the noise")
+    command.add_option("--refine", refine, "rounds that solve every budget again with the caps divided by the "
+                       "table's measured bias (median measured / predicted fraction of the selections), when it is "
+                       "over 3%: for a table timed under other conditions; on a noisy machine it follows the noise")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     command.add_option("--device", device, "the executor the sub-networks are measured on: cpu or cuda (when built "
@@ -153,7 +153,8 @@ inline void time_points(std::span<Point> points, SubnetworkMeter& meter, const s
                         search::Phase phase) {
   std::vector<search::detail::TimedRun> runs;
   for (const Point& point : points) runs.push_back({point.name, point.config, {}, {}});
-  for (int copy = 1; copy < kParentTimings; ++copy) runs.push_back({points.front().name, points.front().config, {}, {}});
+  for (int copy = 1; copy < kParentTimings; ++copy)
+    runs.push_back({points.front().name, points.front().config, {}, {}});
   meter.time(runs, settings);
   std::vector<double> parent_times{measured_time(runs.front(), phase)};
   for (std::size_t r = points.size(); r < runs.size(); ++r) parent_times.push_back(measured_time(runs[r], phase));
