@@ -140,8 +140,7 @@ int main(int argc, char** argv) {
 #ifdef ELASTIC_CLI_CUDA
       return elastic::cli::run_command_on_cuda(command, options);
 #else
-      throw elastic::Error("--device cuda: this elastic was built without CUDA (configure with nvcc and "
-                           "ELASTIC_ENABLE_CUDA=ON); use --device cpu");
+      throw elastic::cli::cuda_not_built();
 #endif
     }
   } catch (const std::exception& error) {

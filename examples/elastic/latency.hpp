@@ -174,13 +174,11 @@ int run_latency_on_cuda(const std::string& model_path, const LatencyOptions& opt
 
 inline int run_latency(const std::string& model_path, const LatencyOptions& options) {
   if (options.device == "cuda") {
-    require(options.dtype != "quant", "--dtype quant computes on the file's quantised blocks on the host executor "
-            "only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
+    require_quant_on_host(options.dtype, options.device);
 #ifdef ELASTIC_CLI_CUDA
     return run_latency_on_cuda(model_path, options);
 #else
-    throw Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
-                "use --device cpu");
+    throw cuda_not_built();
 #endif
   }
   if (options.dtype == "quant") return measure_and_write_latency<QuantizedHostRunner<float>>(model_path, options);

@@ -42,6 +42,19 @@ inline std::filesystem::path model_folder(const std::string& model_path) {
   return std::filesystem::is_directory(path) ? path : path.parent_path();
 }
 
+// Refuses --dtype quant off the host executor, the only one that computes
+// on quantised blocks.
+inline void require_quant_on_host(const std::string& dtype, const std::string& device) {
+  require(dtype != "quant" || device == "cpu", "--dtype quant computes on the file's quantised blocks on the "
+          "host executor only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
+}
+
+// What --device cuda fails with in a build without CUDA.
+inline Error cuda_not_built() {
+  return Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
+               "use --device cpu");
+}
+
 struct RunOptions {
   std::string model;
   std::string dtype = "auto";
@@ -101,8 +114,7 @@ struct RunOptions {
   void resolve_dtype() {
     if (dtype == "auto")
       dtype = device == "cuda" ? "bf16" : model::computes_on_blocks(io::ModelSource::open(model)) ? "quant" : "f32";
-    require(dtype != "quant" || device == "cpu", "--dtype quant computes on the file's quantised blocks on the "
-            "host executor only: use --device cpu, or --dtype bf16 or f32 with --device cuda");
+    require_quant_on_host(dtype, device);
   }
 
   // The sub-network the per-layer flags start from, for `description`: the

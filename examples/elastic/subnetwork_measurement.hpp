@@ -66,8 +66,7 @@ inline std::unique_ptr<SubnetworkMeter> subnetwork_meter(const RunOptions& run) 
 #ifdef ELASTIC_CLI_CUDA
     return cuda_subnetwork_meter(run);
 #else
-    throw Error("--device cuda: this elastic was built without CUDA (configure with nvcc and ELASTIC_ENABLE_CUDA=ON); "
-                "use --device cpu");
+    throw cuda_not_built();
 #endif
   }
   if (run.dtype == "bf16") return std::make_unique<RunnerMeter<HostRunner<bfloat16_t>>>(run);
